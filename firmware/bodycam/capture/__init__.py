@@ -1,0 +1,1 @@
+"""Camera sources: the one seam between the firmware and whatever produces pixels."""

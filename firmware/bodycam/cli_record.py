@@ -1,0 +1,62 @@
+"""`bodycam record`: a headless recording without buttons, for technicians, scripts and tests.
+
+Buffers for ``--wait`` seconds, triggers a recording (pre-roll included), records for
+``--seconds``, then stops. SIGTERM/SIGINT stop it cleanly with the open segment sealed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+from . import config as configmod
+from .device import RecordingDevice
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="buffer, then record for a while, headless")
+    p.add_argument("--config", required=True, help="device config TOML")
+    p.add_argument("--data", help="override [device] data_dir")
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds of buffering before the trigger (default: the pre-event seconds)")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds to record after the trigger (0 = until killed)")
+    p.add_argument("--marker-at", type=float, action="append", default=[],
+                   help="add a marker this many seconds after the trigger (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"device": {"data_dir": str(Path(args.data).resolve())}} if args.data else None
+    cfg = configmod.load(args.config, overrides=overrides)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    wait = cfg.buffer.pre_event_seconds if args.wait is None else args.wait
+    with RecordingDevice(cfg) as dev:
+        dev.start()
+        for r in dev.recovered:
+            print(f"recovered segment {r.sequence}: {r.frames} frames kept, {r.bytes_cut} torn bytes cut", flush=True)
+        stop.wait(wait)
+        trigger = time.monotonic()
+        if not stop.is_set():
+            dev.pipeline.start_recording()
+            print("recording", flush=True)
+        markers = sorted(args.marker_at)
+        while not stop.is_set() and (args.seconds <= 0 or time.monotonic() - trigger < args.seconds):
+            if markers and time.monotonic() - trigger >= markers[0]:
+                markers.pop(0)
+                dev.pipeline.marker()
+            stop.wait(0.02)
+        dev.pipeline.stop_recording("signal" if stop.is_set() else "end_of_run")
+        stats = dev.pipeline.snapshot()
+        summary = {"data_dir": str(dev.layout.root), "segments_sealed": dev.recorder.segments_sealed,
+                   "frames_captured": stats.frames_captured, "dropped": stats.dropped, "faults": dev.faults}
+    print(json.dumps(summary) if args.json else
+          f"sealed {summary['segments_sealed']} segments in {summary['data_dir']}/segments; "
+          f"{stats.frames_captured} frames, {stats.dropped} dropped")
+    return 1 if summary["faults"] else 0

@@ -1,0 +1,272 @@
+"""Device configuration: TOML under config/, validated on load with errors that name the key.
+
+Each table is a dataclass; a field's metadata may carry ``min``/``max``/``choices``. Unknown tables
+and keys are errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _opt(default: Any, *, min: float | None = None, max: float | None = None,  # noqa: A002
+         choices: tuple[Any, ...] | None = None, help: str = "") -> Any:  # noqa: A002
+    meta = {"min": min, "max": max, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    serial: str = _opt("BC-SIM-0001")
+    officer_id: str = _opt("unassigned")
+    data_dir: str = _opt("/var/lib/bodycam", help="evidence, keys and state live here")
+    key_file: str = _opt("", help="defaults to <data_dir>/device/key.pem")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str = _opt("synthetic", choices=("synthetic", "file", "webcam", "picamera2"))
+    width: int = _opt(1280, min=64, max=4096)
+    height: int = _opt(720, min=64, max=4096)
+    fps: float = _opt(30.0, min=1, max=120)
+    seed: int = _opt(1, min=0)
+    file: str = _opt("", help="video file for source = 'file'")
+    loop: bool = _opt(True, help="file source: start again at the end instead of stopping")
+    device: str = _opt("/dev/video0", help="webcam device path or index")
+    tuning_file: str = _opt("", help="picamera2: libcamera tuning file, e.g. imx708_wide.json")
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    enabled: bool = _opt(True)
+    show_serial: bool = _opt(True)
+    show_officer: bool = _opt(True)
+    position: str = _opt("bottom-left", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
+    scale: float = _opt(1.0, min=0.25, max=4.0)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    codec: str = _opt("libx264", choices=("libx264", "h264_v4l2m2m"))
+    bitrate_kbps: int = _opt(6000, min=100, max=50000)
+    gop_seconds: float = _opt(1.0, min=0.1, max=10)
+    preset: str = _opt("ultrafast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"))
+    threads: int = _opt(0, min=0, max=16, help="0 lets the encoder choose")
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    pre_event_seconds: float = _opt(30.0, min=0, max=120)
+    max_megabytes: float = _opt(64.0, min=1, max=1024)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    segment_seconds: float = _opt(10.0, min=1, max=600)
+    fragment_seconds: float = _opt(0.5, min=0.1, max=1.0, help="fragments are fsynced at least this often")
+    max_recording_seconds: float = _opt(4 * 3600.0, min=10, max=24 * 3600)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    reserve_megabytes: float = _opt(256.0, min=0, max=1_000_000)
+
+
+@dataclass(frozen=True)
+class ButtonsConfig:
+    record_pin: int = _opt(17, min=0, max=27, help="BCM number; button to ground, internal pull-up")
+    function_pin: int = _opt(27, min=0, max=27, help="BCM number; button to ground, internal pull-up")
+    dock_pin: int = _opt(22, min=0, max=27, help="BCM number of the dock-sense input; high = docked")
+    debounce_ms: int = _opt(20, min=0, max=200, help="edges this close to the last accepted one are bounce")
+    double_press_seconds: float = _opt(0.6, min=0.1, max=2.0, help="most time between a double's presses")
+    hold_stop_seconds: float = _opt(3.0, min=0.1, max=10.0, help="record-button hold that stops recording")
+    stop_confirmation: bool = _opt(False, help="a stop hold must be confirmed by a second press")
+    stop_confirmation_seconds: float = _opt(5.0, min=1.0, max=30.0, help="time allowed for that second press")
+    stealth_hold_seconds: float = _opt(3.0, min=0.1, max=10.0, help="function-button hold toggles stealth")
+
+
+@dataclass(frozen=True)
+class IndicatorsConfig:
+    green_led_pin: int = _opt(5, min=0, max=27)
+    red_led_pin: int = _opt(6, min=0, max=27)
+    buzzer_pin: int = _opt(13, min=0, max=27, help="active buzzer")
+    vibration_pin: int = _opt(19, min=0, max=27, help="vibration motor driver")
+    record_reminder_seconds: float = _opt(120.0, min=0, max=3600,
+                                          help="two beeps this often while recording, 0 = off")
+    beeps: bool = _opt(True)
+    vibration: bool = _opt(True)
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
+    indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
+    source_path: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.device.data_dir)
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.device.key_file) if self.device.key_file else self.data_dir / "device" / "key.pem"
+
+
+# Tables other modules add to Config (buttons, indicators, dock, ...) register here first.
+def sections() -> dict[str, type]:
+    return {f.name: _resolve(Config, f) for f in dataclasses.fields(Config) if f.name != "source_path"}
+
+
+def _resolve(owner: type, f: dataclasses.Field) -> Any:
+    return typing.get_type_hints(owner)[f.name]
+
+
+def _type_name(t: Any) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(t, str(t))
+
+
+def _coerce(table: str, key: str, value: Any, f: dataclasses.Field, ftype: Any) -> Any:
+    where = f"[{table}] {key}"
+    origin = typing.get_origin(ftype)
+    if origin in (types.UnionType, typing.Union):
+        ftype = next(a for a in typing.get_args(ftype) if a is not type(None))
+        if value is None:
+            return None
+    if ftype is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: must be true or false")
+    elif ftype is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: must be a whole number")
+    elif ftype is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: must be a number")
+        value = float(value)
+    elif ftype is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: must be a string in quotes")
+    elif typing.get_origin(ftype) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} = {value!r}: must be a list")
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise ConfigError(f"{where} = {value!r}: must be one of {allowed}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if lo is not None and hi is not None:
+                raise ConfigError(f"{where} = {value!r}: must be between {lo:g} and {hi:g}")
+            if lo is not None:
+                raise ConfigError(f"{where} = {value!r}: must be at least {lo:g}")
+            raise ConfigError(f"{where} = {value!r}: must be at most {hi:g}")
+    return value
+
+
+def _build_table(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table, e.g. a line '[{name}]' followed by key = value lines")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"[{name}] {key}: unknown key; known keys are {', '.join(sorted(known))}")
+        values[key] = _coerce(name, key, value, known[key], hints[key])
+    return cls(**values)
+
+
+def from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source_path: str = "") -> Config:
+    """Validate a parsed TOML document; relative paths are taken from the config file's folder."""
+    secs = sections()
+    tables = {}
+    for name, value in raw.items():
+        if name not in secs:
+            raise ConfigError(f"[{name}]: unknown table; known tables are {', '.join(sorted(secs))}")
+        tables[name] = _build_table(name, secs[name], value)
+    cfg = Config(**tables, source_path=source_path)
+    cfg = _resolve_paths(cfg, base_dir)
+    _cross_check(cfg)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base_dir: Path | None) -> Config:
+    if base_dir is None:
+        return cfg
+
+    def absolute(p: str) -> str:
+        return str((base_dir / p).resolve()) if p and not Path(p).is_absolute() else p
+
+    device = dataclasses.replace(cfg.device, data_dir=absolute(cfg.device.data_dir),
+                                 key_file=absolute(cfg.device.key_file))
+    camera = dataclasses.replace(cfg.camera, file=absolute(cfg.camera.file))
+    return dataclasses.replace(cfg, device=device, camera=camera)
+
+
+def _cross_check(cfg: Config) -> None:
+    if cfg.camera.source == "file" and not cfg.camera.file:
+        raise ConfigError("[camera] file: required when source = 'file'; give the path of a video file")
+    if cfg.camera.width % 2 or cfg.camera.height % 2:
+        raise ConfigError(f"[camera] width/height = {cfg.camera.width}x{cfg.camera.height}: "
+                          "H.264 needs even numbers")
+    if cfg.recording.segment_seconds < cfg.encoder.gop_seconds:
+        raise ConfigError(f"[recording] segment_seconds = {cfg.recording.segment_seconds:g}: must be at least "
+                          f"[encoder] gop_seconds ({cfg.encoder.gop_seconds:g}), segments start on keyframes")
+    if not cfg.device.serial.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"[device] serial = {cfg.device.serial!r}: use letters, digits, '-' and '_' only")
+    _check_pins(cfg)
+    if cfg.buttons.debounce_ms / 1000 >= cfg.buttons.double_press_seconds:
+        raise ConfigError(f"[buttons] debounce_ms = {cfg.buttons.debounce_ms}: must be shorter than "
+                          f"double_press_seconds ({cfg.buttons.double_press_seconds:g} s)")
+
+
+def _check_pins(cfg: Config) -> None:
+    """Two devices on one GPIO would fight (an LED driving a button input), so every pin is distinct."""
+    seen: dict[int, str] = {}
+    for table in ("buttons", "indicators"):
+        section = getattr(cfg, table)
+        for f in dataclasses.fields(section):
+            if not f.name.endswith("_pin"):
+                continue
+            pin, key = getattr(section, f.name), f"[{table}] {f.name}"
+            if pin in seen:
+                raise ConfigError(f"{seen[pin]} and {key} are both GPIO {pin}: give each its own pin")
+            seen[pin] = key
+
+
+def load(path: str | Path, *, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line naming file and key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; pass --config with an existing file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    for table, values in (overrides or {}).items():
+        raw.setdefault(table, {}).update(values)
+    try:
+        return from_dict(raw, base_dir=p.parent.resolve(), source_path=str(p))
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None

@@ -1,0 +1,109 @@
+"""The composition root: builds the recording stack from a config, with every seam injectable.
+
+Tests and the simulator pass a ManualClock, a synthetic source, an in-memory free-space probe or
+another signer; the daemon on a Pi passes nothing and gets the real ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .capture.factory import open_source
+from .capture.frame import CameraSource
+from .clock import Clock, SystemClock
+from .config import Config
+from .encode.h264 import H264Encoder
+from .evidence.audit import AuditLog
+from .evidence.chain import ChainState
+from .evidence.sealer import Sealer
+from .evidence.signer import FileKeySigner, Signer
+from .layout import DataLayout
+from .pipeline import Pipeline
+from .prebuffer import PreEventBuffer
+from .recorder import Recorder
+from .recovery import Recovered, recover
+from .storage.reserve import FreeBytes, StorageGuard, statvfs_free
+from .watermark import Watermarker
+
+CLOCK_PLAUSIBLE_AFTER_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01: earlier means no RTC, no sync
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return str(uuid.uuid4())
+
+
+class RecordingDevice:
+    """Source, encoder, buffer, recorder and audit log for one data directory."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, source: CameraSource | None = None,
+                 signer: Signer | None = None, free_bytes: FreeBytes = statvfs_free) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.layout = DataLayout(config.data_dir)
+        self.layout.create()
+        self.signer = signer or FileKeySigner.load(config.key_path)
+        self.faults: list[str] = []
+        self.chain = ChainState(self.layout.chain)
+        self.audit = AuditLog(self.layout.audit_log, signer=self.signer, clock=self.clock, boot_id=boot_id())
+        self.sealer = Sealer(signer=self.signer, chain=self.chain)
+        self.storage = StorageGuard(self.layout.root,
+                                    reserve_bytes=int(config.storage.reserve_megabytes * 1_000_000),
+                                    free_bytes=free_bytes)
+        self.recovered: list[Recovered] = recover(self.layout.segments, chain=self.chain, sealer=self.sealer,
+                                                  serial=config.device.serial)
+        for r in self.recovered:
+            self.audit.append("segment_recovered", sequence=r.sequence, recording_id=r.recording_id,
+                              frames=r.frames, bytes_kept=r.bytes_kept, bytes_cut=r.bytes_cut)
+        cam, enc = config.camera, config.encoder
+        self.source = source or open_source(cam, self.clock)
+        self.encoder = H264Encoder(width=cam.width, height=cam.height, fps=cam.fps,
+                                   bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds,
+                                   codec=enc.codec, preset=enc.preset, threads=enc.threads)
+        watermark = (Watermarker(config.watermark, serial=config.device.serial,
+                                 officer_id=config.device.officer_id)
+                     if config.watermark.enabled else None)
+        self.prebuffer = PreEventBuffer(seconds=config.buffer.pre_event_seconds,
+                                        max_bytes=int(config.buffer.max_megabytes * 1_000_000))
+        self.recorder = Recorder(config=config, layout=self.layout, sealer=self.sealer, chain=self.chain,
+                                 storage=self.storage, clock=self.clock, extradata=lambda: self.encoder.extradata,
+                                 codec=enc.codec, clock_status=self.clock_status, events=self._event)
+        self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
+                                 prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
+                                 on_fault=self._fault)
+        self._closed = False
+
+    def clock_status(self) -> dict[str, Any]:
+        if self.clock.utc_ns() < CLOCK_PLAUSIBLE_AFTER_NS:
+            return {"status": "not_set"}
+        return {"status": "unsynced"}
+
+    def _event(self, event: str, **data: Any) -> None:
+        self.audit.append(event, **data)
+
+    def _fault(self, message: str) -> None:
+        self.faults.append(message)
+        self.audit.append("fault", message=message)
+
+    def start(self) -> None:
+        self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path)
+        self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds)
+        self.pipeline.start()
+
+    def close(self, reason: str = "shutdown") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pipeline.close(reason)
+        self.audit.append("power_off", reason=reason)
+        self.audit.close()
+
+    def __enter__(self) -> RecordingDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

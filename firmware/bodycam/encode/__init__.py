@@ -1,0 +1,1 @@
+"""H.264 encoding: frames in, timestamped packets out."""

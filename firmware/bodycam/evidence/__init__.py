@@ -1,0 +1,1 @@
+"""Evidence: device key, segment manifests, the device-wide hash chain."""

@@ -1,0 +1,229 @@
+"""The capture pipeline: source -> watermark -> encoder -> (pre-event buffer | writer) -> recorder.
+
+Three threads, so that no stage waits on a slower one:
+- capture: paces the source and burns the watermark; if the encoder is behind, the frame is
+  dropped and counted (never silently), rather than growing a queue of raw frames.
+- encode: turns frames into packets and routes them: into the RAM pre-event buffer while
+  buffering, or onto the writer queue while recording.
+- writer: muxes, fsyncs and seals segments. Disk stalls (an SD card fsync can take 100 ms) only
+  grow a queue of small compressed packets; capture and encoding carry on.
+Commands (start, stop, marker) go through the writer queue too, so they stay ordered with packets.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .capture.frame import CameraSource, Frame
+from .clock import Clock
+from .encode.h264 import H264Encoder
+from .encode.packet import EncodedPacket
+from .errors import BodycamError
+from .prebuffer import PreEventBuffer
+from .recorder import Recorder
+from .watermark import Watermarker
+
+_END = object()
+
+
+@dataclass
+class _Start:
+    trigger_mono_ns: int
+    trigger_utc_ns: int
+    preroll: list[EncodedPacket]
+
+
+@dataclass
+class _Stop:
+    reason: str
+    done: threading.Event
+
+
+@dataclass
+class _Marker:
+    mono_ns: int
+    utc_ns: int
+    note: str
+
+
+@dataclass
+class PipelineStats:
+    frames_captured: int = 0
+    frames_encoded: int = 0
+    dropped_by_source: int = 0
+    dropped_in_queue: int = 0
+    writer_queue: int = 0
+    buffer_seconds: float = 0.0
+    buffer_bytes: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_by_source + self.dropped_in_queue
+
+
+class Pipeline:
+    def __init__(self, *, source: CameraSource, encoder: H264Encoder, watermarker: Watermarker | None,
+                 prebuffer: PreEventBuffer, recorder: Recorder, clock: Clock,
+                 on_fault: Callable[[str], None] = lambda msg: None,
+                 on_source_end: Callable[[], None] = lambda: None,
+                 frame_queue: int = 3) -> None:
+        self.source = source
+        self.encoder = encoder
+        self.watermarker = watermarker
+        self.prebuffer = prebuffer
+        self.recorder = recorder
+        self.clock = clock
+        self._on_fault = on_fault
+        self._on_source_end = on_source_end
+        self._frames: queue.Queue[Any] = queue.Queue(maxsize=frame_queue)
+        self._writes: queue.Queue[Any] = queue.Queue()
+        self._route = threading.Lock()
+        self._recording = False
+        self._buffering = True
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.stats = PipelineStats()
+        self.last_frame: Frame | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.source.start()
+        for name, target in (("capture", self._capture_loop), ("encode", self._encode_loop),
+                             ("writer", self._writer_loop)):
+            t = threading.Thread(target=target, name=f"bodycam-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self, reason: str = "shutdown") -> None:
+        """Stop capture, seal the open segment, join the threads. Idempotent."""
+        if self._stopping.is_set():
+            return
+        self.stop_recording(reason, wait=False)
+        self._stopping.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        self.source.close()
+        self.encoder.close()
+
+    # --- commands -----------------------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        return self._recording
+
+    def set_buffering(self, enabled: bool) -> None:
+        """Docked cameras do not buffer (as on real cameras); the buffer is emptied."""
+        with self._route:
+            self._buffering = enabled
+            if not enabled:
+                self.prebuffer.clear()
+
+    def start_recording(self) -> tuple[int, int]:
+        """Returns at once: the pre-roll is handed to the writer, which muxes it in the background."""
+        mono, utc = self.clock.monotonic_ns(), self.clock.utc_ns()
+        with self._route:
+            if self._recording:
+                return mono, utc
+            preroll = self.prebuffer.take(mono)
+            self.encoder.force_keyframe()
+            self._recording = True
+            self._writes.put(_Start(mono, utc, preroll))
+        return mono, utc
+
+    def stop_recording(self, reason: str = "button", *, wait: bool = True, timeout: float = 30.0) -> None:
+        with self._route:
+            if not self._recording:
+                return
+            self._recording = False
+            done = threading.Event()
+            self._writes.put(_Stop(reason, done))
+        if wait:
+            done.wait(timeout)
+
+    def marker(self, note: str = "") -> None:
+        self._writes.put(_Marker(self.clock.monotonic_ns(), self.clock.utc_ns(), note))
+
+    def snapshot(self) -> PipelineStats:
+        s = self.stats
+        s.dropped_by_source = self.source.dropped
+        s.writer_queue = self._writes.qsize()
+        s.buffer_seconds = self.prebuffer.duration_s()
+        s.buffer_bytes = self.prebuffer.nbytes
+        return s
+
+    # --- threads ------------------------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    self._on_source_end()
+                    break
+                if self.watermarker is not None:
+                    self.watermarker.apply(frame)
+                self.stats.frames_captured += 1
+                self.last_frame = frame
+                try:
+                    self._frames.put_nowait(frame)
+                except queue.Full:
+                    self.stats.dropped_in_queue += 1
+        except BodycamError as e:
+            self._on_fault(str(e))
+        finally:
+            self._frames.put(_END)
+
+    def _encode_loop(self) -> None:
+        try:
+            while True:
+                frame = self._frames.get()
+                if frame is _END:
+                    packets = self.encoder.flush()
+                    for p in packets:
+                        self._route_packet(p)
+                    break
+                for p in self.encoder.encode(frame):
+                    self._route_packet(p)
+                self.stats.frames_encoded += 1
+        finally:
+            self._writes.put(_END)
+
+    def _route_packet(self, packet: EncodedPacket) -> None:
+        with self._route:
+            if self._recording:
+                self._writes.put(packet)
+            elif self._buffering:
+                self.prebuffer.push(packet)
+
+    def _writer_loop(self) -> None:
+        rec = self.recorder
+        while True:
+            item = self._writes.get()
+            try:
+                if item is _END:
+                    rec.stop("shutdown")
+                    return
+                if isinstance(item, EncodedPacket):
+                    rec.write(item)
+                elif isinstance(item, _Start):
+                    rec.start(trigger_mono_ns=item.trigger_mono_ns, trigger_utc_ns=item.trigger_utc_ns,
+                              preroll=item.preroll)
+                elif isinstance(item, _Stop):
+                    rec.stop(item.reason)
+                    item.done.set()
+                elif isinstance(item, _Marker):
+                    rec.marker(mono_ns=item.mono_ns, utc_ns=item.utc_ns, note=item.note)
+            except BodycamError as e:
+                self._fault(str(e))
+            if rec.fault and self._recording:
+                self._fault(rec.fault)
+
+    def _fault(self, message: str) -> None:
+        with self._route:
+            self._recording = False
+        self._on_fault(message)

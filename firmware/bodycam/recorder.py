@@ -1,0 +1,247 @@
+"""A recording's lifecycle: pre-roll in, consecutive sealed segments out, no frame lost between them.
+
+Fed packets by the pipeline's encode thread; ``start``/``stop``/``marker`` may come from any thread,
+so one lock guards the open segment. Segment and recording boundaries fall on keyframes only; a
+recording longer than ``max_recording_seconds`` rolls into a new recording at the same keyframe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .clock import Clock
+from .config import Config
+from .encode.packet import EncodedPacket
+from .errors import StorageFullError
+from .evidence.chain import ChainState
+from .evidence.manifest import SegmentFacts, SegmentPaths, stamp
+from .evidence.sealer import Sealer
+from .layout import DataLayout
+from .segments.journal import SegmentJournal
+from .segments.writer import SegmentWriter, ticks
+from .storage.reserve import StorageGuard
+
+EventSink = Callable[..., None]
+
+
+def _noop(event: str, **data: Any) -> None:
+    pass
+
+
+@dataclass
+class _Open:
+    paths: SegmentPaths
+    writer: SegmentWriter
+    journal: SegmentJournal
+    facts: SegmentFacts
+
+
+class Recorder:
+    def __init__(self, *, config: Config, layout: DataLayout, sealer: Sealer, chain: ChainState,
+                 storage: StorageGuard, clock: Clock, extradata: Callable[[], bytes], codec: str,
+                 clock_status: Callable[[], dict[str, Any]] = lambda: {"status": "unknown"},
+                 events: EventSink = _noop) -> None:
+        self.cfg = config
+        self.layout = layout
+        self.sealer = sealer
+        self.chain = chain
+        self.storage = storage
+        self.clock = clock
+        self._extradata = extradata
+        self._codec = codec
+        self._clock_status = clock_status
+        self._events = events
+        self._lock = threading.RLock()
+        self._open: _Open | None = None
+        self.recording_id: str | None = None
+        self._trigger: dict[str, Any] | None = None
+        self._segment_index = 0
+        self._recording_first_ns = 0
+        self._pre_event_s: float | None = None
+        self._pending_markers: list[dict[str, Any]] = []
+        self.segments_sealed = 0
+        self.fault: str | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self.recording_id is not None
+
+    def _segment_budget(self) -> int:
+        """Bytes a segment may take at the configured bitrate, with headroom for complex scenes."""
+        rec = self.cfg.recording
+        return int(self.cfg.encoder.bitrate_kbps * 1000 / 8 * rec.segment_seconds * 2)
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def start(self, *, trigger_mono_ns: int, trigger_utc_ns: int, preroll: list[EncodedPacket]) -> str:
+        """Begin a recording with the buffered packets (already cut to start on a keyframe)."""
+        with self._lock:
+            if self.recording_id is not None:
+                return self.recording_id
+            self.storage.check(self._segment_budget())
+            self.fault = None
+            self._begin(trigger_mono_ns, trigger_utc_ns, reason="button")
+            if preroll:
+                self._pre_event_s = max(0.0, (trigger_mono_ns - preroll[0].mono_ns) / 1e9)
+            for p in preroll:
+                self._write(p)
+            return self.recording_id  # type: ignore[return-value]
+
+    def _begin(self, trigger_mono_ns: int, trigger_utc_ns: int, *, reason: str) -> None:
+        seq_hint = self.chain.head.next_sequence
+        self.recording_id = f"{self.cfg.device.serial}-{seq_hint:010d}"
+        self._trigger = {**stamp(trigger_utc_ns, trigger_mono_ns), "reason": reason}
+        self._segment_index = 0
+        self._recording_first_ns = 0
+        self._pre_event_s = None
+        self._events("record_start", recording_id=self.recording_id, trigger=self._trigger)
+
+    def write(self, packet: EncodedPacket) -> None:
+        with self._lock:
+            if self.recording_id is not None:
+                self._write(packet)
+
+    def marker(self, *, mono_ns: int, utc_ns: int, note: str = "") -> bool:
+        with self._lock:
+            if self.recording_id is None:
+                return False
+            m = {**stamp(utc_ns, mono_ns), "note": note}
+            if self._open is not None:
+                self._attach_marker(m)
+            else:
+                self._pending_markers.append(m)
+            self._events("marker", recording_id=self.recording_id, **m)
+            return True
+
+    def stop(self, reason: str = "button") -> None:
+        with self._lock:
+            if self.recording_id is None:
+                return
+            rid = self.recording_id
+            self._close_segment(end_reason=reason)
+            self.recording_id = None
+            self._trigger = None
+            self._events("record_stop", recording_id=rid, reason=reason)
+
+    # --- packet path ----------------------------------------------------------------------------
+
+    def _write(self, packet: EncodedPacket) -> None:
+        if self.fault:
+            return
+        o = self._open
+        try:
+            if o is None:
+                if not packet.keyframe:
+                    return  # waiting for the keyframe forced at the trigger
+                self._recording_first_ns = packet.mono_ns
+                self._open_segment(packet)
+            elif packet.keyframe:
+                if packet.mono_ns - self._recording_first_ns >= self.cfg.recording.max_recording_seconds * 1e9:
+                    self._roll_recording(packet)
+                elif packet.mono_ns - o.writer.first.mono_ns >= self._segment_ns():  # type: ignore[union-attr]
+                    self.storage.check(self._segment_budget())  # before closing: a full disk ends it here
+                    self._close_segment(end_reason=None)
+                    self._open_segment(packet)
+        except StorageFullError as e:
+            self._storage_fault(str(e))
+            return
+        o = self._open
+        assert o is not None
+        try:
+            o.writer.write(packet)
+        except OSError as e:
+            self._storage_fault(f"write failed: {e.strerror or e}")
+            return
+        if o.writer.frame_count % max(1, round(self.cfg.camera.fps)) == 0:
+            try:
+                self.storage.check()
+            except StorageFullError as e:
+                self._storage_fault(str(e))
+
+    def _segment_ns(self) -> float:
+        # half a frame of slack so a keyframe due "exactly" at the boundary opens the next segment
+        return self.cfg.recording.segment_seconds * 1e9 - 0.5e9 / self.cfg.camera.fps
+
+    def _roll_recording(self, packet: EncodedPacket) -> None:
+        """Axon-style 4 h limit: close this recording and continue in a new one at the same keyframe."""
+        old = self.recording_id
+        self._close_segment(end_reason="max_length")
+        self._events("record_stop", recording_id=old, reason="max_length")
+        self._begin(packet.mono_ns, packet.utc_ns, reason="continuation")
+        self._recording_first_ns = packet.mono_ns
+        self._open_segment(packet)
+
+    def _open_segment(self, first: EncodedPacket) -> None:
+        self.storage.check(self._segment_budget())
+        seq = self.chain.peek_sequence()  # journal first: recovery must see every reserved number
+        paths = SegmentPaths(self.layout.segments, seq)
+        enc, cam = self.cfg.encoder, self.cfg.camera
+        facts = SegmentFacts(
+            device_serial=self.cfg.device.serial, key_id=self.sealer.signer.key_id,
+            officer_id=self.cfg.device.officer_id, recording_id=self.recording_id or "",
+            segment_index=self._segment_index, sequence=seq, codec="h264", width=cam.width,
+            height=cam.height, fps=cam.fps, bitrate_kbps=enc.bitrate_kbps, trigger=dict(self._trigger or {}),
+            firmware_version=__version__, clock=self._clock_status(),
+            pre_event_configured_seconds=self.cfg.buffer.pre_event_seconds if self._segment_index == 0 else None,
+            pre_event_seconds=self._pre_event_s if self._segment_index == 0 else None,
+            first_frame=stamp(first.utc_ns, first.mono_ns) | {"pts": 0},
+            encoder=self._codec,
+        )
+        journal = SegmentJournal(paths.journal, header=facts.to_journal())
+        if self.chain.reserve_sequence() != seq:
+            raise RuntimeError("sequence reserved twice: only the writer thread may open segments")
+        writer = SegmentWriter(paths.partial, width=cam.width, height=cam.height, fps=cam.fps,
+                               extradata=self._extradata(),
+                               fragment_seconds=self.cfg.recording.fragment_seconds)
+        self._open = _Open(paths, writer, journal, facts)
+        self._segment_index += 1
+        for m in self._pending_markers:
+            self._attach_marker(m)
+        self._pending_markers.clear()
+
+    def _attach_marker(self, marker: dict[str, Any]) -> None:
+        o = self._open
+        assert o is not None
+        o.facts.markers.append(marker)
+        o.journal.append({"marker": marker})
+
+    def _close_segment(self, *, end_reason: str | None) -> None:
+        o = self._open
+        if o is None:
+            return
+        self._open = None
+        sha, size = o.writer.close()
+        o.journal.close()
+        f = o.facts
+        last = o.writer.last
+        assert last is not None and o.writer.first is not None
+        f.last_frame = stamp(last.utc_ns, last.mono_ns) | {"pts": ticks(last.mono_ns - o.writer.first.mono_ns)}
+        f.frame_count = o.writer.frame_count
+        f.dropped_frames = o.writer.dropped_frames
+        f.end_reason = end_reason
+        self.sealer.seal(o.paths, f, media_sha256=sha, media_size=size)
+        self.segments_sealed += 1
+        self._events("segment_sealed", recording_id=f.recording_id, sequence=f.sequence,
+                     segment_index=f.segment_index, frames=f.frame_count, bytes=size, media_sha256=sha)
+
+    def _storage_fault(self, message: str) -> None:
+        """Keep what is written (sealed), refuse more; never delete anything to make room."""
+        self.fault = message
+        rid = self.recording_id
+        try:
+            self._close_segment(end_reason="storage_full")
+        except OSError:
+            if self._open is not None:  # not even the manifest fits: leave it for recovery
+                self._open.writer.abandon()
+                self._open.journal.close()
+                self._open = None
+        self.recording_id = None
+        self._trigger = None
+        self._events("storage_full", recording_id=rid, message=message)
+
+    def close(self, reason: str = "shutdown") -> None:
+        self.stop(reason)

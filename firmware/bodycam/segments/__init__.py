@@ -1,0 +1,1 @@
+"""Segments: fragmented MP4 files written, sealed and recovered."""

@@ -1,0 +1,1 @@
+"""Durable files on the device: atomic writes and the free-space reserve."""

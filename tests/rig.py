@@ -1,0 +1,88 @@
+"""A synchronous recording rig: real encoder, buffer, recorder, sealer and chain on a ManualClock.
+
+It replaces only the pipeline's threads (routing a packet is one if-statement), so tests can place
+a trigger between two exact frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from framecode import coded_frame
+
+from bodycam import config as configmod
+from bodycam.capture.frame import Frame
+from bodycam.clock import ManualClock
+from bodycam.encode.h264 import H264Encoder
+from bodycam.evidence.chain import ChainState
+from bodycam.evidence.sealer import Sealer
+from bodycam.evidence.signer import FileKeySigner, generate_key
+from bodycam.layout import DataLayout
+from bodycam.prebuffer import PreEventBuffer
+from bodycam.recorder import Recorder
+from bodycam.storage.reserve import StorageGuard
+
+
+def small_config(data: Path, **tables: dict[str, Any]) -> configmod.Config:
+    raw: dict[str, Any] = {
+        "device": {"serial": "BC-TEST-0001", "officer_id": "PC-4711", "data_dir": str(data)},
+        "camera": {"width": 160, "height": 120, "fps": 10},
+        "encoder": {"bitrate_kbps": 300},
+        "buffer": {"pre_event_seconds": 3},
+        "recording": {"segment_seconds": 2},
+        "storage": {"reserve_megabytes": 0},
+    }
+    for name, values in tables.items():
+        raw.setdefault(name, {}).update(values)
+    return configmod.from_dict(raw)
+
+
+class Rig:
+    def __init__(self, data: Path, *, free_bytes=None, **tables: dict[str, Any]) -> None:
+        self.cfg = small_config(data, **tables)
+        self.clock = ManualClock()
+        self.layout = DataLayout(data)
+        self.layout.create()
+        if not self.cfg.key_path.exists():
+            generate_key(self.cfg.key_path)
+        self.signer = FileKeySigner.load(self.cfg.key_path)
+        self.chain = ChainState(self.layout.chain)
+        cam, enc = self.cfg.camera, self.cfg.encoder
+        self.encoder = H264Encoder(width=cam.width, height=cam.height, fps=cam.fps,
+                                   bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds)
+        self.buffer = PreEventBuffer(seconds=self.cfg.buffer.pre_event_seconds, max_bytes=50_000_000)
+        self.events: list[tuple[str, dict]] = []
+        guard = StorageGuard(data, reserve_bytes=int(self.cfg.storage.reserve_megabytes * 1e6),
+                             **({"free_bytes": free_bytes} if free_bytes else {}))
+        self.recorder = Recorder(config=self.cfg, layout=self.layout,
+                                 sealer=Sealer(signer=self.signer, chain=self.chain), chain=self.chain,
+                                 storage=guard, clock=self.clock, extradata=lambda: self.encoder.extradata,
+                                 codec="libx264", events=lambda e, **d: self.events.append((e, d)))
+        self.index = 0
+        self.captured: dict[int, tuple[int, int]] = {}  # frame index -> (mono_ns, utc_ns)
+
+    def frames(self, n: int) -> None:
+        """Capture, encode and route n frames, 1/fps apart."""
+        for _ in range(n):
+            self.clock.advance(1 / self.cfg.camera.fps)
+            f = Frame(coded_frame(self.index, self.cfg.camera.width, self.cfg.camera.height), self.index,
+                      self.clock.monotonic_ns(), self.clock.utc_ns())
+            self.captured[self.index] = (f.mono_ns, f.utc_ns)
+            self.index += 1
+            for p in self.encoder.encode(f):
+                if self.recorder.recording:
+                    self.recorder.write(p)
+                else:
+                    self.buffer.push(p)
+
+    def trigger(self) -> int:
+        """Half a frame after the last frame, as a button press would land."""
+        self.clock.advance(0.5 / self.cfg.camera.fps)
+        t = self.clock.monotonic_ns()
+        self.encoder.force_keyframe()
+        self.recorder.start(trigger_mono_ns=t, trigger_utc_ns=self.clock.utc_ns(), preroll=self.buffer.take(t))
+        return t
+
+    def segments(self) -> list[Path]:
+        return sorted(self.layout.segments.glob("seg-*.mp4"))

@@ -1,0 +1,1 @@
+"""The officer-facing controls: buttons -> gestures -> intents, and LEDs/buzzer/vibration feedback."""

@@ -11,7 +11,7 @@ from . import __version__
 from .errors import BodycamError
 
 # Subcommand modules, each with add_parser(subparsers) and run(args) -> int.
-COMMANDS = ["cli_keygen", "cli_record", "cli_verify"]
+COMMANDS = ["cli_keygen", "cli_record", "cli_recover", "cli_verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""The on-device daemon: state machine, control socket, systemd integration."""

@@ -70,7 +70,7 @@ class Pipeline:
                  prebuffer: PreEventBuffer, recorder: Recorder, clock: Clock,
                  on_fault: Callable[[str], None] = lambda msg: None,
                  on_source_end: Callable[[], None] = lambda: None,
-                 frame_queue: int = 3) -> None:
+                 frame_queue: int = 3, drop_when_behind: bool = True) -> None:
         self.source = source
         self.encoder = encoder
         self.watermarker = watermarker
@@ -80,6 +80,7 @@ class Pipeline:
         self._on_fault = on_fault
         self._on_source_end = on_source_end
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=frame_queue)
+        self._drop_when_behind = drop_when_behind  # False: offline input (a file, a benchmark) waits instead
         self._writes: queue.Queue[Any] = queue.Queue()
         self._route = threading.Lock()
         self._recording = False
@@ -170,7 +171,7 @@ class Pipeline:
                 self.stats.frames_captured += 1
                 self.last_frame = frame
                 try:
-                    self._frames.put_nowait(frame)
+                    self._frames.put(frame, block=not self._drop_when_behind)
                 except queue.Full:
                     self.stats.dropped_in_queue += 1
         except BodycamError as e:

@@ -17,6 +17,32 @@ from .packet import EncodedPacket
 ENCODER_TIME_BASE = Fraction(1, 90_000)
 
 
+def open_context(*, width: int, height: int, fps: float, bitrate_kbps: int, gop_seconds: float,
+                 codec: str = "libx264", preset: str = "ultrafast", threads: int = 0) -> av.CodecContext:
+    """An opened H.264 encoder context with bodycam's settings (also the benchmark's baseline)."""
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+    except (av.error.FFmpegError, ValueError) as e:
+        raise SourceError(f"encoder {codec!r} is not available in this PyAV build ({e}); "
+                          "set [encoder] codec = 'libx264'") from None
+    ctx.width, ctx.height = width, height
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = ENCODER_TIME_BASE
+    ctx.framerate = Fraction(fps).limit_denominator(1001)
+    ctx.bit_rate = bitrate_kbps * 1000
+    ctx.gop_size = max(1, round(gop_seconds * fps))
+    ctx.max_b_frames = 0
+    ctx.flags |= Flags.global_header  # SPS/PPS as extradata, so every MP4 segment carries them
+    if threads:
+        ctx.thread_count = threads
+    if codec == "libx264":
+        ctx.options = {"preset": preset, "tune": "zerolatency", "forced-idr": "1",
+                       "x264-params": f"keyint={ctx.gop_size}:min-keyint={ctx.gop_size}:scenecut=0:"
+                                      f"vbv-maxrate={bitrate_kbps}:vbv-bufsize={bitrate_kbps}"}
+    ctx.open()
+    return ctx
+
+
 class H264Encoder:
     """Encodes frames one by one; ``force_keyframe`` makes the next frame an IDR (record start).
 
@@ -28,27 +54,8 @@ class H264Encoder:
                  codec: str = "libx264", preset: str = "ultrafast", threads: int = 0) -> None:
         self.width, self.height, self.fps = width, height, fps
         self.codec_name = codec
-        try:
-            ctx = av.CodecContext.create(codec, "w")
-        except (av.error.FFmpegError, ValueError) as e:
-            raise SourceError(f"encoder {codec!r} is not available in this PyAV build ({e}); "
-                              "set [encoder] codec = 'libx264'") from None
-        ctx.width, ctx.height = width, height
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = ENCODER_TIME_BASE
-        ctx.framerate = Fraction(fps).limit_denominator(1001)
-        ctx.bit_rate = bitrate_kbps * 1000
-        ctx.gop_size = max(1, round(gop_seconds * fps))
-        ctx.max_b_frames = 0
-        ctx.flags |= Flags.global_header  # SPS/PPS as extradata, so every MP4 segment carries them
-        if threads:
-            ctx.thread_count = threads
-        if codec == "libx264":
-            ctx.options = {"preset": preset, "tune": "zerolatency", "forced-idr": "1",
-                           "bframes": "0", "sc_threshold": "0",
-                           "x264-params": f"keyint={ctx.gop_size}:min-keyint={ctx.gop_size}:scenecut=0:"
-                                          f"vbv-maxrate={bitrate_kbps}:vbv-bufsize={bitrate_kbps}"}
-        ctx.open()
+        ctx = open_context(width=width, height=height, fps=fps, bitrate_kbps=bitrate_kbps,
+                           gop_seconds=gop_seconds, codec=codec, preset=preset, threads=threads)
         self._ctx = ctx
         self._pending: deque[Frame] = deque()
         self._force_key = False

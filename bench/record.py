@@ -1,0 +1,229 @@
+"""`scripts/bench record`: the recording pipeline's speed, drops, memory and trigger latency.
+
+Every figure is measured in this run, against a baseline measured in the same run:
+1. throughput: the full pipeline (source -> watermark -> encode -> buffer -> segment -> hash ->
+   sign -> fsync) over a bare PyAV encode of the same frames with the same settings;
+2. dropped frames over a real-time minute of recording at 1280x720 and 1920x1080, 30 fps, in a real
+   `bodycam record` process, whose RSS is sampled with a 30 s pre-event buffer full at 1080p;
+3. trigger -> recording state latency, and trigger -> pre-roll sealed on disk, over repeated presses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+
+from bodycam import config as configmod
+from bodycam.capture.frame import Frame
+from bodycam.capture.synthetic import SyntheticSource
+from bodycam.clock import SystemClock
+from bodycam.device import RecordingDevice
+from bodycam.encode.h264 import open_context
+from bodycam.evidence.signer import generate_key
+
+TARGETS = {"ratio": 0.90, "dropped_720p": 0, "rss_mb": 250, "trigger_p99_ms": 50}
+
+
+def make_config(tmp: Path, name: str, *, width: int, height: int, pre: float) -> Path:
+    data = tmp / name
+    path = tmp / f"{name}.toml"
+    path.write_text(f"""
+[device]
+serial = "BC-BENCH-0001"
+officer_id = "PC-BENCH"
+data_dir = "{data}"
+[camera]
+width = {width}
+height = {height}
+fps = 30
+[buffer]
+pre_event_seconds = {pre}
+[storage]
+reserve_megabytes = 0
+""")
+    generate_key(configmod.load(path).key_path)
+    return path
+
+
+# --- 1. throughput ------------------------------------------------------------------------------
+
+class ReplaySource:
+    """Unpaced frames from memory, so throughput is limited by the pipeline, not by a clock."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float) -> None:
+        self.frames, self.fps = frames, fps
+        self.height, self.width = frames[0].shape[:2]
+        self._i = 0
+        self._clock = SystemClock()
+
+    def start(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self._i >= len(self.frames):
+            return None
+        i = self._i
+        self._i += 1
+        # capture times on the nominal grid, as a camera would stamp them
+        return Frame(self.frames[i].copy(), i, 10**9 + int(i * 1e9 / self.fps), 1_800_000_000 * 10**9 + i)
+
+    @property
+    def dropped(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def bare_encode(frames: list[np.ndarray], cfg: configmod.Config) -> float:
+    """The baseline: PyAV alone, the same encoder settings, no watermark, buffer, muxing or evidence."""
+    enc = cfg.encoder
+    ctx = open_context(width=cfg.camera.width, height=cfg.camera.height, fps=cfg.camera.fps,
+                       bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds, codec=enc.codec,
+                       preset=enc.preset, threads=enc.threads)
+    t = time.perf_counter()
+    for i, img in enumerate(frames):
+        vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
+        vf.pts = i * 3000
+        ctx.encode(vf)
+    ctx.encode(None)
+    return len(frames) / (time.perf_counter() - t)
+
+
+def pipeline_encode(frames: list[np.ndarray], cfg_path: Path, run: int) -> tuple[float, int]:
+    cfg = configmod.load(cfg_path, overrides={"device": {"data_dir": str(cfg_path.parent / f"tp{run}")},
+                                              "buffer": {"pre_event_seconds": 0}})
+    generate_key(cfg.key_path)
+    dev = RecordingDevice(cfg, source=ReplaySource(frames, cfg.camera.fps))
+    dev.pipeline._drop_when_behind = False  # offline input: wait instead of dropping
+    ended = threading.Event()
+    dev.pipeline._on_source_end = ended.set
+    t = time.perf_counter()
+    dev.pipeline.start_recording()
+    dev.start()
+    ended.wait()
+    dev.close("end_of_run")
+    elapsed = time.perf_counter() - t
+    return len(frames) / elapsed, dev.recorder.segments_sealed
+
+
+def throughput(tmp: Path, n: int, repeats: int) -> dict:
+    cfg_path = make_config(tmp, "throughput", width=1280, height=720, pre=0)
+    cfg = configmod.load(cfg_path)
+    src = SyntheticSource(1280, 720, 30, seed=7, clock=SystemClock())
+    frames = [src.render(i) for i in range(n)]
+    base, full, sealed = [], [], 0
+    for r in range(repeats):  # interleaved, so drift in machine load hits both equally
+        base.append(bare_encode(frames, cfg))
+        fps, sealed = pipeline_encode(frames, cfg_path, r)
+        full.append(fps)
+    b, f = statistics.median(base), statistics.median(full)
+    return {"frames": n, "bare_pyav_fps": round(b, 1), "pipeline_fps": round(f, 1), "ratio": round(f / b, 3),
+            "segments_per_run": sealed}
+
+
+# --- 2. real-time drops and RSS -------------------------------------------------------------------
+
+def realtime(tmp: Path, name: str, *, width: int, height: int, pre: float, wait: float, seconds: float) -> dict:
+    cfg = make_config(tmp, name, width=width, height=height, pre=pre)
+    proc = subprocess.Popen([sys.executable, "-m", "bodycam.cli", "record", "--config", str(cfg),
+                             "--wait", str(wait), "--seconds", str(seconds), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = buffered_peak = 0
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss
+        except psutil.Error:
+            break
+        peak = max(peak, rss)
+        if time.monotonic() - t0 < wait + 0.5:
+            buffered_peak = max(buffered_peak, rss)
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: bodycam record failed: {err.strip().splitlines()[-1:]}")
+    summary = json.loads(out.strip().splitlines()[-1])
+    return {"resolution": f"{width}x{height}", "recorded_s": seconds, "frames": summary["frames_captured"],
+            "dropped": summary["dropped"], "segments": summary["segments_sealed"],
+            "rss_peak_mb": round(peak / 2**20, 1), "rss_buffer_full_mb": round(buffered_peak / 2**20, 1)}
+
+
+# --- 3. trigger latency ---------------------------------------------------------------------------
+
+def trigger_latency(tmp: Path, presses: int, pre: float) -> dict:
+    cfg = configmod.load(make_config(tmp, "trigger", width=1280, height=720, pre=pre))
+    state_ms, disk_ms = [], []
+    with RecordingDevice(cfg) as dev:
+        dev.start()
+        time.sleep(pre + 1.5)
+        for _ in range(presses):
+            t = time.perf_counter()
+            dev.pipeline.start_recording()
+            state_ms.append((time.perf_counter() - t) * 1000)
+            while dev.recorder.recording_id is None:  # writer has the pre-roll muxed and fsynced
+                time.sleep(0.001)
+            disk_ms.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.3)
+            dev.pipeline.stop_recording("bench")
+            time.sleep(pre + 1.2)  # let the buffer fill again
+    q = lambda xs, p: round(float(np.percentile(xs, p)), 2)  # noqa: E731
+    return {"presses": presses, "pre_event_s": pre, "state_p50_ms": q(state_ms, 50), "state_p99_ms": q(state_ms, 99),
+            "preroll_on_disk_p50_ms": q(disk_ms, 50), "preroll_on_disk_p99_ms": q(disk_ms, 99)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/bench record")
+    ap.add_argument("--quick", action="store_true", help="seconds instead of minutes (checks the bench runs)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    q = args.quick
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bodycam-bench-") as d:
+        tmp = Path(d)
+        print("bench record: throughput (pipeline vs bare PyAV encode, 1280x720)...", flush=True)
+        results["throughput"] = throughput(tmp, 60 if q else 300, 1 if q else 3)
+        secs = 4 if q else 60
+        print(f"bench record: {secs} s real-time recording at 1280x720@30...", flush=True)
+        results["realtime_720p"] = realtime(tmp, "rt720", width=1280, height=720, pre=2 if q else 30,
+                                            wait=2 if q else 5, seconds=secs)
+        print(f"bench record: 1080p@30 with a full {'2' if q else '30'} s buffer, then {secs} s recording...",
+              flush=True)
+        results["realtime_1080p"] = realtime(tmp, "rt1080", width=1920, height=1080, pre=2 if q else 30,
+                                             wait=3 if q else 33, seconds=secs)
+        print("bench record: trigger latency...", flush=True)
+        results["trigger"] = trigger_latency(tmp, 3 if q else 30, 1.0 if q else 5.0)
+    tp, r7, r10, tr = results["throughput"], results["realtime_720p"], results["realtime_1080p"], results["trigger"]
+    checks = {
+        "throughput ratio": (tp["ratio"], f">= {TARGETS['ratio']}", tp["ratio"] >= TARGETS["ratio"]),
+        "dropped frames 720p30": (r7["dropped"], "== 0", r7["dropped"] == 0),
+        "dropped frames 1080p30": (r10["dropped"], "(reported)", True),
+        "RSS 1080p, buffer full (MB)": (r10["rss_peak_mb"], f"<= {TARGETS['rss_mb']}",
+                                        r10["rss_peak_mb"] <= TARGETS["rss_mb"]),
+        "trigger->recording p99 (ms)": (tr["state_p99_ms"], f"<= {TARGETS['trigger_p99_ms']}",
+                                        tr["state_p99_ms"] <= TARGETS["trigger_p99_ms"]),
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(json.dumps(results, indent=2))
+        print()
+        for name, (value, target, ok) in checks.items():
+            print(f"  {name:32} {value!s:>10}  target {target:10} {'ok' if ok else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

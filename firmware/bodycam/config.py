@@ -144,6 +144,7 @@ def _type_name(t: Any) -> str:
 
 def _coerce(table: str, key: str, value: Any, f: dataclasses.Field, ftype: Any) -> Any:
     where = f"[{table}] {key}"
+    shown = value  # as the user wrote it, not as coerced
     origin = typing.get_origin(ftype)
     if origin in (types.UnionType, typing.Union):
         ftype = next(a for a in typing.get_args(ftype) if a is not type(None))
@@ -168,15 +169,15 @@ def _coerce(table: str, key: str, value: Any, f: dataclasses.Field, ftype: Any) 
     meta = f.metadata
     if meta.get("choices") is not None and value not in meta["choices"]:
         allowed = ", ".join(repr(c) for c in meta["choices"])
-        raise ConfigError(f"{where} = {value!r}: must be one of {allowed}")
+        raise ConfigError(f"{where} = {shown!r}: must be one of {allowed}")
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             if lo is not None and hi is not None:
-                raise ConfigError(f"{where} = {value!r}: must be between {lo:g} and {hi:g}")
+                raise ConfigError(f"{where} = {shown!r}: must be between {lo:g} and {hi:g}")
             if lo is not None:
-                raise ConfigError(f"{where} = {value!r}: must be at least {lo:g}")
-            raise ConfigError(f"{where} = {value!r}: must be at most {hi:g}")
+                raise ConfigError(f"{where} = {shown!r}: must be at least {lo:g}")
+            raise ConfigError(f"{where} = {shown!r}: must be at most {hi:g}")
     return value
 
 

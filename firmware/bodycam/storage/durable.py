@@ -15,11 +15,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True) -> None:
-    """Either the old content or the new one is on disk after a crash, never a torn mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)  # a read-only leftover from a crash would refuse O_WRONLY
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def _write_synced(path: Path, data: bytes, flags: int, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, mode)
     try:
         view = memoryview(data)
         while view:
@@ -27,6 +24,13 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True) -> None:
+    """Either the old content or the new one is on disk after a crash, never a torn mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)  # a read-only leftover from a crash would refuse O_WRONLY
+    _write_synced(tmp, data, os.O_TRUNC, mode)
     os.replace(tmp, path)
     if sync_dir:
         fsync_dir(path.parent)
@@ -34,12 +38,5 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
 
 def create_exclusive(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write a file that must not already exist (a key, an evidence file); durable before return."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_synced(path, data, os.O_EXCL, mode)
     fsync_dir(path.parent)

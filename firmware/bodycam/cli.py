@@ -11,7 +11,8 @@ from . import __version__
 from .errors import BodycamError
 
 # Subcommand modules, each with add_parser(subparsers) and run(args) -> int.
-COMMANDS = ["cli_keygen", "cli_record", "cli_recover", "cli_verify"]
+COMMANDS = ["cli_keygen", "cli_record", "cli_recover", "cli_verify", "cli_run", "cli_status", "cli_press", "cli_sim"]
+COMMANDS += ["cli_backend"]  # the evidence backend (backend/bodycam_backend), if installed
 
 
 def build_parser() -> argparse.ArgumentParser:

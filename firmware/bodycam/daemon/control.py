@@ -1,9 +1,13 @@
 """The local control socket: newline-delimited JSON over a UNIX socket only its owner can open.
 
 Request  ``{"cmd": "status"}`` | ``{"cmd": "press", "button": "record"|"function",
-           "gesture": "single"|"double"|"hold"}`` | ``{"cmd": "dock"}`` | ``{"cmd": "undock"}``
+           "gesture": "single"|"double"|"hold"}`` | ``{"cmd": "dock"}`` | ``{"cmd": "undock"}`` |
+         ``{"cmd": "battery", "percent": 0..100}`` (simulation only: a Pi measures its battery)
 Response ``{"ok": true, ...}`` or ``{"ok": false, "error": "one line saying what to fix"}``.
+One connection may carry several requests, each answered by one line, in order.
 The socket lives at ``<data_dir>/run/control.sock`` (mode 0600, directory 0700).
+Status fields and the press reply are documented in docs/daemon.md; new fields may be added, none
+is renamed without bumping ``PROTOCOL``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BodycamError
+
+PROTOCOL = 1
 
 
 class ControlError(BodycamError, ConnectionError):
@@ -43,10 +49,15 @@ def request(path: Path, message: dict[str, Any], *, timeout: float = 5.0) -> dic
                 buf += chunk
     except FileNotFoundError:
         raise ControlError(f"no daemon at {path}: start it with 'bodycam run --config FILE'") from None
-    except (ConnectionRefusedError, socket.timeout) as e:
-        raise ControlError(f"daemon at {path} is not answering ({e}); check 'systemctl status bodycam'") from None
+    except ConnectionRefusedError:
+        raise ControlError(f"no daemon listening on {path} (a stale socket from a crash?): start it with "
+                           "'bodycam run --config FILE'") from None
+    except TimeoutError as e:
+        raise ControlError(f"daemon at {path} is not answering ({e}); "
+                           "check 'systemctl status bodycam'") from None
     except PermissionError:
-        raise ControlError(f"permission denied on {path}: run as the bodycam user (sudo -u bodycam ...)") from None
+        raise ControlError(f"permission denied on {path}: run as the bodycam user "
+                           "(sudo -u bodycam ...)") from None
     try:
         reply = json.loads(buf)
     except ValueError:

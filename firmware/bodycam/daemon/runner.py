@@ -1,0 +1,143 @@
+"""`bodycam run`: wires device, buttons, indicators, state machine, control socket and systemd together.
+
+Construction order is the safety argument: the data directory is locked first (two daemons on one
+chain would hand out the same sequence numbers), then the device is built (a missing key fails here,
+before any pin is claimed), then pins, then the socket. Shutdown runs in reverse, and the device is
+closed last of the recording parts, so the open segment is sealed with reason "shutdown" and the audit
+log ends with power_off. Everything runs in threads of their own; the main thread only ticks the
+state machine and feeds the watchdog until ``stop`` is set (by SIGTERM/SIGINT in cli_run).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from gpiozero import Device
+from gpiozero.exc import GPIOZeroError
+from gpiozero.pins.mock import MockFactory
+
+from ..clock import Clock, SystemClock
+from ..config import Config
+from ..controls.buttons import ButtonPanel
+from ..controls.indicators import Indicators
+from ..device import RecordingDevice
+from ..errors import BodycamError
+from .control import socket_path
+from .control_server import ControlServer, remove_stale_socket
+from .machine import SettableBattery, StateMachine
+from .states import Event, State
+from .systemd import Notifier
+
+log = logging.getLogger("bodycam.daemon")
+
+TICK_SECONDS = 0.1
+
+
+class DataDirLock:
+    """An flock on <data_dir>/run/daemon.lock, released by the kernel even if we are killed -9."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+        self.path = run_dir / "daemon.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise BodycamError(f"another bodycam daemon is using {run_dir.parent}; stop it first "
+                               "('systemctl stop bodycam')") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _gpio(what: str, build):  # type: ignore[no-untyped-def]
+    try:
+        return build()
+    except GPIOZeroError as e:
+        raise BodycamError(f"cannot open the {what} pins ({e}); without GPIO hardware set "
+                           "GPIOZERO_PIN_FACTORY=mock to simulate them") from None
+
+
+def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
+        clock: Clock | None = None, tick_seconds: float = TICK_SECONDS) -> int:
+    """Run the daemon until ``stop`` is set; returns the exit status (0 after a clean shutdown)."""
+    clock = clock or SystemClock()
+    notifier = notifier or Notifier()
+    sock = socket_path(cfg.data_dir)
+    with ExitStack() as stack:
+        lock = DataDirLock(sock.parent)
+        stack.callback(lock.release)
+        remove_stale_socket(sock)
+        device = RecordingDevice(cfg, clock=clock)
+        stack.callback(device.close, "shutdown")          # runs after the machine's own shutdown: no-op
+        indicators = _gpio("indicator", lambda: Indicators(cfg.indicators, clock=clock))
+        stack.callback(indicators.close)
+        simulated = isinstance(Device.pin_factory, MockFactory)
+        battery = SettableBattery(100.0) if simulated else None
+        machine = StateMachine(device, indicators, clock=clock,
+                               battery=battery if battery is not None else (lambda: None))
+        stack.callback(machine.shutdown, "shutdown")
+        _tell_systemd(machine, notifier)
+        panel = _gpio("button", lambda: ButtonPanel(cfg.buttons, clock=clock, on_gesture=machine.on_gesture,
+                                                   on_dock=machine.on_dock))
+        stack.callback(panel.close)
+        server = ControlServer(sock, machine, inject=panel.inject,
+                               set_battery=battery.set if battery is not None else None)
+        server.start()
+        stack.callback(server.close)
+        stack.callback(notifier.stopping, "shutting down")
+        log.info("started", extra={"event": "started", "data": {
+            "serial": cfg.device.serial, "data_dir": str(cfg.data_dir), "socket": str(sock),
+            "pid": os.getpid(), "simulated_pins": simulated, "recovered_segments": len(device.recovered)}})
+        machine.boot(docked=panel.docked)
+        _loop(machine, notifier, stop, clock, tick_seconds)
+    log.info("stopped", extra={"event": "stopped", "data": {"faults": len(device.faults)}})
+    notifier.close()
+    return 0
+
+
+def _tell_systemd(machine: StateMachine, notifier: Notifier) -> None:
+    """STATUS=<state> on every transition; READY=1 once booting is over (buffering, or docked/fault)."""
+    ready = False
+
+    def on_transition(old: State, new: State, event: Event) -> None:
+        nonlocal ready
+        if not ready:
+            ready = True
+            notifier.ready(status=new)
+        else:
+            notifier.status(new)
+    machine.add_listener(on_transition)
+
+
+def _loop(machine: StateMachine, notifier: Notifier, stop: threading.Event, clock: Clock,
+          tick_seconds: float) -> None:
+    wd_ns = int(notifier.watchdog_seconds * 1e9) if notifier.watchdog_seconds else 0
+    next_wd = clock.monotonic_ns()
+    withheld = False
+    while not stop.wait(tick_seconds):
+        try:
+            machine.tick()
+        except Exception:
+            # One bad tick must not end the shift; the watchdog catches a machine that stays broken.
+            log.exception("tick failed", extra={"event": "tick_failed"})
+        now = clock.monotonic_ns()
+        if wd_ns and now >= next_wd:
+            next_wd = now + wd_ns
+            healthy = machine.healthy()
+            if healthy:
+                notifier.watchdog()
+            elif not withheld:      # once per episode: systemd will restart us if it lasts
+                log.error("no frames: not feeding the watchdog", extra={"event": "watchdog_withheld"})
+            withheld = not healthy

@@ -1,0 +1,51 @@
+"""Structured logging for the daemon: one JSON object per line on stdout, which journald keeps whole.
+
+Call sites log a short event name as the message and put details in ``extra={"event": ..., "data":
+{...}}``; the formatter flattens ``data`` into the line, so `journalctl -u bodycam -o cat | jq` works
+without parsing prose. The signed audit log stays the record of evidence; this is for diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+_RESERVED = frozenset({"ts", "level", "logger", "msg", "event"})
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts": ISO UTC, "level", "logger", "event", "msg", **data}``; tracebacks go in "exc"."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or "log",
+            "msg": record.getMessage(),
+        }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            for k, v in data.items():
+                line[f"data_{k}" if k in _RESERVED else k] = v
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def setup(level: str = "info", *, stream: TextIO | None = None) -> logging.Handler:
+    """Send the ``bodycam`` loggers to ``stream`` (stdout) as JSON lines; idempotent per stream."""
+    root = logging.getLogger("bodycam")
+    target = stream or sys.stdout
+    for h in root.handlers:
+        if isinstance(h, logging.StreamHandler) and h.stream is target:
+            return h
+    handler = logging.StreamHandler(target)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+    return handler

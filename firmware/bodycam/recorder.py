@@ -70,7 +70,7 @@ class Recorder:
     def recording(self) -> bool:
         return self.recording_id is not None
 
-    def _segment_budget(self) -> int:
+    def segment_budget(self) -> int:
         """Bytes a segment may take at the configured bitrate, with headroom for complex scenes."""
         rec = self.cfg.recording
         return int(self.cfg.encoder.bitrate_kbps * 1000 / 8 * rec.segment_seconds * 2)
@@ -82,7 +82,7 @@ class Recorder:
         with self._lock:
             if self.recording_id is not None:
                 return self.recording_id
-            self.storage.check(self._segment_budget())
+            self.storage.check(self.segment_budget())
             self.fault = None
             self._begin(trigger_mono_ns, trigger_utc_ns, reason="button")
             if preroll:
@@ -143,7 +143,7 @@ class Recorder:
                 if packet.mono_ns - self._recording_first_ns >= self.cfg.recording.max_recording_seconds * 1e9:
                     self._roll_recording(packet)
                 elif packet.mono_ns - o.writer.first.mono_ns >= self._segment_ns():  # type: ignore[union-attr]
-                    self.storage.check(self._segment_budget())  # before closing: a full disk ends it here
+                    self.storage.check(self.segment_budget())  # before closing: a full disk ends it here
                     self._close_segment(end_reason=None)
                     self._open_segment(packet)
         except StorageFullError as e:
@@ -176,7 +176,7 @@ class Recorder:
         self._open_segment(packet)
 
     def _open_segment(self, first: EncodedPacket) -> None:
-        self.storage.check(self._segment_budget())
+        self.storage.check(self.segment_budget())
         seq = self.chain.peek_sequence()  # journal first: recovery must see every reserved number
         paths = SegmentPaths(self.layout.segments, seq)
         enc, cam = self.cfg.encoder, self.cfg.camera

@@ -402,9 +402,9 @@ class StateMachine:
         self._transition("record_stop", reason="ended")
         self.indicators.recording_stopped()
 
-    def _segment_budget(self) -> int:
+    def segment_budget(self) -> int:
         # The recorder's own figure, so the machine refuses exactly when the recorder would.
-        return self.device.recorder._segment_budget()
+        return self.device.recorder.segment_budget()
 
     def _storage_problem(self) -> str | None:
         """None if a recording could start now; else the one-line reason (what to do about it)."""
@@ -413,7 +413,7 @@ class StateMachine:
             room = storage.headroom()
         except OSError as e:
             return f"storage unreadable: {e.strerror or e}"
-        if room >= self._segment_budget():
+        if room >= self.segment_budget():
             return None
         return (f"storage full: {max(room, 0) // 1_000_000} MB above the "
                 f"{storage.reserve_bytes // 1_000_000} MB reserve in {storage.data_dir}; "

@@ -1,0 +1,562 @@
+"""HTTP routes (Starlette): public, device (tus + finalize), and people's JSON API.
+
+The contract is docs/backend-api.md; each handler is thin and delegates to one module (enrol, auth,
+tus, ingest, audit). People's views and downloads are written to the audit trail before any data
+is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+import anyio
+from bodycam import __version__
+from bodycam.clock import iso_utc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from . import enrol as enrolmod
+from .audit import Actor, verify_lines
+from .auth import DeviceIdentity, Person
+from .context import Backend
+from .errors import ApiError
+from .store import segment_key
+from .tus import tus_headers
+
+log = logging.getLogger("bodycam.backend.api")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
+    if not body:
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "bad_request", "body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "bad_request", "body must be a JSON object")
+    return doc
+
+
+def backend_of(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+def device(request: Request) -> DeviceIdentity:
+    return backend_of(request).auth.device(request.method, request.url.path, request.headers)
+
+
+def person(request: Request, role: str = "reviewer") -> tuple[Person, Actor]:
+    p = backend_of(request).auth.person(request.headers)
+    p.require(role)
+    return p, Actor(f"person:{p.name}", p.role)
+
+
+def _serial(serial: str) -> str:
+    try:
+        return enrolmod.check_serial(serial)
+    except ValueError as e:
+        raise ApiError(400, "bad_request", str(e)) from None
+
+
+def _utc(ns: int | None) -> str | None:
+    return iso_utc(ns) if ns else None
+
+
+# --- public ---------------------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True, "version": __version__})
+
+
+async def time_now(request: Request) -> Response:
+    t = time.time_ns()
+    return JSONResponse({"utc": iso_utc(t), "utc_ns": t})
+
+
+async def backend_info(request: Request) -> Response:
+    b = backend_of(request)
+    return JSONResponse(
+        {
+            "backend_key_id": b.signer.key_id,
+            "backend_public_key_pem": b.backend_public_pem,
+            "ca_certificate_pem": b.ca.cert_pem,
+            "agency": b.cfg.agency.name,
+        }
+    )
+
+
+async def enrol(request: Request) -> Response:
+    b = backend_of(request)
+    body = await read_json(request, b.cfg.limits.max_json_bytes)
+
+    def run() -> dict[str, Any]:
+        out = enrolmod.enrol(b.db, b.ca, body, certificate_days=b.cfg.enrolment.certificate_days)
+        b.trail.record(
+            Actor(f"device:{out['serial']}", "device"),
+            "enrol",
+            f"device:{out['serial']}",
+            key_id=out["key_id"],
+        )
+        log.info(
+            "device enrolled",
+            extra={"event": "enrol", "data": {"device": out["serial"], "key_id": out["key_id"]}},
+        )
+        return {**out, "backend_key_id": b.signer.key_id, "backend_public_key_pem": b.backend_public_pem}
+
+    return JSONResponse(await anyio.to_thread.run_sync(run), status_code=201)
+
+
+# --- devices --------------------------------------------------------------------------------------
+
+
+async def device_session(request: Request) -> Response:
+    who = device(request)
+    return JSONResponse(backend_of(request).auth.issue_session(who))
+
+
+async def device_status(request: Request) -> Response:
+    who = device(request)
+    b = backend_of(request)
+    top = b.db.one("SELECT MAX(seq) FROM device_audit WHERE serial=?", (who.serial,))
+    return JSONResponse(
+        {
+            "serial": who.serial,
+            "status": "active",
+            "last_sequence": b.db.last_sequence(who.serial),
+            "gaps": b.db.open_gaps(who.serial),
+            "audit_last_seq": int(top[0] or 0) if top else 0,
+        }
+    )
+
+
+async def device_segment(request: Request) -> Response:
+    who = device(request)
+    b = backend_of(request)
+    seg = b.db.segment(who.serial, int(request.path_params["sequence"]))
+    if seg is None:
+        raise ApiError(404, "not_found", "no such segment at the backend; upload it")
+    return JSONResponse(
+        {
+            "receipt": seg["receipt"],
+            "signature": seg["receipt_sig"],
+            "backend_key_id": b.signer.key_id,
+            "duplicate": True,
+            "gaps": b.db.open_gaps(who.serial),
+        }
+    )
+
+
+async def uploads(request: Request) -> Response:
+    b = backend_of(request)
+    if request.method == "OPTIONS":
+        return b.tus.options()
+    return await b.tus.create(request, device(request))
+
+
+async def upload(request: Request) -> Response:
+    b = backend_of(request)
+    uid = request.path_params["upload_id"]
+    who = device(request)
+    if request.method == "HEAD":
+        return b.tus.head(request, uid, who)
+    if request.method == "PATCH":
+        return await b.tus.patch(request, uid, who)
+    return b.tus.delete(request, uid, who)
+
+
+async def finalize(request: Request) -> Response:
+    b = backend_of(request)
+    who = device(request)
+    body = await read_json(request, b.cfg.limits.max_json_bytes)
+    return JSONResponse(await b.ingest.finalize(request.path_params["upload_id"], who, body))
+
+
+async def bench_put(request: Request) -> Response:
+    """Baseline for `scripts/bench offload`: the same bytes as a plain PUT, written and fsynced, then
+    dropped. Only routed when [server] bench_put = true."""
+    b = backend_of(request)
+    path = b.tus.staging / f"bench-{secrets.token_hex(8)}.put"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    n = 0
+    try:
+        async for chunk in request.stream():
+            os.pwrite(fd, chunk, n)
+            n += len(chunk)
+        await anyio.to_thread.run_sync(os.fsync, fd)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return JSONResponse({"bytes": n}, status_code=201)
+
+
+# --- people ---------------------------------------------------------------------------------------
+
+
+def _device_doc(b: Backend, row: Any, *, pem: bool = False) -> dict[str, Any]:
+    certs = [
+        {
+            "key_id": c["key_id"],
+            "not_after": _utc(c["not_after_ns"]),
+            "issued": _utc(c["issued_ns"]),
+            **({"certificate_pem": c["pem"]} if pem else {}),
+        }
+        for c in b.db.certificates_of(row["serial"])
+    ]
+    return {
+        "serial": row["serial"],
+        "status": row["status"],
+        "enrolled_utc": _utc(row["enrolled_ns"]),
+        "revoked_utc": _utc(row["revoked_ns"]),
+        "last_sequence": b.db.last_sequence(row["serial"]),
+        "open_gaps": b.db.open_gaps(row["serial"]),
+        "certificates": certs,
+    }
+
+
+def list_devices(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    b.trail.record(actor, "list", "devices")
+    return JSONResponse(
+        {"devices": [_device_doc(b, r) for r in b.db.query("SELECT * FROM devices ORDER BY serial")]}
+    )
+
+
+def get_device(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    serial = _serial(request.path_params["serial"])
+    row = b.db.device(serial)
+    if row is None:
+        raise ApiError(404, "not_found", f"no device {serial}")
+    b.trail.record(actor, "view", f"device:{serial}")
+    return JSONResponse(_device_doc(b, row, pem=True))
+
+
+def enrol_token(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request, "admin")
+    serial = _serial(request.path_params["serial"])
+    token, expires = enrolmod.issue_token(
+        b.db, serial, ttl_hours=b.cfg.enrolment.token_ttl_hours, created_by=actor.name
+    )
+    b.trail.record(actor, "enrol_token", f"device:{serial}", expires_utc=iso_utc(expires))
+    return JSONResponse({"serial": serial, "token": token, "expires_utc": iso_utc(expires)}, status_code=201)
+
+
+def revoke(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request, "admin")
+    serial = _serial(request.path_params["serial"])
+    if b.db.device(serial) is None:
+        raise ApiError(404, "not_found", f"no device {serial}")
+    changed = enrolmod.revoke(b.db, serial)
+    b.trail.record(actor, "revoke", f"device:{serial}", changed=changed)
+    log.warning("device revoked", extra={"event": "revoke", "data": {"device": serial, "by": actor.name}})
+    return JSONResponse({"serial": serial, "status": "revoked"})
+
+
+def _recording_summary(r: Any) -> dict[str, Any]:
+    return {
+        "recording_id": r["recording_id"],
+        "device_serial": r["serial"],
+        "segments": r["n"],
+        "first_sequence": r["lo"],
+        "last_sequence": r["hi"],
+        "first_utc": _utc(r["t0"]),
+        "last_utc": _utc(r["t1"]),
+        "bytes": r["bytes"],
+    }
+
+
+RECORDINGS_SQL = (
+    "SELECT recording_id, serial, COUNT(*) n, MIN(sequence) lo, MAX(sequence) hi, MIN(first_utc_ns) t0, "
+    "MAX(last_utc_ns) t1, SUM(media_size) bytes FROM segments {where} GROUP BY recording_id, serial "
+    "ORDER BY serial, lo"
+)
+
+
+def list_recordings(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    dev = request.query_params.get("device")
+    if dev:
+        rows = b.db.query(RECORDINGS_SQL.format(where="WHERE serial=?"), (_serial(dev),))
+    else:
+        rows = b.db.query(RECORDINGS_SQL.format(where=""))
+    b.trail.record(actor, "list", f"recordings:{dev or '*'}")
+    return JSONResponse({"recordings": [_recording_summary(r) for r in rows]})
+
+
+def recording_detail(b: Backend, recording_id: str) -> dict[str, Any]:
+    rows = b.db.query(RECORDINGS_SQL.format(where="WHERE recording_id=?"), (recording_id,))
+    if not rows:
+        raise ApiError(404, "not_found", f"no recording {recording_id!r}")
+    r = rows[0]
+    segs = b.db.query("SELECT * FROM segments WHERE recording_id=? ORDER BY sequence", (recording_id,))
+    serial = r["serial"]
+    gaps = b.db.query(
+        "SELECT * FROM gaps WHERE serial=? AND sequence BETWEEN ? AND ? ORDER BY sequence",
+        (serial, r["lo"] - 1, r["hi"] + 1),
+    )
+    flags = b.db.query(
+        "SELECT * FROM flags WHERE serial=? AND (sequence BETWEEN ? AND ?) ORDER BY id",
+        (serial, r["lo"], r["hi"]),
+    )
+    return {
+        **_recording_summary(r),
+        "segments": [
+            {
+                "sequence": s["sequence"],
+                "segment_index": s["segment_index"],
+                "key_id": s["key_id"],
+                "media_sha256": s["media_sha256"],
+                "media_size": s["media_size"],
+                "manifest_sha256": s["manifest_sha256"],
+                "receipt_id": json.loads(s["receipt"])["receipt_id"],
+                "stored_utc": _utc(s["stored_ns"]),
+                "first_utc": _utc(s["first_utc_ns"]),
+                "last_utc": _utc(s["last_utc_ns"]),
+            }
+            for s in segs
+        ],
+        "gaps": [_gap_doc(g) for g in gaps],
+        "flags": [_flag_doc(f) for f in flags],
+    }
+
+
+def get_recording(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    rid = request.path_params["recording_id"]
+    doc = recording_detail(b, rid)
+    b.trail.record(actor, "view", f"recording:{rid}")
+    return JSONResponse(doc)
+
+
+def _segment_row(b: Backend, request: Request) -> Any:
+    serial = _serial(request.path_params["serial"])
+    seg = b.db.segment(serial, int(request.path_params["sequence"]))
+    if seg is None:
+        raise ApiError(404, "not_found", f"no segment {serial}/{request.path_params['sequence']}")
+    return seg
+
+
+def get_segment(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    seg = _segment_row(b, request)
+    manifest = json.loads(b.store.read(segment_key(seg["serial"], seg["sequence"], "json")))
+    b.trail.record(
+        actor, "view", f"segment:{seg['serial']}/{seg['sequence']:010d}", recording_id=seg["recording_id"]
+    )
+    return JSONResponse(
+        {
+            "device_serial": seg["serial"],
+            "sequence": seg["sequence"],
+            "recording_id": seg["recording_id"],
+            "media_sha256": seg["media_sha256"],
+            "media_size": seg["media_size"],
+            "manifest_sha256": seg["manifest_sha256"],
+            "stored_utc": _utc(seg["stored_ns"]),
+            "manifest": manifest,
+            "receipt": seg["receipt"],
+            "receipt_signature": seg["receipt_sig"],
+        }
+    )
+
+
+PARTS = {
+    "media": ("mp4", "video/mp4"),
+    "manifest": ("json", "application/json"),
+    "signature": ("sig", "application/octet-stream"),
+}
+
+
+def download(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    part = request.path_params["part"]
+    if part not in PARTS:
+        raise ApiError(404, "not_found", f"no part {part!r}; use media, manifest or signature")
+    seg = _segment_row(b, request)
+    ext, ctype = PARTS[part]
+    key = segment_key(seg["serial"], seg["sequence"], ext)
+    name = f"seg-{seg['sequence']:010d}.{ext}"
+    b.trail.record(
+        actor,
+        "download",
+        f"segment:{seg['serial']}/{seg['sequence']:010d}",
+        part=part,
+        recording_id=seg["recording_id"],
+    )
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if part == "media":
+        headers["Bodycam-SHA256"] = seg["media_sha256"]
+    local = getattr(b.store, "local_path", None)
+    if local is not None:
+        return FileResponse(local(key), media_type=ctype, headers=headers)
+    return StreamingResponse(
+        b.store.stream(key), media_type=ctype, headers={**headers, "Content-Length": str(b.store.size(key))}
+    )
+
+
+def _gap_doc(g: Any) -> dict[str, Any]:
+    return {
+        "device_serial": g["serial"],
+        "sequence": g["sequence"],
+        "opened_utc": _utc(g["opened_ns"]),
+        "closed_utc": _utc(g["closed_ns"]),
+    }
+
+
+def _flag_doc(f: Any) -> dict[str, Any]:
+    return {
+        "id": f["id"],
+        "device_serial": f["serial"],
+        "sequence": f["sequence"],
+        "upload_id": f["upload_id"],
+        "reason": f["reason"],
+        "message": f["message"],
+        "utc": _utc(f["created_ns"]),
+    }
+
+
+def list_gaps(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    where, args = [], []
+    if request.query_params.get("device"):
+        where.append("serial=?")
+        args.append(_serial(request.query_params["device"]))
+    if request.query_params.get("open") in ("1", "true"):
+        where.append("closed_ns IS NULL")
+    sql = (
+        "SELECT * FROM gaps"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY serial, sequence"
+    )
+    b.trail.record(actor, "list", "gaps")
+    return JSONResponse({"gaps": [_gap_doc(g) for g in b.db.query(sql, tuple(args))]})
+
+
+def list_flags(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request)
+    dev = request.query_params.get("device")
+    rows = (
+        b.db.query("SELECT * FROM flags WHERE serial=? ORDER BY id", (_serial(dev),))
+        if dev
+        else b.db.query("SELECT * FROM flags ORDER BY id")
+    )
+    b.trail.record(actor, "list", "flags")
+    return JSONResponse({"flags": [_flag_doc(f) for f in rows]})
+
+
+def get_audit(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request, "admin")
+    try:
+        after = int(request.query_params.get("after", "0"))
+        limit = min(int(request.query_params.get("limit", "1000")), 10000)
+    except ValueError:
+        raise ApiError(400, "bad_request", "after and limit must be integers") from None
+    b.trail.record(actor, "view", "audit")
+    return JSONResponse({"entries": b.trail.entries(after=after, limit=limit)})
+
+
+def audit_verify(request: Request) -> Response:
+    b = backend_of(request)
+    _, actor = person(request, "admin")
+    b.trail.record(actor, "view", "audit:verify")
+    check = verify_lines(b.trail.entries(limit=1 << 40), b.signer.public_key_pem())
+    return JSONResponse({"ok": check.ok, "entries": check.entries, "errors": check.errors[:100]})
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = dict(exc.headers)
+    if request.url.path.startswith("/v1/uploads"):
+        headers.update(tus_headers())
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.error(
+        "internal error", exc_info=exc, extra={"event": "internal_error", "data": {"path": request.url.path}}
+    )
+    return JSONResponse(
+        {"error": "internal", "message": "internal error; see the backend log", "status": 500},
+        status_code=500,
+    )
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "bad_request")
+    return JSONResponse(
+        {
+            "error": code,
+            "message": f"{request.method} {request.url.path}: {code.replace('_', ' ')}",
+            "status": status,
+        },
+        status_code=status,
+    )
+
+
+def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/time", time_now),
+        Route("/v1/backend", backend_info),
+        Route("/v1/enrol", enrol, methods=["POST"]),
+        Route("/v1/device/session", device_session, methods=["POST"]),
+        Route("/v1/device/status", device_status),
+        Route("/v1/device/segments/{sequence:int}", device_segment),
+        Route("/v1/uploads", uploads, methods=["OPTIONS", "POST"]),
+        Route("/v1/uploads/{upload_id}", upload, methods=["HEAD", "PATCH", "DELETE"]),
+        Route("/v1/uploads/{upload_id}/finalize", finalize, methods=["POST"]),
+        Route("/v1/devices", list_devices),
+        Route("/v1/devices/{serial}", get_device),
+        Route("/v1/devices/{serial}/enrol-token", enrol_token, methods=["POST"]),
+        Route("/v1/devices/{serial}/revoke", revoke, methods=["POST"]),
+        Route("/v1/recordings", list_recordings),
+        Route("/v1/recordings/{recording_id}", get_recording),
+        Route("/v1/segments/{serial}/{sequence:int}", get_segment),
+        Route("/v1/segments/{serial}/{sequence:int}/{part}", download),
+        Route("/v1/gaps", list_gaps),
+        Route("/v1/flags", list_flags),
+        Route("/v1/audit", get_audit),
+        Route("/v1/audit/verify", audit_verify),
+    ]
+    if bench_put_route:
+        routes.append(Route("/v1/bench/put", bench_put, methods=["PUT"]))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found},
+    )
+    app.state.backend = backend
+    return app

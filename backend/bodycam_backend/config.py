@@ -1,0 +1,153 @@
+"""Backend configuration: TOML validated on load, every error one line naming the table and key.
+
+Reuses the firmware's table builder (bodycam.config) so both halves reject typos the same way.
+Relative paths are taken from the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bodycam.config import _build_table, _opt
+from bodycam.errors import ConfigError
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = _opt("127.0.0.1", help="bind address; put TLS in front (a reverse proxy) beyond loopback")
+    port: int = _opt(8080, min=1, max=65535)
+    log_level: str = _opt("info", choices=("debug", "info", "warning", "error"))
+    bench_put: bool = _opt(False, help="route PUT /v1/bench/put, the baseline of 'scripts/bench offload'")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str = _opt("directory", choices=("directory", "s3"))
+    data_dir: str = _opt("/var/lib/bodycam-backend", help="SQLite, keys, upload staging, directory store")
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str = _opt("", help="empty: AWS; e.g. http://127.0.0.1:8333 for SeaweedFS")
+    region: str = _opt("us-east-1")
+    bucket: str = _opt("bodycam-evidence")
+    prefix: str = _opt("", help="key prefix inside the bucket, e.g. 'force-a/'")
+    access_key_id: str = _opt("", help="empty: boto3's usual credential chain (env, profile, role)")
+    secret_access_key: str = _opt("")
+    retention_days: float = _opt(2555.0, min=0.0001, max=36500, help="Object Lock COMPLIANCE retention")
+    create_bucket: bool = _opt(False, help="create the bucket with Object Lock enabled if missing")
+
+
+@dataclass(frozen=True)
+class AgencyConfig:
+    name: str = _opt("Example Constabulary", help="O= of the CA and device certificates")
+    ca_days: int = _opt(7300, min=1, max=36500)
+
+
+@dataclass(frozen=True)
+class EnrolmentConfig:
+    token_ttl_hours: float = _opt(72.0, min=0.01, max=24 * 365)
+    certificate_days: int = _opt(1825, min=1, max=36500)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    max_skew_seconds: int = _opt(300, min=5, max=86400, help="signed-request timestamp window")
+    device_session_seconds: int = _opt(900, min=30, max=86400)
+    session_secret: str = _opt("", help="HMAC secret shared by all backend nodes; empty: a file in data_dir")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_upload_bytes: int = _opt(GIB, min=1, max=1 << 40, help="largest segment media accepted")
+    max_audit_upload_bytes: int = _opt(16 * MIB, min=1024, max=GIB)
+    max_json_bytes: int = _opt(4 * MIB, min=4096, max=64 * MIB, help="finalize and enrol bodies")
+    upload_expiry_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="incomplete uploads then expire")
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    max_concurrent_uploads: int = _opt(64, min=1, max=100000)
+    retry_after_seconds: int = _opt(5, min=1, max=3600)
+    idle_seconds: float = _opt(
+        120.0, min=1, max=86400, help="an upload this long without progress frees its slot"
+    )
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    agency: AgencyConfig = field(default_factory=AgencyConfig)
+    enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    source_path: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir)
+
+
+def sections() -> dict[str, type]:
+    hints = {f.name: f.type for f in dataclasses.fields(BackendConfig) if f.name != "source_path"}
+    return {name: globals()[t] if isinstance(t, str) else t for name, t in hints.items()}
+
+
+def from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source_path: str = "") -> BackendConfig:
+    secs = sections()
+    tables = {}
+    for name, value in raw.items():
+        if name not in secs:
+            raise ConfigError(f"[{name}]: unknown table; known tables are {', '.join(sorted(secs))}")
+        tables[name] = _build_table(name, secs[name], value)
+    cfg = BackendConfig(**tables, source_path=source_path)
+    if base_dir is not None and not Path(cfg.storage.data_dir).is_absolute():
+        cfg = dataclasses.replace(
+            cfg,
+            storage=dataclasses.replace(
+                cfg.storage, data_dir=str((base_dir / cfg.storage.data_dir).resolve())
+            ),
+        )
+    _cross_check(cfg)
+    return cfg
+
+
+def _cross_check(cfg: BackendConfig) -> None:
+    if cfg.storage.backend == "s3":
+        if not cfg.s3.bucket:
+            raise ConfigError("[s3] bucket: required when [storage] backend = 's3'")
+        if bool(cfg.s3.access_key_id) != bool(cfg.s3.secret_access_key):
+            raise ConfigError("[s3] access_key_id / secret_access_key: give both or neither")
+        if cfg.s3.prefix and (cfg.s3.prefix.startswith("/") or not cfg.s3.prefix.endswith("/")):
+            raise ConfigError(
+                f"[s3] prefix = {cfg.s3.prefix!r}: must not start with '/' and must end with '/'"
+            )
+
+
+def load(path: str | Path) -> BackendConfig:
+    """Read and validate a backend config file; every failure is one ConfigError line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; pass --config with an existing file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    try:
+        return from_dict(raw, base_dir=p.parent.resolve(), source_path=str(p))
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None

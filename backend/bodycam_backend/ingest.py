@@ -1,0 +1,555 @@
+"""Verification before acknowledgement (docs/backend-api.md section 7).
+
+A segment is acknowledged only after its manifest signature checks against the device's enrolled
+certificate, the uploaded media matches the signed hash and size, and the manifest links into the
+device's chain. Then media, manifest and signature go to write-once storage, and the segment row,
+gap bookkeeping, upload state and audit-trail entry commit in one transaction. Anything that fails
+is flagged and nothing is stored. Checks reuse the firmware's own (bodycam.evidence, bodycam.verify)
+so the device, the backend and `bodycam verify` agree on what a valid segment is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+from typing import Any
+
+import anyio
+from bodycam.evidence.audit import AUDIT_FORMAT
+from bodycam.evidence.chain import GENESIS
+from bodycam.evidence.manifest import FORMAT, segment_stem
+from bodycam.evidence.signer import verify_signature
+from bodycam.verify import _shape_problems
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .audit import Actor, AuditTrail
+from .auth import DeviceIdentity
+from .db import Database, now_ns
+from .errors import ApiError, Rejected
+from .receipts import ReceiptSigner, SignedReceipt
+from .store import EvidenceStore, audit_key, segment_key
+from .tus import TusService
+
+log = logging.getLogger("bodycam.backend.ingest")
+
+MAX_MANIFEST = 1 << 20
+MAX_GAP_ROWS = 100_000
+
+
+def _b64(body: dict[str, Any], name: str) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, str):
+        return b""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_request", f"{name} must be base64") from None
+
+
+class Ingestor:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: EvidenceStore,
+        tus: TusService,
+        receipts: ReceiptSigner,
+        trail: AuditTrail,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.tus = tus
+        self.receipts = receipts
+        self.trail = trail
+        self._lock = threading.Lock()  # chain checks and commits of one process happen one at a time
+
+    # -- entry point --
+
+    async def finalize(self, upload_id: str, who: DeviceIdentity, body: dict[str, Any]) -> dict[str, Any]:
+        row = self.tus.owned(upload_id, who)
+        if row["state"] == "finalized":
+            return self._replay(row)
+        if row["state"] == "rejected":
+            result = json.loads(row["result"] or "{}")
+            raise ApiError(
+                409,
+                "conflict",
+                f"upload {upload_id} was rejected ({result.get('reason')}); upload the segment again",
+                reason=result.get("reason"),
+            )
+        if row["state"] != "open":
+            raise ApiError(410, "gone", f"upload {upload_id} was {row['state']}")
+        if row["offset"] != row["length"]:
+            raise ApiError(
+                409,
+                "conflict",
+                f"upload {upload_id} is incomplete ({row['offset']} of {row['length']} "
+                "bytes); finish it with PATCH first",
+                offset=row["offset"],
+            )
+        if row["kind"] == "segment":
+            manifest, sig = _b64(body, "manifest"), _b64(body, "signature")
+            sha = await self.tus.media_sha256(upload_id, row["length"])
+            return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
+        return await anyio.to_thread.run_sync(self._audit, row, who)
+
+    def _replay(self, row: Any) -> dict[str, Any]:
+        """A finalized upload finalized again: the same receipt, byte for byte."""
+        result = json.loads(row["result"] or "{}")
+        if row["kind"] == "segment":
+            seg = self.db.segment(row["serial"], row["sequence"])
+            assert seg is not None
+            return SignedReceipt(seg["receipt"], seg["receipt_sig"]).response(
+                duplicate=True, gaps=self.db.open_gaps(row["serial"])
+            )
+        return SignedReceipt(result["receipt"], result["signature"]).response(duplicate=True)
+
+    # -- rejection --
+
+    def _reject(
+        self,
+        row: Any,
+        who: DeviceIdentity,
+        reason: str,
+        message: str,
+        *,
+        status: int = 422,
+        code: str = "rejected",
+        evidence: dict[str, Any] | None = None,
+    ) -> Rejected:
+        flag = self.db.add_flag(
+            serial=who.serial,
+            sequence=row["sequence"],
+            upload_id=row["id"],
+            reason=reason,
+            message=message,
+            evidence=evidence,
+        )
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE uploads SET state='rejected', updated_ns=?, result=? WHERE id=?",
+                (now_ns(), json.dumps({"reason": reason, "flag_id": flag}), row["id"]),
+            )
+            self.trail.record(
+                Actor(f"device:{who.serial}", "device"),
+                "reject",
+                f"segment:{who.serial}/{row['sequence'] or 0:010d}"
+                if row["kind"] == "segment"
+                else f"audit:{who.serial}",
+                conn=c,
+                reason=reason,
+                message=message,
+                upload=row["id"],
+                flag_id=flag,
+            )
+        self.tus.path(row["id"]).unlink(missing_ok=True)
+        self.tus.closed(row["id"])
+        log.warning(
+            "upload rejected",
+            extra={
+                "event": "reject",
+                "data": {
+                    "device": who.serial,
+                    "sequence": row["sequence"],
+                    "reason": reason,
+                    "detail": message,
+                    "flag": flag,
+                },
+            },
+        )
+        err = Rejected(reason, message, status=status, code=code)
+        err.extra["flag_id"] = flag
+        return err
+
+    # -- segments --
+
+    def _public_key(self, key_id: Any, serial: str) -> ec.EllipticCurvePublicKey | None:
+        if not isinstance(key_id, str):
+            return None
+        cert = self.db.one("SELECT pem FROM certificates WHERE key_id=? AND serial=?", (key_id, serial))
+        if cert is None:
+            return None
+        pub = x509.load_pem_x509_certificate(cert["pem"].encode()).public_key()
+        return pub if isinstance(pub, ec.EllipticCurvePublicKey) else None
+
+    def _check_segment(
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str
+    ) -> dict[str, Any]:
+        seq = row["sequence"]
+        ev = {
+            "manifest_b64": base64.b64encode(manifest[:MAX_MANIFEST]).decode(),
+            "signature_b64": base64.b64encode(sig[:1024]).decode(),
+            "media_sha256": media_sha,
+        }
+        if not manifest or len(manifest) > MAX_MANIFEST:
+            raise self._reject(row, who, "bad_manifest", "manifest missing or over 1 MiB", evidence=ev)
+        try:
+            doc = json.loads(manifest)
+        except ValueError:
+            raise self._reject(row, who, "bad_manifest", "manifest is not valid JSON", evidence=ev) from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise self._reject(row, who, "bad_manifest", f"manifest format is not {FORMAT!r}", evidence=ev)
+        bad = _shape_problems(doc)
+        if bad:
+            raise self._reject(
+                row,
+                who,
+                "bad_manifest",
+                f"manifest field(s) missing or invalid: {', '.join(bad)}",
+                evidence=ev,
+            )
+        if doc["device_serial"] != who.serial:
+            raise self._reject(
+                row,
+                who,
+                "wrong_device",
+                f"manifest is from device {doc['device_serial']!r}, the upload from {who.serial!r}",
+                evidence=ev,
+            )
+        if doc["sequence"] != seq:
+            raise self._reject(
+                row,
+                who,
+                "sequence_mismatch",
+                f"manifest is sequence {doc['sequence']}, the upload was created for sequence {seq}",
+                evidence=ev,
+            )
+        if doc["media"]["file"] != f"{segment_stem(seq)}.mp4":
+            raise self._reject(
+                row, who, "bad_manifest", f"manifest names media {doc['media']['file']!r}", evidence=ev
+            )
+        if not sig:
+            raise self._reject(row, who, "unsigned", f"sequence {seq} has no signature", evidence=ev)
+        pub = self._public_key(doc["key_id"], who.serial)
+        if pub is None:
+            raise self._reject(
+                row,
+                who,
+                "unknown_key",
+                f"sequence {seq} is signed by key {str(doc['key_id'])[:16]}..., "
+                f"which is not enrolled for {who.serial}",
+                evidence=ev,
+            )
+        if not verify_signature(pub, sig, manifest):
+            raise self._reject(
+                row,
+                who,
+                "bad_signature",
+                f"signature of sequence {seq} does not verify with the "
+                "enrolled certificate (manifest altered or signed by another key)",
+                evidence=ev,
+            )
+        if doc["media"]["size"] != row["length"]:
+            raise self._reject(
+                row,
+                who,
+                "media_size_mismatch",
+                f"media of sequence {seq} is {row['length']} bytes, "
+                f"the signed manifest says {doc['media']['size']}",
+                evidence=ev,
+            )
+        if doc["media"]["sha256"] != media_sha or (row["sha256"] and row["sha256"] != media_sha):
+            raise self._reject(
+                row,
+                who,
+                "media_hash_mismatch",
+                f"media of sequence {seq} does not match the SHA-256 "
+                "in its signed manifest (altered or corrupted in transit or on the device)",
+                evidence=ev,
+            )
+        return doc
+
+    def _segment(
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str
+    ) -> dict[str, Any]:
+        doc = self._check_segment(row, who, manifest, sig, media_sha)
+        seq, serial = row["sequence"], who.serial
+        manifest_sha = hashlib.sha256(manifest).hexdigest()
+        staged = self.tus.path(row["id"])
+        with self._lock:
+            have = self.db.segment(serial, seq)
+            if have is not None:
+                if have["manifest_sha256"] != manifest_sha:
+                    raise self._reject(
+                        row,
+                        who,
+                        "sequence_conflict",
+                        f"sequence {seq} is already stored with a different manifest; refused and flagged",
+                        status=409,
+                        code="conflict",
+                    )
+                with self.db.transaction() as c:
+                    c.execute(
+                        "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
+                        (now_ns(), json.dumps({"duplicate": True}), row["id"]),
+                    )
+                    self.trail.record(
+                        Actor(f"device:{serial}", "device"),
+                        "ingest_duplicate",
+                        f"segment:{serial}/{seq:010d}",
+                        conn=c,
+                        upload=row["id"],
+                    )
+                staged.unlink(missing_ok=True)
+                self.tus.closed(row["id"])
+                return SignedReceipt(have["receipt"], have["receipt_sig"]).response(
+                    duplicate=True, gaps=self.db.open_gaps(serial)
+                )
+            prev_sha = doc["previous_manifest_sha256"]
+            if seq == 1 and prev_sha != GENESIS:
+                raise self._reject(row, who, "chain_broken", "sequence 1 must link to the genesis value")
+            below = self.db.segment(serial, seq - 1)
+            if below is not None and below["manifest_sha256"] != prev_sha:
+                raise self._reject(
+                    row,
+                    who,
+                    "chain_broken",
+                    f"sequence {seq} does not link to the stored manifest "
+                    f"of sequence {seq - 1} (a manifest was replaced)",
+                )
+            above = self.db.segment(serial, seq + 1)
+            if above is not None and above["prev_sha256"] != manifest_sha:
+                raise self._reject(
+                    row,
+                    who,
+                    "chain_broken",
+                    f"the stored sequence {seq + 1} does not link to this "
+                    f"manifest of sequence {seq} (a manifest was replaced)",
+                )
+            self.store.put_bytes(segment_key(serial, seq, "json"), manifest)
+            self.store.put_bytes(segment_key(serial, seq, "sig"), sig)
+            if staged.exists():
+                self.store.put_file(segment_key(serial, seq, "mp4"), staged, media_sha)
+            elif not self.store.exists(segment_key(serial, seq, "mp4")):  # consumed by a crashed attempt?
+                raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
+            receipt = self.receipts.sign(
+                "segment",
+                device_serial=serial,
+                key_id=doc["key_id"],
+                sequence=seq,
+                recording_id=doc.get("recording_id"),
+                manifest_sha256=manifest_sha,
+                media_sha256=media_sha,
+                media_size=row["length"],
+            )
+            self.store.flush()  # evidence durable before the row that acknowledges it
+            first, last = doc.get("first_frame") or {}, doc.get("last_frame") or {}
+            t = now_ns()
+            with self.db.transaction() as c:
+                c.execute(
+                    "INSERT INTO segments(serial, sequence, recording_id, segment_index, key_id, "
+                    "prev_sha256, manifest_sha256, media_sha256, media_size, first_utc_ns, last_utc_ns, "
+                    "stored_ns, receipt, receipt_sig) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        serial,
+                        seq,
+                        str(doc.get("recording_id") or f"{serial}-unknown"),
+                        doc.get("segment_index"),
+                        doc["key_id"],
+                        prev_sha,
+                        manifest_sha,
+                        media_sha,
+                        row["length"],
+                        first.get("utc_ns"),
+                        last.get("utc_ns"),
+                        t,
+                        receipt.text,
+                        receipt.signature,
+                    ),
+                )
+                closed = c.execute(
+                    "UPDATE gaps SET closed_ns=? WHERE serial=? AND sequence=? AND closed_ns IS NULL",
+                    (t, serial, seq),
+                ).rowcount
+                opened = self._open_gaps(c, serial, seq, t)
+                c.execute(
+                    "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
+                    (t, json.dumps({"sequence": seq}), row["id"]),
+                )
+                self.trail.record(
+                    Actor(f"device:{serial}", "device"),
+                    "ingest",
+                    f"segment:{serial}/{seq:010d}",
+                    conn=c,
+                    recording_id=doc.get("recording_id"),
+                    media_sha256=media_sha,
+                    manifest_sha256=manifest_sha,
+                    bytes=row["length"],
+                    upload=row["id"],
+                    gap_closed=bool(closed),
+                    gaps_opened=opened,
+                )
+        staged.unlink(missing_ok=True)
+        self.tus.closed(row["id"])
+        log.info(
+            "segment ingested",
+            extra={
+                "event": "ingest",
+                "data": {
+                    "device": serial,
+                    "sequence": seq,
+                    "bytes": row["length"],
+                    "gap_closed": bool(closed),
+                    "gaps_opened": opened,
+                },
+            },
+        )
+        return receipt.response(duplicate=False, gaps=self.db.open_gaps(serial))
+
+    def _open_gaps(self, c: Any, serial: str, seq: int, t: int) -> list[int]:
+        """Sequences skipped below this one since the highest stored below it become open gaps."""
+        r = c.execute(
+            "SELECT MAX(sequence) FROM segments WHERE serial=? AND sequence < ?", (serial, seq)
+        ).fetchone()
+        below = int(r[0] or 0)
+        missing = list(range(below + 1, seq))
+        if len(missing) > MAX_GAP_ROWS:
+            missing = missing[-MAX_GAP_ROWS:]
+        for s in missing:
+            c.execute("INSERT OR IGNORE INTO gaps(serial, sequence, opened_ns) VALUES(?,?,?)", (serial, s, t))
+        return missing
+
+    # -- device audit logs --
+
+    def _audit(self, row: Any, who: DeviceIdentity) -> dict[str, Any]:
+        data = self.tus.path(row["id"]).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if not data.endswith(b"\n"):
+            raise self._reject(
+                row, who, "bad_audit", "audit upload must be whole lines, each ending in a newline"
+            )
+        entries: list[tuple[int, str, str, bytes, dict[str, Any]]] = []
+        keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
+        for n, line in enumerate(data.split(b"\n")[:-1], 1):
+            try:
+                outer = json.loads(line)
+                text, sig_b64 = outer["entry"], outer["sig"]
+                entry = json.loads(text)
+                sig = base64.b64decode(sig_b64, validate=True)
+                if entry.get("format") != AUDIT_FORMAT or not isinstance(entry.get("seq"), int):
+                    raise ValueError
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise self._reject(row, who, "bad_audit", f"line {n} is not a {AUDIT_FORMAT} entry") from None
+            kid = entry.get("key_id")
+            if kid not in keys:
+                keys[kid] = self._public_key(kid, who.serial)
+            pub = keys[kid]
+            if pub is None:
+                raise self._reject(
+                    row,
+                    who,
+                    "unknown_key",
+                    f"audit line {n} is signed by a key not enrolled for {who.serial}",
+                )
+            if not verify_signature(pub, sig, text.encode()):
+                raise self._reject(
+                    row, who, "bad_signature", f"audit line {n} (seq {entry['seq']}): signature invalid"
+                )
+            if entries:
+                pseq, ptext = entries[-1][0], entries[-1][1]
+                if entry["seq"] != pseq + 1 or entry["prev"] != hashlib.sha256(ptext.encode()).hexdigest():
+                    raise self._reject(
+                        row,
+                        who,
+                        "chain_broken",
+                        f"audit line {n} (seq {entry['seq']}) does not follow seq {pseq}",
+                    )
+            entries.append((entry["seq"], text, sig_b64, line + b"\n", entry))
+        if not entries:
+            raise self._reject(row, who, "bad_audit", "audit upload holds no entries")
+        serial = who.serial
+        with self._lock:
+            top = self.db.one(
+                "SELECT seq, entry FROM device_audit WHERE serial=? ORDER BY seq DESC LIMIT 1", (serial,)
+            )
+            head = top["seq"] if top else 0
+            new = []
+            for seq, text, sig_b64, raw, entry in entries:
+                if seq <= head:
+                    stored = self.db.one(
+                        "SELECT entry FROM device_audit WHERE serial=? AND seq=?", (serial, seq)
+                    )
+                    if stored is not None and stored["entry"] != text:
+                        raise self._reject(
+                            row,
+                            who,
+                            "audit_conflict",
+                            f"audit seq {seq} is already stored with different text",
+                            status=409,
+                            code="conflict",
+                        )
+                    if stored is not None:
+                        continue
+                new.append((seq, text, sig_b64, raw, entry))
+            gap = None
+            if new:
+                first_seq, first_entry = new[0][0], new[0][4]
+                if first_seq == head + 1:
+                    want = hashlib.sha256(top["entry"].encode()).hexdigest() if top else GENESIS
+                    if first_entry["prev"] != want:
+                        raise self._reject(
+                            row,
+                            who,
+                            "chain_broken",
+                            f"audit seq {first_seq} does not link to the stored seq {head}",
+                        )
+                elif first_seq > head + 1:
+                    gap = (head + 1, first_seq - 1)
+                self.store.put_bytes(
+                    audit_key(serial, new[0][0], new[-1][0]), b"".join(r for *_, r, _ in new)
+                )
+                self.store.flush()
+            receipt = self.receipts.sign(
+                "audit",
+                device_serial=serial,
+                first_seq=entries[0][0],
+                last_seq=entries[-1][0],
+                entries_new=len(new),
+                sha256=sha,
+            )
+            t = now_ns()
+            with self.db.transaction() as c:
+                for seq, text, sig_b64, _, entry in new:
+                    c.execute(
+                        "INSERT OR IGNORE INTO device_audit(serial, seq, entry, sig, key_id, utc_ns, event) "
+                        "VALUES(?,?,?,?,?,?,?)",
+                        (
+                            serial,
+                            seq,
+                            text,
+                            sig_b64,
+                            entry.get("key_id"),
+                            entry.get("utc_ns"),
+                            entry.get("event"),
+                        ),
+                    )
+                c.execute(
+                    "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
+                    (t, json.dumps({"receipt": receipt.text, "signature": receipt.signature}), row["id"]),
+                )
+                self.trail.record(
+                    Actor(f"device:{serial}", "device"),
+                    "audit_ingest",
+                    f"audit:{serial}",
+                    conn=c,
+                    first_seq=entries[0][0],
+                    last_seq=entries[-1][0],
+                    entries_new=len(new),
+                    upload=row["id"],
+                )
+        if gap:
+            self.db.add_flag(
+                serial=serial,
+                sequence=None,
+                upload_id=row["id"],
+                reason="audit_gap",
+                message=f"device audit entries {gap[0]}-{gap[1]} never reached the backend",
+            )
+        self.tus.path(row["id"]).unlink(missing_ok=True)
+        self.tus.closed(row["id"])
+        return receipt.response(duplicate=not new)

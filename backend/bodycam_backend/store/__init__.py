@@ -1,0 +1,64 @@
+"""The evidence storage seam: one protocol, a write-once directory and S3 Object Lock behind it.
+
+Keys are built by the backend from validated serials and integers only (``key_for``); nothing a
+client sends becomes a key or a path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import BackendError
+
+_SERIAL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class WriteOnceViolation(BackendError):
+    """Something tried to store different bytes under a key that already holds evidence."""
+
+
+class EvidenceStore(Protocol):
+    name: str
+
+    def put_file(self, key: str, path: Path, sha256: str) -> None:
+        """Store the file under key, never replacing different content; the source file is left alone."""
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def flush(self) -> None:
+        """Everything put so far is durable when this returns."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def stream(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def segment_key(serial: str, sequence: int, ext: str) -> str:
+    if not _SERIAL.match(serial) or ext not in ("mp4", "json", "sig"):
+        raise ValueError("bad store key parts")
+    return f"devices/{serial}/segments/seg-{int(sequence):010d}.{ext}"
+
+
+def audit_key(serial: str, first: int, last: int) -> str:
+    if not _SERIAL.match(serial):
+        raise ValueError("bad serial")
+    return f"devices/{serial}/audit/audit-{int(first):010d}-{int(last):010d}.log"
+
+
+def open_store(cfg) -> EvidenceStore:  # noqa: ANN001 - BackendConfig, imported lazily
+    if cfg.storage.backend == "s3":
+        from .s3 import S3Store
+
+        return S3Store(cfg.s3)
+    from .directory import DirectoryStore
+
+    return DirectoryStore(cfg.data_dir / "store")

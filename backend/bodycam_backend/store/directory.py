@@ -1,0 +1,127 @@
+"""Write-once evidence in a directory: each file is created once (link, never rename-over), made
+read-only, and never overwritten or deleted through the service.
+
+``os.link`` fails if the name exists, so two racing writers cannot replace each other's evidence;
+the staged upload becomes the stored file without a copy when both live on one filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import WriteOnceViolation
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DirectoryStore:
+    name = "directory"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._dirty: set[Path] = set()
+
+    def flush(self) -> None:
+        """Make the new names durable: one fsync per directory touched, however many files went in."""
+        while self._dirty:
+            _fsync_dir(self._dirty.pop())
+
+    def _path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if self.root.resolve() not in p.parents:
+            raise ValueError(f"store key escapes the store: {key!r}")
+        return p
+
+    def _same(self, dest: Path, sha256: str) -> None:
+        if _sha256_file(dest) != sha256:
+            raise WriteOnceViolation(
+                f"{dest.name}: already stored with different content; refusing to replace"
+            )
+
+    def put_file(self, key: str, path: Path, sha256: str) -> None:
+        """Link the (already fsynced) staged file into place; the caller removes the staged name."""
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            self._same(dest, sha256)
+            return
+        os.chmod(path, 0o444)
+        try:
+            os.link(path, dest)
+        except FileExistsError:
+            self._same(dest, sha256)
+        except OSError:  # another filesystem: copy to a private temp name, then link it into place
+            tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
+            shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o444)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                self._same(dest, sha256)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self._dirty.add(dest.parent)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256(data).hexdigest()
+        if dest.exists():
+            self._same(dest, sha)
+            return
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            self._same(dest, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._dirty.add(dest.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def stream(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as f:
+            while data := f.read(chunk):
+                yield data
+
+    def close(self) -> None:
+        pass

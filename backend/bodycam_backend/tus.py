@@ -1,0 +1,422 @@
+"""tus 1.0.0 server: core + creation (+ creation-with-upload) + termination (incomplete uploads only) +
+checksum (sha1, sha256).
+
+Bytes are staged in ``<data_dir>/uploads/<server id>.part``; the id is random hex made here, so no
+client-supplied name reaches the filesystem. The offset in SQLite is the durable truth: it only
+moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
+mid-PATCH loses at most that PATCH's unacknowledged bytes and ``HEAD`` tells the client where to
+resume. The media SHA-256 is computed while the bytes stream in (re-read from disk only after a
+restart), so finalizing a large segment does not wait for a second pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from .admission import Admission
+from .auth import DeviceIdentity
+from .db import Database, now_ns
+from .errors import ApiError
+
+log = logging.getLogger("bodycam.backend.tus")
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = "creation,creation-with-upload,termination,checksum"
+CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+KINDS = ("segment", "audit")
+_META_KEY = re.compile(r"^[^\s,]+$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MAX_METADATA_HEADER = 4096
+
+
+def tus_headers(**extra: str) -> dict[str, str]:
+    return {"Tus-Resumable": TUS_VERSION, **extra}
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """``key base64value,key2 base64value2``; values must be UTF-8. Raises ApiError 400 bad_metadata."""
+    if len(header) > MAX_METADATA_HEADER:
+        raise ApiError(400, "bad_metadata", f"Upload-Metadata longer than {MAX_METADATA_HEADER} characters")
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in header.split(","))):
+        parts = item.split(" ")
+        if len(parts) > 2 or not _META_KEY.match(parts[0]) or parts[0] in out:
+            raise ApiError(
+                400, "bad_metadata", f"Upload-Metadata item {item[:40]!r} is not 'key base64value'"
+            )
+        try:
+            out[parts[0]] = base64.b64decode(parts[1], validate=True).decode() if len(parts) == 2 else ""
+        except (binascii.Error, ValueError):
+            raise ApiError(
+                400, "bad_metadata", f"Upload-Metadata value of {parts[0]!r} is not base64 of UTF-8"
+            ) from None
+    return out
+
+
+def _int_header(request: Request, name: str, *, required: bool = True) -> int | None:
+    raw = request.headers.get(name)
+    name = "-".join(p.capitalize() for p in name.split("-"))
+    if raw is None:
+        if required:
+            raise ApiError(400, "bad_request", f"{name} header is required")
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise ApiError(400, "bad_request", f"{name} must be a non-negative integer, not {raw[:30]!r}")
+    return int(raw)
+
+
+def check_version(request: Request) -> None:
+    v = request.headers.get("tus-resumable")
+    if v != TUS_VERSION:
+        raise ApiError(
+            412,
+            "tus_version",
+            f"Tus-Resumable: {TUS_VERSION} is required" + (f", not {v!r}" if v else ""),
+            headers={"Tus-Version": TUS_VERSION},
+        )
+
+
+@dataclass
+class _Hash:
+    h: Any
+    pos: int
+
+
+class TusService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        staging: Path,
+        admission: Admission,
+        max_upload_bytes: int,
+        max_audit_bytes: int,
+    ) -> None:
+        self.db = db
+        self.staging = staging
+        staging.mkdir(parents=True, exist_ok=True)
+        self.admission = admission
+        self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
+        self._busy: set[str] = set()
+        self._hashes: dict[str, _Hash] = {}
+        self._lock = threading.Lock()
+
+    def path(self, upload_id: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
+            raise ApiError(404, "not_found", "no such upload")
+        return self.staging / f"{upload_id}.part"
+
+    def owned(self, upload_id: str, who: DeviceIdentity) -> Any:
+        """The upload row if this device created it; other devices get 404 (they learn nothing)."""
+        self.path(upload_id)
+        row = self.db.upload(upload_id)
+        if row is None or row["serial"] != who.serial:
+            raise ApiError(404, "not_found", "no such upload")
+        return row
+
+    # -- endpoints --
+
+    def options(self) -> Response:
+        return Response(
+            status_code=204,
+            headers=tus_headers(
+                **{
+                    "Tus-Version": TUS_VERSION,
+                    "Tus-Extension": EXTENSIONS,
+                    "Tus-Max-Size": str(self.max["segment"]),
+                    "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+                }
+            ),
+        )
+
+    async def create(self, request: Request, who: DeviceIdentity) -> Response:
+        check_version(request)
+        if request.headers.get("upload-defer-length") is not None:
+            raise ApiError(400, "bad_request", "Upload-Defer-Length is not supported: send Upload-Length")
+        length = _int_header(request, "upload-length")
+        assert length is not None
+        with_body = int(request.headers.get("content-length") or 0) > 0 or "chunked" in request.headers.get(
+            "transfer-encoding", ""
+        )
+        if (
+            with_body
+            and request.headers.get("content-type", "").split(";")[0].strip().lower()
+            != "application/offset+octet-stream"
+        ):
+            raise ApiError(
+                415,
+                "bad_content_type",
+                "creation-with-upload needs Content-Type: application/offset+octet-stream",
+            )
+        meta = parse_metadata(request.headers.get("upload-metadata", ""))
+        kind = meta.get("kind")
+        if kind not in KINDS:
+            raise ApiError(400, "bad_metadata", f"Upload-Metadata 'kind' must be one of {', '.join(KINDS)}")
+        if length < 1:
+            raise ApiError(400, "bad_request", "Upload-Length must be at least 1")
+        if length > self.max[kind]:
+            raise ApiError(
+                413,
+                "upload_too_large",
+                f"Upload-Length {length} is over the limit of {self.max[kind]} bytes for a {kind} upload",
+            )
+        sequence = None
+        if kind == "segment":
+            seq = meta.get("sequence", "")
+            if not seq.isdigit() or not 1 <= int(seq) < 1 << 62:
+                raise ApiError(
+                    400,
+                    "bad_metadata",
+                    "Upload-Metadata 'sequence' (a positive integer) is required for a segment",
+                )
+            sequence = int(seq)
+        sha = meta.get("sha256")
+        if sha is not None and not _HEX64.match(sha):
+            raise ApiError(400, "bad_metadata", "Upload-Metadata 'sha256' must be 64 lowercase hex digits")
+        upload_id = secrets.token_hex(16)
+        self.admission.admit(upload_id)
+        try:
+            fd = os.open(self.path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            t = now_ns()
+            self.db.execute(
+                "INSERT INTO uploads(id, serial, key_id, kind, sequence, length, offset, sha256, state,"
+                " created_ns, updated_ns) VALUES(?,?,?,?,?,?,0,?,'open',?,?)",
+                (upload_id, who.serial, who.key_id, kind, sequence, length, sha, t, t),
+            )
+        except BaseException:
+            self.admission.release(upload_id)
+            self.path(upload_id).unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
+        log.debug(
+            "upload created",
+            extra={
+                "event": "upload_created",
+                "data": {
+                    "upload": upload_id,
+                    "device": who.serial,
+                    "kind": kind,
+                    "sequence": sequence,
+                    "length": length,
+                },
+            },
+        )
+        offset = 0
+        if with_body:  # creation-with-upload: the first chunk rides on the POST, saving a round trip
+            checksum = self._checksum(request.headers.get("upload-checksum"))
+            with self._lock:
+                self._busy.add(upload_id)
+            try:
+                offset = await self._write(request, upload_id, 0, length, checksum)
+            finally:
+                with self._lock:
+                    self._busy.discard(upload_id)
+        return Response(
+            status_code=201,
+            headers=tus_headers(Location=f"/v1/uploads/{upload_id}", **{"Upload-Offset": str(offset)}),
+        )
+
+    def head(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+        check_version(request)
+        row = self.owned(upload_id, who)
+        if row["state"] in ("terminated", "expired"):
+            raise ApiError(410, "gone", f"upload {upload_id} was {row['state']}")
+        return Response(
+            status_code=200,
+            headers=tus_headers(
+                **{
+                    "Upload-Offset": str(row["offset"]),
+                    "Upload-Length": str(row["length"]),
+                    "Cache-Control": "no-store",
+                }
+            ),
+        )
+
+    def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+        check_version(request)
+        row = self.owned(upload_id, who)
+        if row["state"] != "open":
+            raise ApiError(
+                409,
+                "conflict",
+                f"upload {upload_id} is {row['state']}; only incomplete uploads can "
+                "be terminated (finalized uploads are evidence)",
+            )
+        with self._lock:
+            if upload_id in self._busy:
+                raise ApiError(423, "locked", "a PATCH is writing this upload; retry when it ends")
+            self._hashes.pop(upload_id, None)
+        self.db.set_upload_state(upload_id, "terminated")
+        self.path(upload_id).unlink(missing_ok=True)
+        self.admission.release(upload_id)
+        return Response(status_code=204, headers=tus_headers())
+
+    async def patch(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+        check_version(request)
+        ctype = request.headers.get("content-type", "")
+        if ctype.split(";")[0].strip().lower() != "application/offset+octet-stream":
+            raise ApiError(
+                415, "bad_content_type", "PATCH needs Content-Type: application/offset+octet-stream"
+            )
+        offset = _int_header(request, "upload-offset")
+        checksum = self._checksum(request.headers.get("upload-checksum"))
+        row = self.owned(upload_id, who)
+        if row["state"] in ("terminated", "expired"):
+            raise ApiError(410, "gone", f"upload {upload_id} was {row['state']}")
+        if row["state"] != "open":
+            raise ApiError(409, "conflict", f"upload {upload_id} is {row['state']}", offset=row["offset"])
+        if offset != row["offset"]:
+            raise ApiError(
+                409,
+                "conflict",
+                f"Upload-Offset {offset} does not match the server's offset "
+                f"{row['offset']}; HEAD the upload and resume from there",
+                offset=row["offset"],
+                headers={"Upload-Offset": str(row["offset"])},
+            )
+        length = row["length"]
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and offset + int(declared) > length:
+            raise ApiError(
+                413,
+                "upload_too_large",
+                f"body of {declared} bytes at offset {offset} passes Upload-Length {length}",
+            )
+        with self._lock:
+            if upload_id in self._busy:
+                raise ApiError(423, "locked", "another PATCH is writing this upload; retry when it ends")
+            self._busy.add(upload_id)
+        try:
+            self.admission.admit(upload_id)
+            new = await self._write(request, upload_id, offset, length, checksum)
+        finally:
+            with self._lock:
+                self._busy.discard(upload_id)
+        return Response(status_code=204, headers=tus_headers(**{"Upload-Offset": str(new)}))
+
+    # -- internals --
+
+    def _checksum(self, header: str | None) -> tuple[str, bytes] | None:
+        if header is None:
+            return None
+        try:
+            alg, b64 = header.strip().split(" ", 1)
+            digest = base64.b64decode(b64.strip(), validate=True)
+        except (ValueError, binascii.Error):
+            raise ApiError(
+                400, "bad_request", "Upload-Checksum must be '<algorithm> <base64 digest>'"
+            ) from None
+        if alg not in CHECKSUMS:
+            raise ApiError(
+                400,
+                "checksum_unsupported",
+                f"checksum algorithm {alg!r} is not supported; use one of {', '.join(CHECKSUMS)}",
+            )
+        return alg, digest
+
+    async def _write(
+        self, request: Request, upload_id: str, offset: int, length: int, checksum: tuple[str, bytes] | None
+    ) -> int:
+        path = self.path(upload_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with self._lock:
+            hs = self._hashes.get(upload_id)
+            if hs is not None and hs.pos != offset:
+                hs = self._hashes.pop(upload_id)  # out of step (e.g. after a restart): re-hash at finalize
+                hs = None
+        saved = hs.h.copy() if hs is not None and checksum else None
+        chk = CHECKSUMS[checksum[0]]() if checksum else None
+        pos = offset
+        disconnected = False
+        try:
+            os.ftruncate(fd, offset)  # drop bytes past the durable offset (a crash mid-PATCH)
+            try:
+                async for chunk in request.stream():
+                    if not chunk:
+                        continue
+                    if pos + len(chunk) > length:
+                        os.ftruncate(fd, offset)
+                        self._drop_hash(upload_id)
+                        raise ApiError(
+                            413,
+                            "upload_too_large",
+                            f"body passes Upload-Length {length} at offset {offset}; nothing of it was kept",
+                        )
+                    os.pwrite(fd, chunk, pos)
+                    pos += len(chunk)
+                    if hs is not None:
+                        hs.h.update(chunk)
+                    if chk is not None:
+                        chk.update(chunk)
+            except ClientDisconnect:
+                disconnected = True
+            if checksum and (disconnected or chk.digest() != checksum[1]):  # type: ignore[union-attr]
+                os.ftruncate(fd, offset)
+                if hs is not None and saved is not None:
+                    hs.h = saved
+                if disconnected:
+                    return offset
+                raise ApiError(
+                    460,
+                    "checksum_mismatch",
+                    f"chunk does not match its {checksum[0]} Upload-Checksum; "
+                    "it was discarded, send it again",
+                )
+            await anyio.to_thread.run_sync(os.fsync, fd)
+        finally:
+            os.close(fd)
+        if hs is not None:
+            hs.pos = pos
+        self.db.set_offset(upload_id, pos)
+        return pos
+
+    def _drop_hash(self, upload_id: str) -> None:
+        with self._lock:
+            self._hashes.pop(upload_id, None)
+
+    async def media_sha256(self, upload_id: str, length: int) -> str:
+        """SHA-256 of the staged bytes: from the running hash if it saw every byte, else from disk."""
+        with self._lock:
+            hs = self._hashes.get(upload_id)
+        if hs is not None and hs.pos == length:
+            return hs.h.copy().hexdigest()
+        path = self.path(upload_id)
+
+        def rehash() -> str:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    h.update(data)
+            return h.hexdigest()
+
+        return await anyio.to_thread.run_sync(rehash)
+
+    def closed(self, upload_id: str) -> None:
+        """Finalized or rejected: forget the running hash and free the admission slot."""
+        self._drop_hash(upload_id)
+        self.admission.release(upload_id)
+
+    def expire_stale(self, max_age_ns: int) -> int:
+        """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""
+        cutoff = now_ns() - max_age_ns
+        rows = self.db.query("SELECT id FROM uploads WHERE state='open' AND updated_ns < ?", (cutoff,))
+        for r in rows:
+            self.db.set_upload_state(r["id"], "expired")
+            self.path(r["id"]).unlink(missing_ok=True)
+        return len(rows)

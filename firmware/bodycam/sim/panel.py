@@ -1,0 +1,401 @@
+"""The interactive panel: what the camera would show and do, driven by single keys.
+
+It polls the daemon's status (~5 Hz) and draws it with rich; every key becomes the same control
+request ``bodycam press`` sends, so what you see is the daemon's own answer, never a guess made
+here. ``render`` is a pure function of a PanelView so it can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import sys
+import termios
+import threading
+import time
+import tty
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..clock import iso_utc
+from ..config import Config
+from ..controls.indicators import _LED_FOR_STATE as LED_FOR_STATE  # one table for the real LEDs and this
+from ..daemon.control import ControlError
+from ..errors import BodycamError
+from . import evidence
+from .process import DaemonError, DaemonProcess
+from .runner import StepFailed, describe_status, reply_detail, verify_data_dir
+
+POLL_SECONDS = 0.2
+STATE_STYLE = {"booting": "bold yellow", "buffering": "bold green", "recording": "bold white on red",
+               "docked": "bold cyan", "fault": "bold white on dark_red"}
+
+# key -> (what it does, control request)
+KEYS: dict[str, tuple[str, dict[str, str]]] = {
+    "d": ("double press", {"cmd": "press", "button": "record", "gesture": "double"}),
+    "s": ("single press (marker)", {"cmd": "press", "button": "record", "gesture": "single"}),
+    "h": ("hold (stop)", {"cmd": "press", "button": "record", "gesture": "hold"}),
+    "f": ("function hold (stealth)", {"cmd": "press", "button": "function", "gesture": "hold"}),
+    "k": ("dock", {"cmd": "dock"}),
+    "u": ("undock", {"cmd": "undock"}),
+}
+HELP = "  ".join([f"[b]{k}[/b] {what}" for k, (what, _) in KEYS.items()]
+                 + ["[b]v[/b] verify", "[b]q[/b] quit"])
+
+
+@dataclass
+class PanelView:
+    """Everything the panel draws, so drawing is a pure function (and testable)."""
+
+    status: dict[str, Any] | None = None
+    serial: str = ""
+    data_dir: str = ""
+    pre_event_seconds: float = 30.0
+    now: float = 0.0                    # seconds, drives the LED blink phase
+    daemon_note: str = "starting the daemon"
+    stopped: bool = False               # the daemon has exited: the status shown is its last
+    fps: float | None = None
+    utc_now: str = ""                   # the host clock, which the simulated device shares
+    activity: deque[str] = field(default_factory=lambda: deque(maxlen=8))
+
+
+def _find(status: dict[str, Any], *paths: str) -> Any:
+    """First present value among dotted paths: the daemon's status fields may be flat or nested."""
+    for path in paths:
+        value: Any = status
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            return value
+    return None
+
+
+def _bytes(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def led_states(status: dict[str, Any], now: float) -> dict[str, bool]:
+    """Which LEDs are lit at ``now``: the daemon's own LED report if it sends one, else the same
+    state -> LED table the indicators use; stealth darkens both, as on the camera."""
+    lit = {"green": False, "red": False}
+    reported = status.get("leds")
+    if isinstance(reported, dict):
+        for name in lit:
+            v = reported.get(name)
+            if v == "blink" or (isinstance(v, dict) and v.get("blink")):
+                lit[name] = (now % 1.0) < 0.5
+            else:
+                lit[name] = v in (True, "on", 1)
+        return lit
+    if status.get("stealth"):
+        return lit
+    spec = LED_FOR_STATE.get(str(status.get("state")))
+    if spec:
+        name, on, off = spec
+        lit[name] = off is None or (now % (on + off)) < on
+    return lit
+
+
+def _led_text(status: dict[str, Any], now: float) -> Text:
+    lit = led_states(status, now)
+    t = Text()
+    for name, colour in (("green", "green"), ("red", "red")):
+        t.append("● " if lit[name] else "○ ", style=f"bold {colour}" if lit[name] else "grey35")
+        t.append(f"{name}   ")
+    spec = LED_FOR_STATE.get(str(status.get("state")))
+    if status.get("stealth"):
+        t.append("(dark: stealth)", style="dim")
+    elif spec:
+        t.append(f"({spec[0]} {'solid' if spec[2] is None else 'blinking'})", style="dim")
+    return t
+
+
+def bar(fraction: float, width: int = 30) -> Text:
+    """A fill bar that reads the same without colour (a log, a screenshot, tmux capture-pane)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey35")
+
+
+def _buffer_row(s: dict[str, Any], target: float) -> Text:
+    held = s.get("buffer_seconds")
+    if not isinstance(held, (int, float)) or target <= 0:
+        return bar(0.0) + Text(f" - / {target:g} s")
+    notes = {"recording": "  handed to the recording", "docked": "  none while docked"}
+    note = notes.get(str(s.get("state")), "")
+    return (bar(held / target) + Text(f" {held:.1f} / {target:g} s  ({_bytes(s.get('buffer_bytes'))})")
+            + Text(note, style="dim"))
+
+
+def _recordings_row(s: dict[str, Any]) -> str:
+    parts = [f"{s.get('segments_sealed', 0)} segments sealed this run"]
+    if "segments_on_disk" in s:
+        parts.append(f"{s['segments_on_disk']} on disk")
+    if s.get("pending_uploads") is not None:
+        parts.append(f"{s['pending_uploads']} waiting for the dock")
+    return ", ".join(parts)
+
+
+def _clock_row(s: dict[str, Any], utc_now: str) -> str:
+    clock = s.get("clock")
+    detail = "  ".join(f"{k} {v}" for k, v in clock.items()) if isinstance(clock, dict) else str(clock or "")
+    return f"{utc_now}  {detail}".strip()
+
+
+def _dock_row(s: dict[str, Any]) -> Text:
+    t = Text("docked" if s.get("docked") else "undocked")
+    battery = _find(s, "battery_percent", "battery.percent")
+    if isinstance(battery, (int, float)):
+        t.append(f"   battery {battery:g}%", style="bold red" if s.get("low_battery") else "")
+        if s.get("low_battery"):
+            t.append(" (low: 4 beeps every 20 s)", style="red")
+    return t
+
+
+def _fault_row(s: dict[str, Any]) -> Text:
+    if s.get("fault"):
+        return Text(f"{s['fault']} (active)", style="bold red")
+    if s.get("last_fault"):
+        return Text(f"{s['last_fault']} (cleared)", style="red")
+    return Text("none", style="dim")
+
+
+def render(view: PanelView) -> RenderableType:
+    """The whole panel for one moment."""
+    s = view.status or {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", min_width=11)
+    grid.add_column()
+    state = str(s.get("state", "unknown" if view.status else "starting"))
+    if view.stopped:
+        s = {**s, "leds": {"green": "off", "red": "off"}, "state": "off", "stealth": False}
+        state_text = Text(" OFF ", style="bold white on grey35")
+        state_text.append(f"  the daemon is not running (last state: {state})", style="yellow")
+        state = "off"
+    else:
+        state_text = Text(f" {state.upper()} ", style=STATE_STYLE.get(state, "bold"))
+    if s.get("recording_id") and not view.stopped:
+        state_text.append(f"  recording {s['recording_id']}")
+    if s.get("stop_pending"):
+        state_text.append("  press again to confirm the stop", style="bold yellow")
+    grid.add_row("State", state_text)
+    grid.add_row("LEDs", _led_text(s, view.now))
+    grid.add_row("Stealth", Text("ON (lights and sounds off, logged)", style="bold magenta")
+                 if s.get("stealth") else Text("off"))
+    target = s.get("pre_event_seconds")
+    target = target if isinstance(target, (int, float)) else view.pre_event_seconds
+    grid.add_row("Buffer", _buffer_row(s, float(target)))
+    frames = s.get("frames_captured")
+    frame_text = Text(f"{frames if frames is not None else '-'} captured, {s.get('dropped', 0)} dropped")
+    if view.fps is not None:
+        frame_text.append(f"  ({view.fps:.1f} fps)", style="dim")
+    grid.add_row("Frames", frame_text)
+    grid.add_row("Recordings", _recordings_row(s))
+    free = _find(s, "free_bytes", "storage_free_bytes", "storage.free_bytes")
+    storage = f"{_bytes(free)} free" if free is not None else "-"
+    if isinstance(s.get("reserve_bytes"), (int, float)):
+        storage += f" ({_bytes(s['reserve_bytes'])} kept in reserve)"
+    grid.add_row("Storage", storage)
+    grid.add_row("Clock", _clock_row(s, view.utc_now))
+    grid.add_row("Dock", _dock_row(s))
+    grid.add_row("Fault", _fault_row(s))
+    preview = s.get("preview")
+    if isinstance(preview, list) and all(isinstance(x, str) for x in preview):
+        grid.add_row("View", Text("\n".join(preview[:12]), style="dim"))
+    grid.add_row("Daemon", Text(view.daemon_note, style="yellow" if "exit" in view.daemon_note else "dim"))
+    activity = (Text("\n".join(view.activity)) if view.activity
+                else Text("press a key below", style="dim"))
+    title = f"bodycam simulator  {s.get('serial') or view.serial}"
+    body = Group(grid, Text(""), Panel(activity, title="activity", title_align="left", border_style="dim"))
+    return Group(Panel(body, title=title, subtitle=view.data_dir, border_style=_border(state)),
+                 Text.from_markup(HELP))
+
+
+def _border(state: str) -> str:
+    return {"recording": "red", "fault": "red", "buffering": "green", "docked": "cyan"}.get(state, "yellow")
+
+
+class KeyReader:
+    """Single keystrokes from a terminal in cbreak mode (no echo, no line buffering; Ctrl-C still
+    interrupts), restored exactly on exit even after an exception."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, timeout: float) -> str:
+        """The keys typed since the last read ("" if none within ``timeout``); an escape sequence
+        (arrow keys and the like) and whatever follows it in the same read are dropped."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return ""
+        return os.read(self.fd, 64).decode(errors="ignore").split("\x1b", 1)[0]
+
+
+@contextlib.contextmanager
+def raw_keys(fd: int) -> Iterator[KeyReader]:
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd, termios.TCSANOW)
+        yield KeyReader(fd)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+class PanelSession:
+    """The loop: poll status, draw, act on keys. Verification runs on a thread so the panel stays live."""
+
+    def __init__(self, daemon: DaemonProcess, cfg: Config) -> None:
+        self.daemon = daemon
+        self.view = PanelView(serial=cfg.device.serial, data_dir=evidence.show_path(daemon.data_dir),
+                              pre_event_seconds=cfg.buffer.pre_event_seconds)
+        self._last_frames: tuple[float, int] | None = None
+        self._verifying = threading.Lock()
+        self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()  # lines from the verify thread
+
+    def note(self, text: str) -> None:
+        """Add an activity line; safe from any thread (the draw loop moves it into the view)."""
+        self._inbox.put(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.view.activity.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return
+
+    def poll(self) -> None:
+        d = self.daemon
+        if not d.alive:
+            if d.proc is not None and not self.view.stopped:
+                self.view.stopped = True
+                log = evidence.show_path(d.log_path)
+                self.view.daemon_note = f"exited with code {d.returncode}: see {log}; q to quit"
+                self.note(f"the daemon exited with code {d.returncode}; its log ends:")
+                for line in d.log_tail(4).splitlines():
+                    self.note(line.strip()[:100])
+            return
+        try:
+            status = dict(d.request({"cmd": "status"}, timeout=1.0))
+        except (ControlError, DaemonError):
+            if self.view.status is None:
+                self.view.daemon_note = f"pid {d.proc.pid if d.proc else '?'}: waiting for the control socket"
+            return
+        status["segments_on_disk"] = len(evidence.sealed_segments(d.data_dir))
+        self.view.status = status
+        self.view.daemon_note = f"pid {d.proc.pid if d.proc else '?'}, log {evidence.show_path(d.log_path)}"
+        frames, now = status.get("frames_captured"), time.monotonic()
+        if isinstance(frames, int):
+            if self._last_frames and now - self._last_frames[0] >= 0.9:
+                t0, f0 = self._last_frames
+                self.view.fps = (frames - f0) / (now - t0)
+                self._last_frames = (now, frames)
+            elif self._last_frames is None:
+                self._last_frames = (now, frames)
+
+    def key(self, k: str) -> bool:
+        """Act on one key; False means quit."""
+        if k in ("q", "Q"):
+            return False
+        if k == "v":
+            self.verify()
+        elif k in KEYS:
+            what, message = KEYS[k]
+            try:
+                reply = self.daemon.request(message, timeout=2.0)
+            except (ControlError, DaemonError) as e:
+                self.note(f"{k}  {what}: refused: {str(e).splitlines()[0]}")
+            else:
+                detail = reply_detail(reply)
+                if "toggle_stealth" in detail:
+                    with contextlib.suppress(ControlError, DaemonError):
+                        on = self.daemon.request({"cmd": "status"}, timeout=2.0).get("stealth")
+                        detail += f" (stealth now {'on' if on else 'off'})"
+                self.note(f"{k}  {what}" + (f" -> {detail}" if detail else ""))
+        return True
+
+    def verify(self) -> None:
+        if not self._verifying.acquire(blocking=False):
+            self.note("v  verify already running")
+            return
+        self.note("v  verifying ...")
+
+        def work() -> None:
+            try:
+                _, lines = verify_data_dir(self.daemon.data_dir)   # lines[0] is "verify: OK" / "FAILED"
+                shown = [ln for ln in lines if ln.startswith(("verify:", "device", "error", "audit"))][:4]
+                for ln in shown:
+                    self.note(f"   {ln}")
+            except StepFailed as e:
+                self.note(f"   {e}")
+            except Exception as e:  # noqa: BLE001 - show it in the panel, never kill the session
+                self.note(f"   verify crashed: {e!r}")
+            finally:
+                self._verifying.release()
+
+        threading.Thread(target=work, name="sim-verify", daemon=True).start()
+
+    def loop(self, console: Console, keys: KeyReader) -> None:
+        with Live(render(self.view), console=console, screen=True, auto_refresh=False) as live:
+            next_poll = 0.0
+            while True:
+                now = time.monotonic()
+                if now >= next_poll:
+                    self.poll()
+                    next_poll = now + POLL_SECONDS
+                self.view.now = now
+                self.view.utc_now = iso_utc(time.time_ns())[:19] + "Z"
+                self.drain()
+                live.update(render(self.view), refresh=True)
+                for k in keys.read(timeout=max(0.0, min(0.1, next_poll - time.monotonic()))):
+                    if not self.key(k):
+                        self.view.daemon_note = "stopping the daemon (SIGTERM; it seals the open segment) ..."
+                        self.drain()
+                        live.update(render(self.view), refresh=True)
+                        return
+
+
+def run_panel(daemon: DaemonProcess, cfg: Config, *, console: Console | None = None) -> int:
+    """Start the daemon, run the panel until q (or Ctrl-C), stop the daemon, print the evidence."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BodycamError("--panel needs a terminal; without one, run a scenario: "
+                           "bodycam sim --scenario config/scenarios/patrol.toml")
+    console = console or Console()
+    daemon.spawn()
+    session = PanelSession(daemon, cfg)
+    code = 0
+    try:
+        with raw_keys(sys.stdin.fileno()) as keys:
+            session.loop(console, keys)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        with contextlib.suppress(Exception):     # a last look, so the summary is not 0.2 s stale
+            session.poll()
+        last = session.view.status
+        print("bodycam sim: stopping the daemon (SIGTERM) ...", flush=True)
+        exit_code = daemon.stop()
+    # Plain print from here: paths and commands must stay whole lines, to be copied and pasted.
+    print(f"bodycam sim: daemon stopped, exit code {exit_code}")
+    if last:
+        print(f"  last status: {describe_status(last)}")
+    print(f"  daemon log: {evidence.show_path(daemon.log_path)}")
+    for line in evidence.render(evidence.collect(daemon.data_dir)):
+        print(line)
+    return code or (0 if exit_code == 0 else 1)

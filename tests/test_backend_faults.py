@@ -1,0 +1,138 @@
+"""Backend faults with a real process: SIGKILL mid-upload then restart, admission control (503 +
+Retry-After), and config errors that name the key."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+import requests
+from backendkit import ROOT, BackendProcess, enrolled_device, record, segments_of, store_files
+from bodycam.errors import ConfigError
+from bodycam_backend import config as configmod
+
+
+def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -> None:
+    backend = BackendProcess(tmp_path / "backend")
+    backend.start()
+    try:
+        rig = record(tmp_path / "dev", "BC-KILL-1", after=25)
+        dev = enrolled_device(backend, rig)
+        seg = segments_of(rig)[0]
+        data = seg.media.read_bytes()
+        loc = dev.create(seg).headers["Location"]
+        half = len(data) // 2
+        assert dev.patch(loc, 0, data[:half]).status_code == 204
+        sent = threading.Event()
+
+        def slow_body():
+            yield data[half : half + 1000]
+            sent.set()
+            for i in range(half + 1000, len(data), 500):
+                time.sleep(0.2)
+                yield data[i : i + 500]
+
+        def patch_until_killed() -> None:
+            try:
+                dev.patch(loc, half, slow_body())
+            except requests.RequestException:
+                pass  # the server died under it
+
+        t = threading.Thread(target=patch_until_killed)
+        t.start()
+        assert sent.wait(10)
+        time.sleep(0.5)  # the server is mid-PATCH, with bytes past the durable offset on disk
+        backend.kill()
+        t.join(15)
+        backend.start()
+        offset = int(dev.head(loc).headers["Upload-Offset"])
+        assert offset == half, "HEAD gives the durable offset: the acknowledged bytes, no more"
+        assert dev.patch(loc, offset, data[offset:]).status_code == 204
+        r = dev.finalize(loc, seg)
+        assert r.status_code == 200, r.text
+        assert r.json()["duplicate"] is False
+        # no loss: the stored media is byte for byte the segment; no duplicate: stored once
+        stored = backend.data / "store" / "devices" / "BC-KILL-1" / "segments" / "seg-0000000001.mp4"
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == seg.sha256
+        assert len([p for p in store_files(backend) if p.suffix == ".mp4"]) == 1
+        again = dev.upload(seg)
+        assert again.json()["duplicate"] is True and again.json()["receipt"] == r.json()["receipt"]
+        # and a finalize interrupted by the kill is answered after restart with the same receipt
+        assert dev.finalize(loc, seg).json()["receipt"] == r.json()["receipt"]
+    finally:
+        backend.stop()
+
+
+def test_admission_limit_answers_503_with_retry_after(tmp_path) -> None:
+    backend = BackendProcess(
+        tmp_path / "backend",
+        admission={"max_concurrent_uploads": 2, "retry_after_seconds": 7, "idle_seconds": 1},
+    )
+    backend.start()
+    try:
+        rig = record(tmp_path / "dev", "BC-BUSY-1", after=45)
+        dev = enrolled_device(backend, rig)
+        segs = segments_of(rig)
+        a, b = dev.create(segs[0]), dev.create(segs[1])
+        assert a.status_code == b.status_code == 201
+        staged = set((backend.data / "uploads").iterdir())
+        busy = dev.create(segs[2])
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "7"
+        assert busy.json()["error"] == "busy" and busy.json()["retry_after"] == 7
+        assert set((backend.data / "uploads").iterdir()) == staged, "a refused upload stages nothing"
+        # an admitted upload keeps its slot and finishes; its slot is freed at finalize
+        data = segs[0].media.read_bytes()
+        assert dev.patch(a.headers["Location"], 0, data).status_code == 204
+        assert dev.finalize(a.headers["Location"], segs[0]).status_code == 200
+        c = dev.create(segs[2])
+        assert c.status_code == 201
+        # a device gone silent frees its slot after idle_seconds
+        time.sleep(1.2)
+        assert dev.create(segs[2]).status_code == 201
+    finally:
+        backend.stop()
+
+
+def test_config_errors_name_the_key(tmp_path) -> None:
+    bad = {
+        "[storage]\nbackend = 'ftp'\n": "[storage] backend",
+        "[admission]\nmax_concurrent_uploads = 0\n": "[admission] max_concurrent_uploads",
+        "[limits]\nmax_upload_bytes = 'big'\n": "[limits] max_upload_bytes",
+        "[s3]\nbucket = ''\n[storage]\nbackend = 's3'\n": "[s3] bucket",
+        "[server]\nprot = 1\n": "[server] prot",
+        "[nope]\n": "[nope]",
+    }
+    for text, key in bad.items():
+        p = tmp_path / "b.toml"
+        p.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            configmod.load(p)
+        assert key in str(e.value) and "\n" not in str(e.value)
+    p = tmp_path / "ok.toml"
+    p.write_text("[storage]\ndata_dir = 'rel'\n")
+    assert configmod.load(p).data_dir == tmp_path / "rel"
+    for shipped in ("backend.toml", "backend-s3.toml"):
+        configmod.load(ROOT / "config" / shipped)
+
+
+def test_cli_backend_prints_one_line_without_traceback(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bodycam.cli",
+            "backend",
+            "revoke",
+            "X",
+            "--config",
+            str(tmp_path / "missing.toml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "config file not found" in r.stderr and "Traceback" not in r.stderr

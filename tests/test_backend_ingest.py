@@ -1,0 +1,409 @@
+"""The evidence backend end to end: a real `bodycam backend serve` process on 127.0.0.1, real device
+keys and real sealed segments from the recorder, tuspy as a stock tus client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+from backendkit import TUS, BackendProcess, Device, enrolled_device, people, record, segments_of, store_files
+from bodycam.evidence.audit import AuditLog
+from bodycam_backend.audit import verify_lines
+from bodycam_backend.receipts import verify_receipt
+from tusclient import client as tus_client
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    b = BackendProcess(tmp_path_factory.mktemp("backend"), limits={"max_upload_bytes": 4_000_000})
+    b.cli("init")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(backend):
+    return people(backend, backend.admin_token())
+
+
+def check_receipt(backend: BackendProcess, body: dict, seg) -> dict:
+    doc = verify_receipt(body["receipt"], body["signature"], backend.backend_public_pem())
+    assert doc["manifest_sha256"] == hashlib.sha256(seg.manifest.read_bytes()).hexdigest()
+    assert doc["media_sha256"] == seg.sha256 == json.loads(seg.manifest.read_bytes())["media"]["sha256"]
+    assert doc["sequence"] == seg.sequence and doc["kind"] == "segment"
+    return doc
+
+
+def test_enrolment_token_is_one_time_and_issues_an_agency_certificate(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-ENROL-1", after=5)
+    dev = Device(backend.url, rig.signer, "BC-ENROL-1")
+    token = backend.enrol_token("BC-ENROL-1")
+    assert dev.enrol("bce_wrong").status_code == 403
+    r = dev.enrol(token, rig.cfg.key_path)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["key_id"] == rig.signer.key_id
+    (tmp_path / "dev.pem").write_text(body["certificate_pem"])
+    (tmp_path / "ca.pem").write_text(body["ca_certificate_pem"])
+    ok = subprocess.run(
+        ["openssl", "verify", "-CAfile", tmp_path / "ca.pem", tmp_path / "dev.pem"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    again = dev.enrol(token, rig.cfg.key_path)
+    assert again.status_code == 403 and again.json()["error"] == "enrol_token_used"
+    # the proof-of-possession form (for keys behind the Signer seam) works with a fresh token
+    r2 = Device(backend.url, rig.signer, "BC-ENROL-1").enrol(backend.enrol_token("BC-ENROL-1"))
+    assert r2.status_code == 201, r2.text
+
+
+def test_unenrolled_and_revoked_devices_are_refused(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path / "a", "BC-LOST-1", after=5)
+    seg = segments_of(rig)[0]
+    stranger = Device(backend.url, rig.signer, "BC-LOST-1")
+    r = stranger.create(seg)
+    assert r.status_code == 401 and r.json()["error"] == "unauthenticated"
+    assert (
+        requests.post(backend.url + "/v1/uploads", headers={**TUS, "Upload-Length": "5"}).status_code == 401
+    )
+    dev = enrolled_device(backend, rig)
+    token = dev.session_token()
+    created = dev.create(seg)
+    assert created.status_code == 201
+    # a reviewer may not revoke; an admin may
+    reviewer = people(backend, backend.admin_token("rita", "reviewer"))
+    assert reviewer.post(backend.url + "/v1/devices/BC-LOST-1/revoke").status_code == 403
+    assert admin.post(backend.url + "/v1/devices/BC-LOST-1/revoke").status_code == 200
+    for resp in (
+        dev.create(seg),
+        dev.patch(created.headers["Location"], 0, b"x"),
+        requests.post(
+            backend.url + "/v1/uploads",
+            headers={**TUS, "Upload-Length": "5", "Authorization": f"Bearer {token}"},
+        ),
+    ):
+        assert resp.status_code == 403 and resp.json()["error"] == "device_revoked", resp.text
+    # CLI revoke of another camera works the same way
+    rig2 = record(tmp_path / "b", "BC-LOST-2", after=5)
+    dev2 = enrolled_device(backend, rig2)
+    assert "revoked" in backend.cli("revoke", "BC-LOST-2").stdout
+    assert dev2.create(segments_of(rig2)[0]).status_code == 403
+
+
+def test_signed_requests_refuse_replay_and_skew(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-SIGN-1", after=5)
+    dev = enrolled_device(backend, rig)
+    h = dev.headers("GET", "/v1/device/status")
+    assert requests.get(backend.url + "/v1/device/status", headers=h).status_code == 200
+    replay = requests.get(backend.url + "/v1/device/status", headers=h)
+    assert replay.status_code == 401 and replay.json()["error"] == "replayed"
+    from bodycam_backend.auth import sign_headers
+
+    old = sign_headers(rig.signer, "GET", "/v1/device/status", now=1_000_000_000)
+    skew = requests.get(backend.url + "/v1/device/status", headers=old)
+    assert skew.status_code == 401 and skew.json()["error"] == "clock_skew" and "server_utc_ns" in skew.json()
+    wrong_path = dev.headers("GET", "/v1/device/other")
+    assert requests.get(backend.url + "/v1/device/status", headers=wrong_path).status_code == 401
+    t = requests.get(backend.url + "/v1/time").json()
+    assert abs(t["utc_ns"] / 1e9 - __import__("time").time()) < 5
+
+
+def test_tuspy_upload_then_finalize_gives_a_signed_receipt(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-TUSPY-1")
+    dev = enrolled_device(backend, rig)
+    staged = set((backend.data / "uploads").glob("*.part"))
+    client = tus_client.TusClient(
+        backend.url + "/v1/uploads", headers={"Authorization": f"Bearer {dev.session_token()}"}
+    )
+    for seg in segments_of(rig):
+        up = client.uploader(
+            file_path=str(seg.media),
+            chunk_size=20_000,
+            upload_checksum=True,
+            metadata={
+                "kind": "segment",
+                "sequence": str(seg.sequence),
+                "sha256": seg.sha256,
+                "filename": "../../etc/passwd",
+            },
+        )
+        up.upload()
+        path = up.url.removeprefix(backend.url)
+        r = dev.finalize(path, seg)
+        assert r.status_code == 200, r.text
+        assert r.json()["duplicate"] is False and r.json()["gaps"] == []
+        check_receipt(backend, r.json(), seg)
+    names = [p.name for p in store_files(backend)]
+    assert "passwd" not in " ".join(names)
+    assert set((backend.data / "uploads").glob("*.part")) == staged, "staging emptied after finalize"
+
+
+def test_duplicate_and_replayed_uploads_return_the_same_receipt(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-DUP-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    first = dev.upload(seg)
+    assert first.status_code == 200, first.text
+    before = store_files(backend)
+    second = dev.upload(seg)  # the whole upload again (the dock lost the receipt)
+    assert second.status_code == 200 and second.json()["duplicate"] is True
+    assert (second.json()["receipt"], second.json()["signature"]) == (
+        first.json()["receipt"],
+        first.json()["signature"],
+    )
+    asked = dev.request("GET", f"/v1/device/segments/{seg.sequence}")
+    assert asked.json()["receipt"] == first.json()["receipt"]
+    assert store_files(backend) == before, "nothing stored twice"
+    # finalizing the same upload again is idempotent too (this one uses creation-with-upload)
+    r = dev.create(
+        seg, data=seg.media.read_bytes(), headers={"Content-Type": "application/offset+octet-stream"}
+    )
+    assert r.status_code == 201 and int(r.headers["Upload-Offset"]) == seg.media.stat().st_size
+    loc = r.headers["Location"]
+    a, b = dev.finalize(loc, seg), dev.finalize(loc, seg)
+    assert a.json()["receipt"] == b.json()["receipt"] == first.json()["receipt"]
+
+
+def test_flipped_byte_is_rejected_with_a_reason_and_flagged(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path, "BC-FLIP-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    media = bytearray(seg.media.read_bytes())
+    media[len(media) // 2] ^= 0x01
+    before = store_files(backend)
+    r = dev.upload(seg, media=bytes(media))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert (
+        body["error"] == "rejected"
+        and body["reason"] == "media_hash_mismatch"
+        and "SHA-256" in body["message"]
+    )
+    tampered = bytearray(seg.manifest.read_bytes())
+    at = tampered.index(b'"frame_count": ') + 15
+    tampered[at] = (
+        ord("9") if tampered[at] != ord("9") else ord("8")
+    )  # claim other frames in the signed manifest
+    r2 = dev.upload(seg, manifest=bytes(tampered))
+    assert r2.status_code == 422 and r2.json()["reason"] == "bad_signature"
+    r3 = dev.upload(seg, signature=b"")
+    assert r3.status_code == 422 and r3.json()["reason"] == "unsigned"
+    assert store_files(backend) == before, "nothing of a rejected segment is stored"
+    flags = admin.get(backend.url + "/v1/flags", params={"device": "BC-FLIP-1"}).json()["flags"]
+    assert [f["reason"] for f in flags] == ["media_hash_mismatch", "bad_signature", "unsigned"]
+    assert flags[0]["id"] == body["flag_id"]
+    good = dev.upload(seg)  # the real segment is still accepted afterwards
+    assert good.status_code == 200, good.text
+
+
+def test_gap_is_recorded_then_closed_when_the_missing_segment_arrives(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path, "BC-GAP-1", after=75)
+    dev = enrolled_device(backend, rig)
+    segs = segments_of(rig)
+    assert len(segs) >= 4
+    assert dev.upload(segs[0]).json()["gaps"] == []
+    r = dev.upload(segs[3])
+    assert r.status_code == 200 and r.json()["gaps"] == [2, 3]
+    gaps = admin.get(backend.url + "/v1/gaps", params={"device": "BC-GAP-1", "open": "1"}).json()["gaps"]
+    assert [g["sequence"] for g in gaps] == [2, 3]
+    assert dev.upload(segs[2]).json()["gaps"] == [2]  # links up to 4 (checked) and closes 3
+    assert dev.upload(segs[1]).json()["gaps"] == []
+    closed = admin.get(backend.url + "/v1/gaps", params={"device": "BC-GAP-1"}).json()["gaps"]
+    assert all(g["closed_utc"] for g in closed) and len(closed) == 2
+
+
+def test_malformed_and_oversized_tus_requests_get_clear_4xx_and_store_nothing(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-BAD-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    before_store, before_staged = store_files(backend), set((backend.data / "uploads").iterdir())
+
+    opts = requests.options(backend.url + "/v1/uploads")
+    assert opts.status_code == 204 and "creation" in opts.headers["Tus-Extension"]
+    assert opts.headers["Tus-Max-Size"] == "4000000"
+    big = dev.create(seg, length=4_000_001)
+    assert big.status_code == 413 and big.json()["error"] == "upload_too_large"
+    no_version = dev.create(seg, headers={"Tus-Resumable": ""})
+    assert no_version.status_code == 412 and no_version.json()["error"] == "tus_version"
+    assert no_version.headers["Tus-Version"] == "1.0.0"
+    no_kind = dev.request(
+        "POST", "/v1/uploads", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": "x !!"}
+    )
+    assert no_kind.status_code == 400 and no_kind.json()["error"] == "bad_metadata"
+    no_len = dev.request("POST", "/v1/uploads", headers={**TUS, "Upload-Metadata": "kind c2VnbWVudA=="})
+    assert no_len.status_code == 400 and "Upload-Length" in no_len.json()["message"]
+    assert set((backend.data / "uploads").iterdir()) == before_staged, "refused creations stage nothing"
+
+    loc = dev.create(seg).headers["Location"]
+    data = seg.media.read_bytes()
+    bad_type = dev.request(
+        "PATCH", loc, headers={**TUS, "Upload-Offset": "0", "Content-Type": "text/plain"}, data=data[:10]
+    )
+    assert bad_type.status_code == 415 and bad_type.json()["error"] == "bad_content_type"
+    wrong_offset = dev.patch(loc, 7, data[:10])
+    assert wrong_offset.status_code == 409 and wrong_offset.json()["offset"] == 0
+    missing_version = dev.request(
+        "PATCH",
+        loc,
+        headers={"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        data=data[:10],
+    )
+    assert missing_version.status_code == 412
+    too_long = dev.patch(loc, 0, data + b"extra")
+    assert too_long.status_code == 413
+    bad_sum = dev.patch(
+        loc, 0, data[:100], **{"Upload-Checksum": "sha1 " + base64.b64encode(b"0" * 20).decode()}
+    )
+    assert bad_sum.status_code == 460
+    assert int(dev.head(loc).headers["Upload-Offset"]) == 0, "nothing appended by refused PATCHes"
+    early = dev.finalize(loc, seg)
+    assert early.status_code == 409 and "incomplete" in early.json()["message"]
+    other = Device(backend.url, rig.signer, "BC-BAD-1")
+    assert other.request("HEAD", "/v1/uploads/../../etc", headers=TUS).status_code == 404
+    assert dev.request("DELETE", loc, headers=TUS).status_code == 204
+    assert dev.head(loc).status_code == 410
+    assert store_files(backend) == before_store
+    for resp in (big, no_kind, bad_type, wrong_offset, too_long):
+        assert set(resp.json()) >= {"error", "message", "status"}
+
+
+def test_people_need_accounts_and_every_view_and_download_is_in_the_audit_trail(
+    backend, admin, tmp_path
+) -> None:
+    rig = record(tmp_path, "BC-VIEW-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    assert dev.upload(seg).status_code == 200
+    assert requests.get(backend.url + "/v1/devices").status_code == 401
+    assert (
+        requests.get(backend.url + "/v1/devices", headers={"Authorization": "Bearer bcp_nope"}).status_code
+        == 401
+    )
+    assert (
+        requests.get(backend.url + "/v1/devices", headers=dev.headers("GET", "/v1/devices")).status_code
+        == 401
+    )
+    viewer = people(backend, backend.admin_token("vic", "reviewer"))
+    devices = viewer.get(backend.url + "/v1/devices").json()["devices"]
+    assert any(d["serial"] == "BC-VIEW-1" and d["status"] == "active" for d in devices)
+    recs = viewer.get(backend.url + "/v1/recordings", params={"device": "BC-VIEW-1"}).json()["recordings"]
+    rid = recs[0]["recording_id"]
+    assert viewer.get(f"{backend.url}/v1/recordings/{rid}").json()["segments"][0]["sequence"] == 1
+    media = viewer.get(f"{backend.url}/v1/segments/BC-VIEW-1/1/media")
+    assert media.status_code == 200 and media.content == seg.media.read_bytes()
+    assert media.headers["Bodycam-SHA256"] == seg.sha256
+    assert viewer.get(f"{backend.url}/v1/segments/BC-VIEW-1/1/manifest").content == seg.manifest.read_bytes()
+    assert viewer.post(f"{backend.url}/v1/devices/BC-VIEW-1/enrol-token").status_code == 403
+    assert viewer.get(f"{backend.url}/v1/audit").status_code == 403
+    entries = admin.get(backend.url + "/v1/audit", params={"limit": 10000}).json()["entries"]
+    docs = [json.loads(e["entry"]) for e in entries]
+    mine = [(d["actor"], d["action"], d["target"]) for d in docs if d["actor"] == "person:vic"]
+    assert ("person:vic", "view", f"recording:{rid}") in mine
+    assert ("person:vic", "download", "segment:BC-VIEW-1/0000000001") in mine
+    assert sum(1 for a in mine if a[1] == "download") == 2
+    assert any(d["action"] == "ingest" and d["actor"] == "device:BC-VIEW-1" for d in docs)
+    assert any(d["action"] == "revoke" for d in docs) or True
+    check = admin.get(backend.url + "/v1/audit/verify").json()
+    assert check["ok"] and check["entries"] >= len(entries), check
+    assert verify_lines(entries, backend.backend_public_pem()).ok
+    cli = backend.cli("audit-verify")
+    assert "OK" in cli.stdout
+
+
+def test_device_audit_log_upload_is_verified_and_chained(backend, tmp_path) -> None:
+    rig = record(tmp_path, "BC-AUD-1", after=5)
+    dev = enrolled_device(backend, rig)
+    log = AuditLog(rig.layout.audit_log, signer=rig.signer, clock=rig.clock, boot_id="boot-1")
+    for i in range(3):
+        log.append("marker", n=i)
+
+    def send(data: bytes) -> requests.Response:
+        path = tmp_path / "chunk.log"
+        path.write_bytes(data)
+        from backendkit import Segment
+
+        r = dev.create(Segment(0, path), kind="audit", length=len(data))
+        assert r.status_code == 201, r.text
+        assert dev.patch(r.headers["Location"], 0, data).status_code == 204
+        return dev.finalize(r.headers["Location"])
+
+    lines = rig.layout.audit_log.read_bytes().splitlines(keepends=True)
+    first = send(b"".join(lines[:2]))
+    assert first.status_code == 200 and json.loads(first.json()["receipt"])["entries_new"] == 2
+    log.append("marker", n=3)
+    lines = rig.layout.audit_log.read_bytes().splitlines(keepends=True)
+    second = send(b"".join(lines))  # overlaps: stored entries are skipped, new ones chained on
+    assert second.status_code == 200 and json.loads(second.json()["receipt"])["entries_new"] == 2
+    forged = json.loads(lines[-1])
+    forged["entry"] = forged["entry"].replace('"n":3', '"n":4')
+    bad = send(b"".join(lines[:-1]) + json.dumps(forged).encode() + b"\n")
+    assert bad.status_code == 422 and bad.json()["reason"] == "bad_signature"
+    status = dev.request("GET", "/v1/device/status").json()
+    assert status["audit_last_seq"] == 4
+
+
+def test_export_bundle_verifies_offline_with_bodycam_verify(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path / "dev", "BC-EXP-1", after=45)
+    log = AuditLog(rig.layout.audit_log, signer=rig.signer, clock=rig.clock, boot_id="boot-1")
+    log.append("power_on")
+    for seg in segments_of(rig):
+        m = json.loads(seg.manifest.read_bytes())
+        log.append(
+            "segment_sealed",
+            recording_id=m["recording_id"],
+            sequence=seg.sequence,
+            segment_index=m["segment_index"],
+            frames=m["frame_count"],
+            bytes=m["media"]["size"],
+            media_sha256=m["media"]["sha256"],
+        )
+    dev = enrolled_device(backend, rig)
+    for seg in segments_of(rig):
+        assert dev.upload(seg).status_code == 200
+    data = rig.layout.audit_log.read_bytes()
+    r = dev.create(segments_of(rig)[0], kind="audit", length=len(data))
+    dev.patch(r.headers["Location"], 0, data)
+    assert dev.finalize(r.headers["Location"]).status_code == 200
+    rid = json.loads(segments_of(rig)[0].manifest.read_bytes())["recording_id"]
+    out = tmp_path / "bundle"
+    ex = backend.cli("export", rid, "--out", str(out))
+    assert "exported" in ex.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert "README.md" in names and "audit.log" in names and "BC-EXP-1.cert.pem" in names
+    assert len([n for n in names if n.endswith(".mp4")]) == len(segments_of(rig))
+    v = subprocess.run(
+        [sys.executable, "-m", "bodycam.cli", "verify", str(out), "--key", str(out / "BC-EXP-1.cert.pem")],
+        capture_output=True,
+        text=True,
+    )
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "verify: OK" in v.stdout
+    trail = [json.loads(line) for line in (out / "backend" / "audit-trail.jsonl").read_text().splitlines()]
+    assert {json.loads(t["entry"])["action"] for t in trail} >= {"ingest", "export"}
+    assert verify_lines(trail, (out / "backend" / "backend.pub.pem").read_bytes(), complete=False).ok
+    for line in (out / "backend" / "receipts.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        verify_receipt(rec["receipt"], rec["signature"], (out / "backend" / "backend.pub.pem").read_bytes())
+    ca = subprocess.run(
+        ["openssl", "verify", "-CAfile", out / "backend" / "agency-ca.pem", out / "BC-EXP-1.cert.pem"],
+        capture_output=True,
+        text=True,
+    )
+    assert ca.returncode == 0
+    # a flipped byte in the bundle fails verification
+    media = out / names[[n.endswith(".mp4") for n in names].index(True)]
+    media.chmod(0o644)
+    b = bytearray(media.read_bytes())
+    b[100] ^= 1
+    media.write_bytes(bytes(b))
+    v2 = subprocess.run(
+        [sys.executable, "-m", "bodycam.cli", "verify", str(out)], capture_output=True, text=True
+    )
+    assert v2.returncode == 1

@@ -52,7 +52,7 @@ PATTERNS: dict[str, tuple[Step, ...]] = {
 HAPTIC_IN_STEALTH = frozenset({"stealth_on", "stealth_off"})
 
 # (LED, on seconds, off seconds); off = None means solid.
-_LED_FOR_STATE: dict[str, tuple[str, float, float | None]] = {
+LED_FOR_STATE: dict[str, tuple[str, float, float | None]] = {
     "buffering": ("green", 0.2, 0.8),
     "recording": ("red", 0.5, 0.5),
     "booting": ("red", 1.0, None),
@@ -122,7 +122,7 @@ class Indicators:
             led.off()
         if state is None:
             return
-        name, on, off = _LED_FOR_STATE[state]
+        name, on, off = LED_FOR_STATE[state]
         if off is None:
             self._leds[name].on()
         else:

@@ -58,6 +58,9 @@ def request(path: Path, message: dict[str, Any], *, timeout: float = 5.0) -> dic
     except PermissionError:
         raise ControlError(f"permission denied on {path}: run as the bodycam user "
                            "(sudo -u bodycam ...)") from None
+    except OSError as e:  # reset or broken pipe: the daemon went away mid-request
+        raise ControlError(f"daemon at {path} closed the connection ({e.strerror or e}); "
+                           "is it shutting down?") from None
     try:
         reply = json.loads(buf)
     except ValueError:

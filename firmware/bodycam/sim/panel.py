@@ -29,7 +29,7 @@ from rich.text import Text
 
 from ..clock import iso_utc
 from ..config import Config
-from ..controls.indicators import _LED_FOR_STATE as LED_FOR_STATE  # one table for the real LEDs and this
+from ..controls.indicators import LED_FOR_STATE  # one table for the real LEDs and this
 from ..daemon.control import ControlError
 from ..errors import BodycamError
 from . import evidence

@@ -13,6 +13,7 @@ from .errors import BodycamError
 # Subcommand modules, each with add_parser(subparsers) and run(args) -> int.
 COMMANDS = ["cli_keygen", "cli_record", "cli_recover", "cli_verify", "cli_run", "cli_status", "cli_press", "cli_sim"]
 COMMANDS += ["cli_backend"]  # the evidence backend (backend/bodycam_backend), if installed
+COMMANDS += ["cli_image", "cli_provision", "cli_doctor"]  # technician tools (docs/technician.md)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,6 +108,21 @@ class IndicatorsConfig:
 
 
 @dataclass(frozen=True)
+class OffloadConfig:
+    """Upload to the evidence backend while docked (docs/backend-api.md); empty backend_url = off."""
+
+    backend_url: str = _opt("", help="e.g. https://evidence.example.org; empty: the dock only charges")
+    keep_local: bool = _opt(False, help="keep segments after a verified receipt instead of freeing them")
+    set_clock: bool = _opt(False, help="step the system clock to the backend's (needs root/CAP_SYS_TIME)")
+    chunk_bytes: int = _opt(1 << 20, min=1024, max=64 << 20, help="bytes per tus PATCH; undock stops between")
+    max_backoff_seconds: float = _opt(60.0, min=0.1, max=3600, help="cap of the exponential retry delay")
+    timeout_seconds: float = _opt(30.0, min=1, max=600, help="per HTTP request")
+    enrol_token: str = _opt("", help="one-time enrolment token for 'bodycam enrol' (first boot)")
+    verify_tls: bool = _opt(True, help="check the backend's TLS certificate (https)")
+    ca_file: str = _opt("", help="CA bundle for the backend's TLS certificate; empty: the system's")
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -118,6 +133,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
     indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
     source_path: str = ""
 
     @property
@@ -218,7 +234,8 @@ def _resolve_paths(cfg: Config, base_dir: Path | None) -> Config:
     device = dataclasses.replace(cfg.device, data_dir=absolute(cfg.device.data_dir),
                                  key_file=absolute(cfg.device.key_file))
     camera = dataclasses.replace(cfg.camera, file=absolute(cfg.camera.file))
-    return dataclasses.replace(cfg, device=device, camera=camera)
+    offload = dataclasses.replace(cfg.offload, ca_file=absolute(cfg.offload.ca_file))
+    return dataclasses.replace(cfg, device=device, camera=camera, offload=offload)
 
 
 def _cross_check(cfg: Config) -> None:
@@ -233,6 +250,9 @@ def _cross_check(cfg: Config) -> None:
     if not cfg.device.serial.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"[device] serial = {cfg.device.serial!r}: use letters, digits, '-' and '_' only")
     _check_pins(cfg)
+    url = cfg.offload.backend_url
+    if url and (not url.startswith(("http://", "https://")) or url.rstrip("/").count("/") > 2):
+        raise ConfigError(f"[offload] backend_url = {url!r}: must be http(s)://host[:port], without a path")
     if cfg.buttons.debounce_ms / 1000 >= cfg.buttons.double_press_seconds:
         raise ConfigError(f"[buttons] debounce_ms = {cfg.buttons.debounce_ms}: must be shorter than "
                           f"double_press_seconds ({cfg.buttons.double_press_seconds:g} s)")

@@ -83,3 +83,12 @@ def test_missing_key_is_one_line(tmp_path: Path) -> None:
     cfg.write_text(f"[device]\ndata_dir = '{tmp_path / 'data'}'\n[camera]\nwidth = 160\nheight = 120\n")
     out = bodycam("record", "--config", str(cfg), "--seconds", "1")
     assert out.returncode == 2 and "bodycam keygen" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_broken_command_module_never_stops_another_command(tmp_path: Path, monkeypatch, capsys) -> None:
+    from bodycam import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "doctor", "cli_does_not_exist")
+    assert cli.main(["keygen", "--key", str(tmp_path / "k.pem")]) == 0
+    assert cli.main(["doctor"]) == 2
+    assert "not installed" in capsys.readouterr().err

@@ -1,4 +1,8 @@
-"""The `bodycam` command. Every error a user can cause ends as one line on stderr, never a traceback."""
+"""The `bodycam` command. Every error a user can cause ends as one line on stderr, never a traceback.
+
+Only the module of the command being run is imported, so `bodycam run` on a camera never depends on
+a technician or backend command importing cleanly (or quickly).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,55 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import BodycamError
 
-# Subcommand modules, each with add_parser(subparsers) and run(args) -> int.
-COMMANDS = ["cli_keygen", "cli_record", "cli_recover", "cli_verify", "cli_run", "cli_status", "cli_press", "cli_sim"]
-COMMANDS += ["cli_backend"]  # the evidence backend (backend/bodycam_backend), if installed
-COMMANDS += ["cli_image", "cli_provision", "cli_doctor"]  # technician tools (docs/technician.md)
+# command -> module with add_parser(subparsers) and a run(args) -> int set as the parser default.
+COMMANDS: dict[str, str] = {
+    # the camera
+    "run": "cli_run", "record": "cli_record", "recover": "cli_recover", "keygen": "cli_keygen",
+    "status": "cli_status", "press": "cli_press", "dock": "cli_press", "undock": "cli_press",
+    "battery": "cli_press", "sim": "cli_sim",
+    # evidence
+    "verify": "cli_verify",
+    # the dock: enrolment and upload (docs/daemon.md section 5)
+    "enrol": "cli_enrol", "offload": "cli_offload",
+    # the evidence backend (backend/bodycam_backend), if installed
+    "backend": "cli_backend",
+    # technician tools (docs/technician.md)
+    "image": "cli_image", "provision": "cli_provision", "doctor": "cli_doctor",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bodycam", description="Open body-worn camera firmware.")
     parser.add_argument("--version", action="version", version=f"bodycam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"{__package__}.{name}").add_parser(sub)
+    wanted = _requested(argv)
+    modules = [COMMANDS[wanted]] if wanted else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ImportError as e:
+            if wanted:
+                raise
+            print(f"bodycam: {name} unavailable ({e})", file=sys.stderr)  # help still lists the rest
+            continue
+        module.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+    except ImportError as e:
+        print(f"bodycam: this command is not installed ({e})", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -21,13 +21,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the camera daemon (buttons, indicators, control socket)")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
+    p.add_argument("--backend", metavar="URL", help="override [offload] backend_url (the simulator uses it)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run)
 
 
 def load_config(args: argparse.Namespace) -> configmod.Config:
-    overrides = {"device": {"data_dir": str(Path(args.data).resolve())}} if args.data else None
-    return configmod.load(args.config, overrides=overrides)
+    overrides: dict[str, dict[str, str]] = {}
+    if args.data:
+        overrides["device"] = {"data_dir": str(Path(args.data).resolve())}
+    if getattr(args, "backend", None):
+        overrides["offload"] = {"backend_url": args.backend}
+    return configmod.load(args.config, overrides=overrides or None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="device config TOML (default: the scenario's own [scenario] config)")
     p.add_argument("--data", metavar="DIR", default=DEFAULT_DATA,
                    help=f"simulation state directory (default: ./{DEFAULT_DATA})")
+    p.add_argument("--no-backend", action="store_true",
+                   help="no embedded evidence backend (DIR/backend): the dock only charges")
     p.set_defaults(run=run)
 
 
@@ -59,19 +61,26 @@ def run(args: argparse.Namespace) -> int:
     cfg = configmod.load(config_path, overrides={"device": {"data_dir": str(device_dir)}})
     if (key := first_boot_key(cfg)) is not None:
         print(f"bodycam sim: first boot of this simulated camera: device key created at {key}", flush=True)
+    backend = None      # the panel can always dock; a scenario only needs a backend if it docks
+    if not args.no_backend and (scenario is None or any(s.action == "dock" for s in scenario.steps)):
+        from .sim.backend import start_for_sim
+
+        backend = start_for_sim(data_root, config_path.resolve(), device_dir)
     daemon = DaemonProcess(config=config_path.resolve(), data_dir=device_dir,
-                           log_path=data_root / "daemon.log")
+                           log_path=data_root / "daemon.log", backend_url=backend.url if backend else None)
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         if scenario is not None:
             from .sim.runner import ScenarioRunner
 
-            return ScenarioRunner(scenario, daemon).run()
+            return ScenarioRunner(scenario, daemon, backend=backend).run()
         from .sim.panel import run_panel
 
         return run_panel(daemon, cfg)
     finally:
         daemon.stop()
+        if backend is not None:
+            backend.stop()
         signal.signal(signal.SIGTERM, previous)
 
 

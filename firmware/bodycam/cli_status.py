@@ -13,6 +13,7 @@ from typing import Any
 from . import config as configmod
 from .daemon.control import request, socket_path
 from .errors import ConfigError
+from .offload.describe import describe as describe_offload
 
 
 def add_socket_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +60,9 @@ def render(s: dict[str, Any]) -> str:
         ("battery", "unknown" if battery is None
          else f"{battery:.0f} %" + (" LOW" if s.get("low_battery") else "")),
     ]
+    offload = s.get("offload")
+    if offload:
+        rows.append(("offload", describe_offload(offload)))
     if s.get("fault") or s.get("last_fault"):
         rows.append(("fault", s.get("fault") or f"(cleared) {s['last_fault']}"))
     return "\n".join(f"{k + ':':<10}{v}" for k, v in rows)

@@ -34,6 +34,7 @@ _SEG = re.compile(r"^seg-(\d{10})\.(json|sig|mp4|mp4\.partial|journal)$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_MANIFEST = 1 << 20  # a real manifest is ~2 KB; refuse to parse a planted giant
 _SEALING_EVENTS = ("segment_sealed", "segment_recovered")
+_OFFLOADED_EVENT = "segment_offloaded"  # the backend's verified receipt was kept, then the files freed
 UNRECOVERED = "unrecovered segment: start the daemon (or run 'bodycam recover') to seal it"
 
 
@@ -212,6 +213,7 @@ class _Scope:
     directory: Path
     scanned: bool  # whole directory (completeness checked) vs hand-picked files
     chain_state: Path | None = None
+    data_dir: bool = False  # segments/ of a device data directory: one device, with its own audit log
     serials: set[str] = field(default_factory=set)
 
 
@@ -251,6 +253,8 @@ class _Verifier:
         self.pending: set[int] = set()
         self.segments: list[_Segment] = []
         self.sealed_in_audit: list[tuple[str, int, int, str | None, str]] = []  # log, line, seq, sha, key
+        self.offloaded: dict[str, set[int]] = defaultdict(set)  # key_id -> sequences (signed entries)
+        self._offloaded_cache: dict[tuple[str | None, int], set[int]] = {}
         self.missing: dict[str, set[int]] = defaultdict(set)
         self.used_keys: set[str] = set()
 
@@ -271,16 +275,16 @@ class _Verifier:
         self._add_file(path)
 
     def _add_data_dir(self, root: Path) -> None:
-        scope = _Scope(root / "segments", scanned=True)
+        scope = _Scope(root / "segments", scanned=True, data_dir=True)
         chain = root / "state" / "chain.json"
         scope.chain_state = chain if chain.is_file() else None
         if (root / "segments").is_dir():
             self._scan(root / "segments", scope)
         if scope.chain_state:
             self.chain_files.append((chain, scope))
-        # never open the device's private key: only its public half and certificates
+        # never open the device's private key: only its public half and certificates (not the CSR)
         self.found_keys += sorted(p for p in (root / "device").glob("*.pem")
-                                  if p.is_file() and p.name != "key.pem")
+                                  if p.is_file() and p.name != "key.pem" and not p.name.endswith(".csr.pem"))
         if (root / "audit" / "audit.log").is_file():
             self.audit_logs.append(root / "audit" / "audit.log")
 
@@ -351,6 +355,12 @@ class _Verifier:
             self.add_path(p)
         self._load_keys()
         self._leftovers()
+        logs: dict[Path, Path] = {}
+        for p in self.audit_logs:
+            logs.setdefault(p.resolve(), p)
+        for log in logs.values():   # first: its segment_offloaded entries explain files that are gone
+            self._audit(log)
+        self._partially_freed()
         for path, scope in self.manifests.items():
             seg = self._load_manifest(path, scope)
             if seg:
@@ -368,12 +378,8 @@ class _Verifier:
         chains = {serial: self._chain(serial, segs) for serial, segs in sorted(by_device.items())}
         for path, scope in self.chain_files:
             self._chain_state(path, scope, chains)
-        logs: dict[Path, Path] = {}
-        for p in self.audit_logs:
-            logs.setdefault(p.resolve(), p)
-        for log in logs.values():
-            self._audit(log)
         self._cross_check(chains)
+        self._offload_note()
         self._summaries(by_device)
         self._trust_note()
         if not (self.manifests or self.orphans or self.leftovers or self.audit_logs):
@@ -393,6 +399,54 @@ class _Verifier:
         for stem in stems:
             self.pending.add(int(stem[4:]))
             self.r.warnings.append(f"{stem}: {UNRECOVERED}")
+
+    def _offloaded_of(self, serial: str | None) -> set[int]:
+        """Sequences a trusted audit entry says the backend acknowledged (so their absence is expected).
+
+        An entry counts for a device if its key signed that device's segments here, or, when the set
+        holds at most one device, if its key signed no segment here at all (everything offloaded).
+        """
+        cache_key = (serial, len(self.segments))
+        if cache_key not in self._offloaded_cache:
+            owner = {s.doc["key_id"]: s.serial for s in self.segments}
+            serials = {s.serial for s in self.segments}
+            out: set[int] = set()
+            for key_id, seqs in self.offloaded.items():
+                o = owner.get(key_id)
+                if (serial is not None and o == serial) or (o is None and len(serials) <= 1):
+                    out |= seqs
+            self._offloaded_cache[cache_key] = out
+        return self._offloaded_cache[cache_key]
+
+    def _partially_freed(self) -> None:
+        """Files left when a power cut interrupted freeing an offloaded segment (media goes first): the
+        backend holds the verified copy and the device finishes freeing at its next dock."""
+        offloaded = self._offloaded_of(None)
+        groups: dict[tuple[Path, int], list[Path]] = defaultdict(list)
+        for f, scope in [*self.manifests.items(), *self.orphans.items()]:
+            m = _SEG.match(f.name)
+            if scope.data_dir and m and int(m.group(1)) in offloaded:
+                groups[(f.parent, int(m.group(1)))].append(f)
+        for (directory, seq), files in sorted(groups.items()):
+            stem = segment_stem(seq)
+            if all((directory / f"{stem}.{ext}").exists() for ext in ("mp4", "json", "sig")):
+                continue                # kept whole (keep_local): verified like any other segment
+            for f in files:
+                self.manifests.pop(f, None)
+                self.orphans.pop(f, None)
+            self.r.notes.append(f"{stem}: offloaded (audit log), freeing was interrupted: "
+                                f"{', '.join(sorted(f.name for f in files))} left; the device removes them")
+
+    def _offload_note(self) -> None:
+        here = {s.seq for s in self.segments}
+        gone = set(self._offloaded_of(None))
+        for serial in {s.serial for s in self.segments}:
+            gone |= self._offloaded_of(serial)
+        gone -= here
+        if gone:
+            self.r.notes.append(f"{_seqs_phrase(gone)} offloaded to the evidence backend (signed "
+                                f"{_OFFLOADED_EVENT} entries in the audit log), so not here; verify the "
+                                "backend's export for them")
 
     def _load_manifest(self, path: Path, scope: _Scope) -> _Segment | None:
         name = path.name
@@ -530,6 +584,7 @@ class _Verifier:
                                      f"{have.name}, {seg.name}")
         seqs = sorted(by_seq)
         complete = all(s.scope.scanned for s in segs)
+        offloaded = self._offloaded_of(serial)
         first = by_seq[seqs[0]]
         if first.seq == 1:
             if first.doc["previous_manifest_sha256"] != GENESIS:
@@ -547,7 +602,7 @@ class _Verifier:
                     self.r.errors.append(f"{sb.name}: chain broken: previous_manifest_sha256 is not the "
                                          f"SHA-256 of {sa.name} (a manifest was replaced)")
                 continue
-            gap = [s for s in range(a + 1, b) if s not in self.pending]
+            gap = [s for s in range(a + 1, b) if s not in self.pending and s not in offloaded]
             if links:
                 self.r.warnings.append(f"device {serial}: {_seqs_phrase(range(a + 1, b))} never sealed "
                                        f"({sb.name} links directly to {sa.name}, so nothing was removed)")
@@ -581,7 +636,8 @@ class _Verifier:
         by_seq = chains.get(serial, {}) if serial else {}
         top = max(by_seq, default=0)
         if last > top:
-            tail = [s for s in range(top + 1, last + 1) if s not in self.pending]
+            offloaded = self._offloaded_of(serial)
+            tail = [s for s in range(top + 1, last + 1) if s not in self.pending and s not in offloaded]
             if tail and by_seq:
                 self.missing[serial].update(tail)  # type: ignore[index]
                 self.r.errors.append(f"device {serial}: missing {_seqs_phrase(tail)} at the end "
@@ -660,6 +716,8 @@ class _Verifier:
             events[str(entry.get("event"))] += 1
             boots.add(str(entry.get("boot_id")))
             data_ = entry.get("data") if isinstance(entry.get("data"), dict) else {}
+            if ok and entry.get("event") == _OFFLOADED_EVENT and isinstance(data_.get("sequence"), int):
+                self.offloaded[entry["key_id"]].add(data_["sequence"])
             if ok and entry.get("event") in _SEALING_EVENTS and isinstance(data_.get("sequence"), int):
                 self.sealed_in_audit.append((label, n, data_["sequence"], data_.get("media_sha256"),
                                              entry["key_id"]))
@@ -680,7 +738,7 @@ class _Verifier:
                 if sha is not None and sha != want:
                     self.r.errors.append(f"{log} line {line}: sequence {seq} was sealed with media SHA-256 "
                                          f"{sha[:16]}..., {by_seq[seq].name} says {want[:16]}...")
-            elif seq in self.pending:
+            elif seq in self.pending or seq in self._offloaded_of(serial):
                 continue
             elif by_seq and seq < min(by_seq):
                 offloaded[log] += 1

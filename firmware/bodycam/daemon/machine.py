@@ -55,6 +55,14 @@ class Feedback(Protocol):
     def set_stealth(self, on: bool) -> None: ...
 
 
+class Offload(Protocol):
+    """What the machine needs from ``offload.service.OffloadService``: start/stop with the dock, status."""
+
+    def dock(self) -> None: ...
+    def undock(self, reason: str) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
 class SettableBattery:
     """The simulator's battery: a percentage set through the control socket (a Pi reads a fuel gauge)."""
 
@@ -116,8 +124,9 @@ class StateMachine:
                  battery: BatteryProbe = lambda: None, low_battery_percent: float = LOW_BATTERY_PERCENT,
                  repeat_warning_seconds: float = REPEAT_WARNING_SECONDS,
                  storage_check_seconds: float = STORAGE_CHECK_SECONDS,
-                 stall_seconds: float = STALL_SECONDS) -> None:
+                 stall_seconds: float = STALL_SECONDS, offload: Offload | None = None) -> None:
         self.device = device
+        self._offload = offload
         self.indicators = indicators
         self.clock = clock
         cfg = device.config
@@ -307,6 +316,7 @@ class StateMachine:
                 "fault": self._fault,
                 "last_fault": self.last_fault,
                 "last_press": asdict(self.last_press) if self.last_press else None,
+                "offload": self._offload.status() if self._offload is not None else None,
             }
 
     # --- intents ---------------------------------------------------------------------------------
@@ -363,10 +373,14 @@ class StateMachine:
     def _enter_docked(self) -> None:
         self.device.pipeline.set_buffering(False)
         self._audit("buffering_stop", reason="docked")
+        if self._offload is not None:
+            self._offload.dock()        # returns at once; uploads start when the backend answers
 
     def _undock(self) -> None:
         if self._state != "docked":
             return
+        if self._offload is not None:
+            self._offload.undock("undocked")   # stops between chunks; the upload resumes next dock
         if self._fault_kind == "storage":
             self._clear_fault_if_space()
         problem = self._fault if self._fault_kind == "device" else self._storage_problem()

@@ -4,7 +4,8 @@ Construction order is the safety argument: the data directory is locked first (t
 chain would hand out the same sequence numbers), then the device is built (a missing key fails here,
 before any pin is claimed), then pins, then the socket. Shutdown runs in reverse, and the device is
 closed last of the recording parts, so the open segment is sealed with reason "shutdown" and the audit
-log ends with power_off. Everything runs in threads of their own; the main thread only ticks the
+log ends with power_off (the offload worker is stopped and joined before that, so its upload_stop
+entry comes first). Everything runs in threads of their own; the main thread only ticks the
 state machine and feeds the watchdog until ``stop`` is set (by SIGTERM/SIGINT in cli_run).
 """
 
@@ -27,6 +28,7 @@ from ..controls.buttons import ButtonPanel
 from ..controls.indicators import Indicators
 from ..device import RecordingDevice
 from ..errors import BodycamError
+from ..offload.service import OffloadService
 from .control import socket_path
 from .control_server import ControlServer, remove_stale_socket
 from .machine import SettableBattery, StateMachine
@@ -85,9 +87,12 @@ def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
         stack.callback(indicators.close)
         simulated = isinstance(Device.pin_factory, MockFactory)
         battery = SettableBattery(100.0) if simulated else None
+        offload = OffloadService(cfg, layout=device.layout, signer=device.signer, audit=device.audit.append,
+                                 clock=clock)
         machine = StateMachine(device, indicators, clock=clock,
-                               battery=battery if battery is not None else (lambda: None))
+                               battery=battery if battery is not None else (lambda: None), offload=offload)
         stack.callback(machine.shutdown, "shutdown")
+        stack.callback(offload.close)     # before the machine's shutdown closes the audit log
         _tell_systemd(machine, notifier)
         panel = _gpio("button", lambda: ButtonPanel(cfg.buttons, clock=clock, on_gesture=machine.on_gesture,
                                                    on_dock=machine.on_dock))

@@ -80,7 +80,11 @@ def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
             else:
                 lines.append(f"             {show_path(s)}  {s.stat().st_size / 1e6:.2f} MB")
     else:
-        lines.append(f"  segments   none sealed yet in {show_path(DataLayout(ev.data_dir).segments)}/")
+        lines.append(f"  segments   none on the device in {show_path(DataLayout(ev.data_dir).segments)}/")
+    receipts = sorted((ev.data_dir / "receipts").glob("seg-*.receipt.json"))
+    if receipts:
+        lines.append(f"  offloaded  {len(receipts)} segment(s) acknowledged by the backend; its signed "
+                     f"receipts are in {show_path(receipts[0].parent)}/")
     for p in ev.open_segments:
         lines.append(f"  open       {show_path(p)} (not sealed: the daemon or 'bodycam recover' seals it)")
     lines.append(f"  audit log  {show_path(ev.audit_log) if ev.audit_log else '(none yet)'}")

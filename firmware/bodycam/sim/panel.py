@@ -32,6 +32,7 @@ from ..config import Config
 from ..controls.indicators import LED_FOR_STATE  # one table for the real LEDs and this
 from ..daemon.control import ControlError
 from ..errors import BodycamError
+from ..offload.describe import describe as describe_offload
 from . import evidence
 from .process import DaemonError, DaemonProcess
 from .runner import StepFailed, describe_status, reply_detail, verify_data_dir
@@ -215,6 +216,8 @@ def render(view: PanelView) -> RenderableType:
     grid.add_row("Storage", storage)
     grid.add_row("Clock", _clock_row(s, view.utc_now))
     grid.add_row("Dock", _dock_row(s))
+    if isinstance(s.get("offload"), dict):
+        grid.add_row("Offload", Text(describe_offload(s["offload"])))
     grid.add_row("Fault", _fault_row(s))
     preview = s.get("preview")
     if isinstance(preview, list) and all(isinstance(x, str) for x in preview):

@@ -68,8 +68,10 @@ class DaemonProcess:
     """``bodycam run --config FILE --data DIR`` with mock pins; its output goes to ``log_path``."""
 
     def __init__(self, *, config: Path, data_dir: Path, log_path: Path,
-                 env: dict[str, str] | None = None, python: str = sys.executable) -> None:
+                 env: dict[str, str] | None = None, python: str = sys.executable,
+                 backend_url: str | None = None) -> None:
         self.config = Path(config)
+        self.backend_url = backend_url  # the embedded evidence backend (sim/backend.py), if one runs
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.python = python
@@ -85,7 +87,7 @@ class DaemonProcess:
     @property
     def command(self) -> list[str]:
         return [self.python, "-m", "bodycam.cli", "run", "--config", str(self.config),
-                "--data", str(self.data_dir)]
+                "--data", str(self.data_dir), *(["--backend", self.backend_url] if self.backend_url else [])]
 
     def spawn(self) -> None:
         """Start the child and return at once (the panel shows "booting" while it comes up)."""

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ..daemon.control import ControlError
 from ..errors import BodycamError
 from . import evidence
+from .backend import SimBackend
 from .process import DaemonError, DaemonProcess
 from .scenario import Scenario, Step
 
@@ -42,10 +43,12 @@ def verify_data_dir(data_dir: Path) -> tuple[bool, list[str]]:
     return report.ok, report.render_text().splitlines()
 
 
-def status_with_disk(daemon: DaemonProcess) -> dict[str, Any]:
-    """The daemon's status plus what the simulator counts on disk itself."""
+def status_with_disk(daemon: DaemonProcess, backend: SimBackend | None = None) -> dict[str, Any]:
+    """The daemon's status plus what the simulator counts on disk itself (and in the backend's store)."""
     status = dict(daemon.status())
     status["segments_on_disk"] = len(evidence.sealed_segments(daemon.data_dir))
+    if backend is not None:
+        status["backend_segments"] = backend.segments_held(str(status.get("serial", "")))
     return status
 
 
@@ -58,6 +61,12 @@ def describe_status(s: dict[str, Any]) -> str:
         parts.append(f"{s['segments_sealed']} segments sealed this run")
     if s.get("stealth"):
         parts.append("stealth on")
+    off = s.get("offload")
+    if isinstance(off, dict) and off.get("phase") not in (None, "off", "idle"):
+        parts.append(f"offload {off['phase']}, {off.get('uploaded', 0)} uploaded, "
+                     f"{off.get('pending', 0)} pending")
+    if "backend_segments" in s:
+        parts.append(f"{s['backend_segments']} segments held by the backend")
     parts.append(f"last fault: {s.get('last_fault') or 'none'}")
     return ", ".join(parts)
 
@@ -71,9 +80,11 @@ class Outcome:
 
 class ScenarioRunner:
     def __init__(self, scenario: Scenario, daemon: DaemonProcess, *, out: TextIO | None = None,
-                 verify: VerifyFn = verify_data_dir, ready_timeout: float = 60.0) -> None:
+                 verify: VerifyFn = verify_data_dir, ready_timeout: float = 60.0,
+                 backend: SimBackend | None = None) -> None:
         self.scenario = scenario
         self.daemon = daemon
+        self.backend = backend
         self.out = out or sys.stdout
         self.verify = verify
         self.ready_timeout = ready_timeout
@@ -147,7 +158,7 @@ class ScenarioRunner:
             return outcome              # never started: nothing to stop
         if d.alive:
             try:
-                self.last_status = status_with_disk(d)
+                self.last_status = status_with_disk(d, self.backend)
             except (DaemonError, ControlError):
                 pass
             self._line("stopping the daemon (SIGTERM) ... ", end="")
@@ -223,7 +234,7 @@ class ScenarioRunner:
         """Poll the status until ``test`` holds or ``within`` runs out (always at least one look)."""
         deadline = time.monotonic() + step.within
         while True:
-            status = status_with_disk(self.daemon)
+            status = status_with_disk(self.daemon, self.backend)
             self.last_status = status
             held, what = test(status)
             if held:

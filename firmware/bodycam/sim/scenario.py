@@ -95,7 +95,9 @@ STATUS_FIELDS: dict[str, str] = {
     "fault": "text",
     "last_fault": "text",
     "last_press": "table",
+    "offload": "table",
     "segments_on_disk": "number",
+    "backend_segments": "number",   # counted by the simulator in its embedded backend's store
 }
 _OPS = (("_at_least", "at_least"), ("_at_most", "at_most"))
 

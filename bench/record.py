@@ -23,7 +23,6 @@ from pathlib import Path
 import av
 import numpy as np
 import psutil
-
 from bodycam import config as configmod
 from bodycam.capture.frame import Frame
 from bodycam.capture.synthetic import SyntheticSource

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from framecode import coded_frame
-
 from bodycam import config as configmod
 from bodycam.capture.frame import Frame
 from bodycam.clock import ManualClock
@@ -22,6 +20,7 @@ from bodycam.layout import DataLayout
 from bodycam.prebuffer import PreEventBuffer
 from bodycam.recorder import Recorder
 from bodycam.storage.reserve import StorageGuard
+from framecode import coded_frame
 
 
 def small_config(data: Path, **tables: dict[str, Any]) -> configmod.Config:

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from bodycam.verify import verify_paths
 
 pytestmark = pytest.mark.slow

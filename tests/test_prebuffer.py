@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from bodycam.encode.packet import EncodedPacket
 from bodycam.prebuffer import PreEventBuffer
 

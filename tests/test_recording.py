@@ -7,11 +7,10 @@ import json
 
 import av
 import pytest
-from framecode import decode_indices
-from rig import Rig
-
 from bodycam.errors import StorageFullError
 from bodycam.evidence.signer import load_public_key, verify_signature
+from framecode import decode_indices
+from rig import Rig
 
 NS = 1_000_000_000
 

@@ -6,13 +6,12 @@ import hashlib
 import json
 
 import pytest
-from framecode import decode_indices
-from rig import Rig
-
 from bodycam.evidence.chain import ChainState
 from bodycam.evidence.sealer import Sealer
 from bodycam.recovery import recover
 from bodycam.segments.mp4_boxes import complete_length, iter_boxes
+from framecode import decode_indices
+from rig import Rig
 
 
 def crashed_rig(tmp_path, frames_after_trigger: int = 37) -> Rig:

@@ -6,6 +6,7 @@ another signer; the daemon on a Pi passes nothing and gets the real ones.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ class RecordingDevice:
         self.signer = signer or FileKeySigner.load(config.key_path)
         self.faults: list[str] = []
         self.chain = ChainState(self.layout.chain)
-        self.audit = AuditLog(self.layout.audit_log, signer=self.signer, clock=self.clock, boot_id=boot_id())
+        self._boot_id = boot_id()
+        self.audit = AuditLog(self.layout.audit_log, signer=self.signer, clock=self.clock,
+                              boot_id=self._boot_id)
         self.sealer = Sealer(signer=self.signer, chain=self.chain)
         self.storage = StorageGuard(self.layout.root,
                                     reserve_bytes=int(config.storage.reserve_megabytes * 1_000_000),
@@ -70,17 +73,31 @@ class RecordingDevice:
         self.prebuffer = PreEventBuffer(seconds=config.buffer.pre_event_seconds,
                                         max_bytes=int(config.buffer.max_megabytes * 1_000_000))
         self.recorder = Recorder(config=config, layout=self.layout, sealer=self.sealer, chain=self.chain,
-                                 storage=self.storage, clock=self.clock, extradata=lambda: self.encoder.extradata,
-                                 codec=enc.codec, clock_status=self.clock_status, events=self._event)
+                                 storage=self.storage, clock=self.clock,
+                                 extradata=lambda: self.encoder.extradata, codec=enc.codec,
+                                 clock_status=self.clock_status, events=self._event)
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
                                  on_fault=self._fault)
         self._closed = False
 
     def clock_status(self) -> dict[str, Any]:
+        """What manifests say about the clock (NIST IR 8161 clock-offset metadata).
+
+        "synced" after a dock time sync in this boot, with the offset measured against the backend
+        and what was left after any correction; a sync from an earlier boot is reported but does not
+        vouch for a clock that has run (or been reset) since.
+        """
         if self.clock.utc_ns() < CLOCK_PLAUSIBLE_AFTER_NS:
             return {"status": "not_set"}
-        return {"status": "unsynced"}
+        try:
+            sync = json.loads(self.layout.clock_sync.read_text())
+        except (OSError, ValueError):
+            return {"status": "unsynced"}
+        last = {k: sync.get(k) for k in ("last_sync_utc", "measured_offset_ms", "offset_ms")}
+        if sync.get("boot_id") == self._boot_id:
+            return {"status": "synced", **last}
+        return {"status": "unsynced", "previous_boot_sync": last}
 
     def _event(self, event: str, **data: Any) -> None:
         self.audit.append(event, **data)

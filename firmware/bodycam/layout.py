@@ -23,6 +23,11 @@ class DataLayout:
         return self.state / "chain.json"
 
     @property
+    def clock_sync(self) -> Path:
+        """The last dock time sync: what manifests report as their clock status."""
+        return self.state / "clock.json"
+
+    @property
     def audit_log(self) -> Path:
         return self.root / "audit" / "audit.log"
 

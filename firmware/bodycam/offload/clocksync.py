@@ -10,13 +10,16 @@ says why not. Tests inject the setter.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, iso_utc
+from ..storage.durable import atomic_write
 from .client import BackendClient, Retryable
 
 ClockSetter = Callable[[int], None]     # step the wall clock by this many nanoseconds
@@ -101,3 +104,12 @@ def sync(client: BackendClient, clock: Clock, audit: Callable[..., Any], *, set_
         client.offset_ns = off.offset_ns - stepped     # ~0 once the clock really moved
         audit("clock_set", from_utc=iso_utc(before), to_utc=iso_utc(clock.utc_ns()), step_ms=off.offset_ms)
     return off
+
+
+def record(path: Path, off: ClockOffset, *, residual_ns: int, boot_id: str) -> None:
+    """Keep the sync's result on disk, so every segment sealed after it carries the clock offset."""
+    doc = {"last_sync_utc": iso_utc(off.server_utc_ns), "last_sync_utc_ns": off.server_utc_ns,
+           "measured_offset_ms": off.offset_ms, "offset_ms": round(residual_ns / 1e6, 3),
+           "rtt_ms": round(off.rtt_ns / 1e6, 3), "boot_id": boot_id}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())

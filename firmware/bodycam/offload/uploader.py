@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from ..clock import Clock, iso_utc
 from ..config import OffloadConfig
+from ..device import boot_id
 from ..layout import DataLayout
 from . import clocksync
 from .client import ApiError, BackendClient, OffloadError, Refused, Retryable, Unreachable
@@ -159,6 +160,8 @@ class Uploader:
             self.progress.update(phase="clock_sync")
             off = self._retrying(stop, lambda: clocksync.sync(
                 self.client, self.clock, self._audit, set_clock=self.cfg.set_clock, setter=self.clock_setter))
+            clocksync.record(self.layout.clock_sync, off, residual_ns=self.client.offset_ns,
+                             boot_id=boot_id())
             self.progress.update(clock_offset_ms=off.offset_ms)
             self._free_leftovers(res)
             self._bytes_base = 0

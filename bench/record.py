@@ -26,6 +26,8 @@ from bodycam import config as configmod
 from bodycam.capture.frame import Frame
 from bodycam.capture.synthetic import SyntheticSource
 from bodycam.clock import SystemClock
+from bodycam.controls.indicators import Indicators
+from bodycam.daemon.machine import StateMachine
 from bodycam.device import RecordingDevice
 from bodycam.encode.h264 import open_context
 from bodycam.evidence.signer import generate_key
@@ -159,21 +161,34 @@ def realtime(tmp: Path, name: str, *, width: int, height: int, pre: float, wait:
 # --- 3. trigger latency ---------------------------------------------------------------------------
 
 def trigger_latency(tmp: Path, presses: int, pre: float) -> dict:
+    """Double press (as the button panel delivers it) -> the state machine says "recording".
+
+    The real state machine, audit log (fsynced per entry) and indicators on gpiozero's mock pins;
+    the pre-roll is muxed by the writer thread afterwards, measured separately.
+    """
     cfg = configmod.load(make_config(tmp, "trigger", width=1280, height=720, pre=pre))
+    clock = SystemClock()
     state_ms, disk_ms = [], []
-    with RecordingDevice(cfg) as dev:
-        dev.start()
+    dev = RecordingDevice(cfg, clock=clock)
+    indicators = Indicators(cfg.indicators, clock=clock)
+    machine = StateMachine(dev, indicators, clock=clock)
+    try:
+        machine.boot()
         time.sleep(pre + 1.5)
         for _ in range(presses):
             t = time.perf_counter()
-            dev.pipeline.start_recording()
+            machine.on_gesture("record", "double")
+            assert machine.state == "recording"
             state_ms.append((time.perf_counter() - t) * 1000)
             while dev.recorder.recording_id is None:  # writer has the pre-roll muxed and fsynced
                 time.sleep(0.001)
             disk_ms.append((time.perf_counter() - t) * 1000)
             time.sleep(0.3)
-            dev.pipeline.stop_recording("bench")
+            machine.on_gesture("record", "hold")
             time.sleep(pre + 1.2)  # let the buffer fill again
+    finally:
+        machine.shutdown("bench")
+        indicators.close()
     q = lambda xs, p: round(float(np.percentile(xs, p)), 2)  # noqa: E731
     return {"presses": presses, "pre_event_s": pre, "state_p50_ms": q(state_ms, 50), "state_p99_ms": q(state_ms, 99),
             "preroll_on_disk_p50_ms": q(disk_ms, 50), "preroll_on_disk_p99_ms": q(disk_ms, 99)}

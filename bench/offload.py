@@ -37,10 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from backendkit import BackendProcess  # noqa: E402
+from bodycam.config import OffloadConfig  # noqa: E402
 from bodycam.evidence.chain import GENESIS  # noqa: E402
 from bodycam.evidence.manifest import SegmentFacts, render, segment_stem  # noqa: E402
 from bodycam.evidence.signer import FileKeySigner  # noqa: E402
+from bodycam.offload.client import BackendClient  # noqa: E402
+from bodycam.offload.tus import TusClient  # noqa: E402
 from bodycam_backend.receipts import verify_receipt  # noqa: E402
+
+DEVICE_CHUNK = OffloadConfig().chunk_bytes  # the device's default, as configured on a camera
 
 TARGETS = {"ratio": 0.8, "lost": 0, "rss_mb": 500}
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -189,35 +194,61 @@ class RssSampler(threading.Thread):
         return self.peak / MB
 
 
+def device_upload(tus: TusClient, seg: Seg, *, chunk: int) -> None:
+    """What the dock does per segment (offload/uploader.py): signed create, PATCHes, finalize."""
+    loc, offset = tus.create_with(len(seg.media), {"kind": "segment", "sequence": str(seg.sequence)},
+                                  seg.media[:chunk])
+    done = tus.send(loc, lambda at, n: seg.media[at:at + n], offset=offset, length=len(seg.media),
+                    chunk_bytes=chunk, stop=threading.Event())
+    assert done == len(seg.media)
+    r = tus.client.request("POST", f"{loc}/finalize", json={
+        "manifest": base64.b64encode(seg.manifest).decode(), "signature": base64.b64encode(seg.signature).decode()})
+    assert "receipt" in r.json()
+
+
 def single_device(
     url: str, admin: requests.Session, pub: bytes, *, segs: int, size: int, blob: bytes
 ) -> dict:
-    """PUT and tus alternate segment by segment, so disk and page-cache noise hits both alike; the ratio
-    is the median over those pairs, so a burst of load from another process skews one pair, not all."""
+    """PUT, a minimal tus client and the device's own uploader take turns segment by segment, so disk
+    and page-cache noise hits all alike; each ratio is the median over those rounds, so a burst of load
+    from another process skews one round, not all."""
     dev = SimDevice(url, "BENCH-SOLO", admin)
-    chain = make_segments(dev.signer, dev.serial, segs + 1, size, blob)
+    chain = make_segments(dev.signer, dev.serial, 2 * segs + 2, size, blob)
+    tus = TusClient(BackendClient(url, dev.signer))
     put = requests.Session()
     dev.upload(chain[0], pub, chunk=size)  # warm-up: connections, caches
+    device_upload(tus, chain[1], chunk=DEVICE_CHUNK)
     put.put(f"{url}/v1/bench/put", data=chain[0].media)
-    tus_t, put_t = [], []
-    for s in chain[1:]:
+    tus_t, put_t, dev_t = [], [], []
+
+    def timed(out: list[float], fn) -> None:
         t = time.perf_counter()
-        resp = put.put(f"{url}/v1/bench/put", data=s.media)
-        put_t.append(time.perf_counter() - t)
-        assert resp.status_code == 201
-        t = time.perf_counter()
-        dev.upload(s, pub, chunk=size)
-        tus_t.append(time.perf_counter() - t)
-    tus_mbs, put_mbs = segs * size / sum(tus_t) / MB, segs * size / sum(put_t) / MB
+        fn()
+        out.append(time.perf_counter() - t)
+
+    def put_one(seg: Seg) -> None:
+        assert put.put(f"{url}/v1/bench/put", data=seg.media).status_code == 201
+
+    for i, (a, b) in enumerate(zip(chain[2::2], chain[3::2], strict=True)):
+        runs = [lambda a=a: timed(put_t, lambda: put_one(a)),
+                lambda a=a: timed(tus_t, lambda: dev.upload(a, pub, chunk=size)),
+                lambda b=b: timed(dev_t, lambda: device_upload(tus, b, chunk=DEVICE_CHUNK))]
+        for k in range(3):  # rotate who goes first: write-back of one upload must not always hit the same next one
+            runs[(i + k) % 3]()
+    mbs = lambda ts: segs * size / sum(ts) / MB  # noqa: E731
+    ratio = lambda ts: round(statistics.median(p / t for p, t in zip(put_t, ts, strict=True)), 3)  # noqa: E731
     return {
         "segment_mb": size / MB,
         "segments": segs,
-        "tus_mb_s": round(tus_mbs, 1),
-        "put_mb_s": round(put_mbs, 1),
-        "ratio": round(statistics.median(p / t for p, t in zip(put_t, tus_t, strict=True)), 3),
-        "ratio_of_totals": round(tus_mbs / put_mbs, 3),
-        "tus_ms_p50": round(statistics.median(tus_t) * 1000, 1),
+        "put_mb_s": round(mbs(put_t), 1),
+        "tus_mb_s": round(mbs(tus_t), 1),
+        "device_uploader_mb_s": round(mbs(dev_t), 1),
+        "ratio": ratio(tus_t),
+        "device_uploader_ratio": ratio(dev_t),
+        "device_chunk_mb": DEVICE_CHUNK / MB,
         "put_ms_p50": round(statistics.median(put_t) * 1000, 1),
+        "tus_ms_p50": round(statistics.median(tus_t) * 1000, 1),
+        "device_uploader_ms_p50": round(statistics.median(dev_t) * 1000, 1),
     }
 
 
@@ -352,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             backend.stop()
     s, st = results["single"], results["storm"]
     checks = {
-        "tus/PUT throughput ratio": (s["ratio"], f">= {TARGETS['ratio']}", s["ratio"] >= TARGETS["ratio"]),
-        "tus MB/s (PUT MB/s)": (f"{s['tus_mb_s']} ({s['put_mb_s']})", "(reported)", True),
+        "device uploader/PUT ratio": (s["device_uploader_ratio"], f">= {TARGETS['ratio']}",
+                                      s["device_uploader_ratio"] >= TARGETS["ratio"]),
+        "minimal tus/PUT ratio": (s["ratio"], f">= {TARGETS['ratio']}", s["ratio"] >= TARGETS["ratio"]),
+        "device, tus, PUT MB/s": (f"{s['device_uploader_mb_s']}, {s['tus_mb_s']}, {s['put_mb_s']}", "(reported)",
+                                  True),
         "storm segments lost": (st["lost"], "== 0", st["lost"] == 0),
         "storm aggregate MB/s": (st["aggregate_mb_s"], "(reported)", True),
         "storm ack p99 (ms)": (st["ack_p99_ms"], "(reported)", True),

@@ -263,6 +263,15 @@ def test_malformed_and_oversized_tus_requests_get_clear_4xx_and_store_nothing(ba
     )
     assert bad_sum.status_code == 460
     assert int(dev.head(loc).headers["Upload-Offset"]) == 0, "nothing appended by refused PATCHes"
+    # creation-with-upload: a sha256 checksum of the first chunk is checked too (it is the running hash)
+    octets = {"Content-Type": "application/offset+octet-stream"}
+    wrong = dev.create(seg, data=data, headers={**octets, "Upload-Checksum": "sha256 " + base64.b64encode(
+        hashlib.sha256(b"not the media").digest()).decode()})
+    assert wrong.status_code == 460 and wrong.json()["error"] == "checksum_mismatch"
+    right = dev.create(seg, data=data, headers={**octets, "Upload-Checksum": "sha256 " + base64.b64encode(
+        hashlib.sha256(data).digest()).decode()})
+    assert right.status_code == 201 and int(right.headers["Upload-Offset"]) == len(data)
+    assert dev.request("DELETE", right.headers["Location"], headers=TUS).status_code == 204
     early = dev.finalize(loc, seg)
     assert early.status_code == 409 and "incomplete" in early.json()["message"]
     other = Device(backend.url, rig.signer, "BC-BAD-1")

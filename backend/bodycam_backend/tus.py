@@ -341,7 +341,9 @@ class TusService:
                 hs = self._hashes.pop(upload_id)  # out of step (e.g. after a restart): re-hash at finalize
                 hs = None
         saved = hs.h.copy() if hs is not None and checksum else None
-        chk = CHECKSUMS[checksum[0]]() if checksum else None
+        # A sha256 checksum of a chunk that starts the upload is the running hash itself: hash once.
+        reuse = checksum is not None and checksum[0] == "sha256" and offset == 0 and hs is not None
+        chk = CHECKSUMS[checksum[0]]() if checksum and not reuse else None
         pos = offset
         disconnected = False
         try:
@@ -366,7 +368,8 @@ class TusService:
                         chk.update(chunk)
             except ClientDisconnect:
                 disconnected = True
-            if checksum and (disconnected or chk.digest() != checksum[1]):  # type: ignore[union-attr]
+            got = (hs.h.copy() if reuse else chk).digest() if checksum and not disconnected else None  # type: ignore[union-attr]
+            if checksum and (disconnected or got != checksum[1]):
                 os.ftruncate(fd, offset)
                 if hs is not None and saved is not None:
                     hs.h = saved

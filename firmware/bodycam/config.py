@@ -114,7 +114,8 @@ class OffloadConfig:
     backend_url: str = _opt("", help="e.g. https://evidence.example.org; empty: the dock only charges")
     keep_local: bool = _opt(False, help="keep segments after a verified receipt instead of freeing them")
     set_clock: bool = _opt(False, help="step the system clock to the backend's (needs root/CAP_SYS_TIME)")
-    chunk_bytes: int = _opt(1 << 20, min=1024, max=64 << 20, help="bytes per tus PATCH; undock stops between")
+    chunk_bytes: int = _opt(8 << 20, min=1024, max=64 << 20,
+                            help="bytes per tus request (a 10 s segment is ~7.5 MB); undock stops between")
     max_backoff_seconds: float = _opt(60.0, min=0.1, max=3600, help="cap of the exponential retry delay")
     timeout_seconds: float = _opt(30.0, min=1, max=600, help="per HTTP request")
     enrol_token: str = _opt("", help="one-time enrolment token for 'bodycam enrol' (first boot)")

@@ -55,6 +55,18 @@ class TusClient:
             **TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)})
         return self._location(r.headers.get("Location"))
 
+    def create_with(self, length: int, metadata: dict[str, str], first: bytes) -> tuple[str, int]:
+        """Create and send the first chunk in one request (creation-with-upload): one round trip and one
+        server fsync fewer per segment, which is most of the cost of a segment on a fast dock link.
+
+        Returns (location, the server's offset): a chunk damaged in transit leaves the offset at 0.
+        """
+        digest = base64.b64encode(hashlib.sha256(first).digest()).decode()
+        r = self.client.request("POST", self.endpoint, data=first, headers={
+            **TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata),
+            "Content-Type": "application/offset+octet-stream", "Upload-Checksum": f"sha256 {digest}"})
+        return self._location(r.headers.get("Location")), int(r.headers.get("Upload-Offset", "0"))
+
     def offset(self, location: str) -> int:
         try:
             r = self.client.request("HEAD", location, headers=dict(TUS))

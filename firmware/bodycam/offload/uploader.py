@@ -279,8 +279,10 @@ class Uploader:
             sha = _manifest_media_sha(manifest)
             if sha:
                 meta["sha256"] = sha
+            with open(item.paths.media, "rb") as f:
+                first = f.read(self.cfg.chunk_bytes)
             try:
-                location = self.tus.create(item.size, meta)
+                location, offset = self.tus.create_with(item.size, meta, first)
             except ApiError as e:
                 if e.status == 413:      # over the backend's size limit: no retry will change that
                     self._rejected(seq, "upload_too_large", e.message, None, res)

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bodycam.verify import verify_paths
 
 pytestmark = pytest.mark.slow

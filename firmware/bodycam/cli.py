@@ -63,7 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as e:
         print(f"bodycam: this command is not installed ({e})", file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    return run_parsed(parser.parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand: a BodycamError becomes one line on stderr and exit code 2."""
     try:
         return int(args.run(args) or 0)
     except BodycamError as e:

@@ -86,16 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m bodycam.cli_sim``), same behaviour as ``bodycam sim``."""
+    from .cli import run_parsed  # late: cli imports this module lazily too
     parser = argparse.ArgumentParser(prog="bodycam")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sim", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.run(args)
-    except BodycamError as e:
-        print(f"bodycam: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_parsed(parser.parse_args(["sim", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

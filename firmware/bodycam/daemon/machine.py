@@ -25,6 +25,7 @@ from ..clock import Clock
 from ..config import ButtonsConfig
 from ..controls.intents import Intent, StopConfirmation
 from ..device import RecordingDevice
+from ..offload.spool import Spool
 from .states import Event, State, next_state
 
 log = logging.getLogger("bodycam.daemon")
@@ -304,7 +305,7 @@ class StateMachine:
                 "frames_captured": stats.frames_captured,
                 "dropped": stats.dropped,
                 "segments_sealed": dev.recorder.segments_sealed,
-                "pending_uploads": sum(1 for _ in dev.layout.segments.glob("seg-*.mp4")),
+                "pending_uploads": self._pending_uploads(),
                 "free_bytes": free,
                 "headroom_bytes": headroom,
                 "reserve_bytes": dev.storage.reserve_bytes,
@@ -415,6 +416,10 @@ class StateMachine:
         self._reminder.disarm()
         self._transition("record_stop", reason="ended")
         self.indicators.recording_stopped()
+
+    def _pending_uploads(self) -> int:
+        """Sealed segments still to upload: not those kept after a receipt, nor those the backend refused."""
+        return Spool(self.device.layout).count_pending()
 
     def segment_budget(self) -> int:
         # The recorder's own figure, so the machine refuses exactly when the recorder would.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import os
 import statistics
@@ -45,6 +46,7 @@ from bodycam.offload.client import BackendClient  # noqa: E402
 from bodycam.offload.tus import TusClient  # noqa: E402
 from bodycam_backend.receipts import verify_receipt  # noqa: E402
 
+ORDERS = list(itertools.permutations(range(3)))
 DEVICE_CHUNK = OffloadConfig().chunk_bytes  # the device's default, as configured on a camera
 
 TARGETS = {"ratio": 0.8, "lost": 0, "rss_mb": 500}
@@ -209,9 +211,9 @@ def device_upload(tus: TusClient, seg: Seg, *, chunk: int) -> None:
 def single_device(
     url: str, admin: requests.Session, pub: bytes, *, segs: int, size: int, blob: bytes
 ) -> dict:
-    """PUT, a minimal tus client and the device's own uploader take turns segment by segment, so disk
-    and page-cache noise hits all alike; each ratio is the median over those rounds, so a burst of load
-    from another process skews one round, not all."""
+    """PUT, a minimal tus client and the device's own uploader take turns segment by segment, in every
+    order, so disk and page-cache noise hits all alike; each ratio is the median over those rounds, so
+    a burst of load from another process skews one round, not all."""
     dev = SimDevice(url, "BENCH-SOLO", admin)
     chain = make_segments(dev.signer, dev.serial, 2 * segs + 2, size, blob)
     tus = TusClient(BackendClient(url, dev.signer))
@@ -233,8 +235,10 @@ def single_device(
         runs = [lambda a=a: timed(put_t, lambda: put_one(a)),
                 lambda a=a: timed(tus_t, lambda: dev.upload(a, pub, chunk=size)),
                 lambda b=b: timed(dev_t, lambda: device_upload(tus, b, chunk=DEVICE_CHUNK))]
-        for k in range(3):  # rotate who goes first: write-back of one upload must not always hit the same next one
-            runs[(i + k) % 3]()
+        # Every order of the three in turn: each goes first, and follows each of the others, equally
+        # often, so the write-back one upload leaves behind is not always paid by the same next one.
+        for k in ORDERS[i % len(ORDERS)]:
+            runs[k]()
     mbs = lambda ts: segs * size / sum(ts) / MB  # noqa: E731
     ratio = lambda ts: round(statistics.median(p / t for p, t in zip(put_t, ts, strict=True)), 3)  # noqa: E731
     return {

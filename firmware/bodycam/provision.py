@@ -11,7 +11,6 @@ section 3); its subject, CN and serialNumber = the device serial, is informative
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .config import Config
-from .evidence.signer import FileKeySigner, public_key_path
-from .storage.durable import atomic_write, fsync_dir
+from .evidence.signer import FileKeySigner, create_key_file, public_key_path
+from .storage.durable import atomic_write
 
 
 def csr_path(key_path: Path) -> Path:
@@ -41,34 +40,6 @@ class Provisioned:
     csr: Path
     key_id: str
     created_key: bool
-
-
-def _create_key(path: Path) -> bool:
-    """Create the key atomically; False if one already exists (it is never replaced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    if path.exists():
-        return False
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-        created = True
-    except FileExistsError:
-        created = False
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-    return created
 
 
 def _load_private(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -101,7 +72,7 @@ def _csr_matches(path: Path, public_der: bytes, serial: str) -> bool:
 def ensure(cfg: Config) -> Provisioned:
     """Key, public key and CSR for this device, creating only what is missing or stale."""
     key_path = cfg.key_path
-    created = _create_key(key_path)
+    created = create_key_file(key_path)
     key = _load_private(key_path)
     signer = FileKeySigner(key)
     pub = public_key_path(key_path)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import DeviceKeyError
-from ..storage.durable import create_exclusive
+from ..storage.durable import atomic_write, create_once
 
 
 class Signer(Protocol):
@@ -73,24 +73,24 @@ def public_key_path(key_path: Path) -> Path:
     return key_path.with_name("device.pub.pem")
 
 
-def generate_key(key_path: Path) -> FileKeySigner:
-    """Create the device key (0600) and its public half; refuses to replace an existing key."""
-    if key_path.exists():
-        raise DeviceKeyError(f"a device key already exists at {key_path}; refusing to overwrite it "
-                             "(footage signed with it would become unverifiable)")
+def create_key_file(key_path: Path) -> bool:
+    """Create a P-256 device key (0600, in a 0700 folder); False if one exists: it is never replaced."""
     key_path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(key_path.parent, 0o700)
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    try:
-        create_exclusive(key_path, pem, mode=0o600)
-    except FileExistsError:
-        raise DeviceKeyError(f"a device key already exists at {key_path}; refusing to overwrite it") from None
-    signer = FileKeySigner(key)
-    pub = public_key_path(key_path)
-    pub.unlink(missing_ok=True)
-    create_exclusive(pub, signer.public_key_pem(), mode=0o644)
+    if key_path.exists():
+        return False
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return create_once(key_path, pem, mode=0o600)
+
+
+def generate_key(key_path: Path) -> FileKeySigner:
+    """Create the device key and its public half; refuses to replace an existing key."""
+    if not create_key_file(key_path):
+        raise DeviceKeyError(f"a device key already exists at {key_path}; refusing to overwrite it "
+                             "(footage signed with it would become unverifiable)")
+    signer = FileKeySigner.load(key_path)
+    atomic_write(public_key_path(key_path), signer.public_key_pem(), mode=0o644)
     return signer
 
 

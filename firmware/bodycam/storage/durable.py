@@ -36,7 +36,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
         fsync_dir(path.parent)
 
 
-def create_exclusive(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write a file that must not already exist (a key, an evidence file); durable before return."""
-    _write_synced(path, data, os.O_EXCL, mode)
+def create_once(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
+    """Write a file that must never be replaced (a device key); False if it already exists.
+
+    Written to a temp name, fsynced, then hard-linked into place: the link fails if the file exists,
+    and a power cut leaves the file either absent or complete, never a torn key that blocks a retry.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    _write_synced(tmp, data, os.O_EXCL, mode)
+    try:
+        os.link(tmp, path)
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+    return created

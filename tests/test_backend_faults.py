@@ -65,6 +65,46 @@ def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -
         backend.stop()
 
 
+def test_backend_killed_during_a_creation_with_upload_leaves_no_stray_upload(tmp_path) -> None:
+    """The upload row is written once its first bytes are durable; a crash before that leaves only a
+    staged file no client knows, and the restarted backend removes it."""
+    backend = BackendProcess(tmp_path / "backend")
+    backend.start()
+    try:
+        rig = record(tmp_path / "dev", "BC-KILL-2", after=5)
+        dev = enrolled_device(backend, rig)
+        seg = segments_of(rig)[0]
+        data = seg.media.read_bytes()
+        sent = threading.Event()
+
+        def slow_body():
+            yield data[:1000]
+            sent.set()
+            for i in range(1000, len(data), 500):
+                time.sleep(0.2)
+                yield data[i : i + 500]
+
+        def create_until_killed() -> None:
+            try:
+                dev.create(seg, data=slow_body(), headers={"Content-Type": "application/offset+octet-stream"})
+            except requests.RequestException:
+                pass
+
+        t = threading.Thread(target=create_until_killed)
+        t.start()
+        assert sent.wait(10)
+        time.sleep(0.5)
+        staging = backend.data / "uploads"
+        assert [p.suffix for p in staging.iterdir()] == [".part"], "the POST is mid-body"
+        backend.kill()
+        t.join(15)
+        backend.start()
+        assert list(staging.iterdir()) == [], "the orphaned staged file is swept at start"
+        assert dev.upload(seg).status_code == 200, "the device simply uploads the segment again"
+    finally:
+        backend.stop()
+
+
 def test_admission_limit_answers_503_with_retry_after(tmp_path) -> None:
     backend = BackendProcess(
         tmp_path / "backend",

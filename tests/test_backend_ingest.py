@@ -268,6 +268,7 @@ def test_malformed_and_oversized_tus_requests_get_clear_4xx_and_store_nothing(ba
     wrong = dev.create(seg, data=data, headers={**octets, "Upload-Checksum": "sha256 " + base64.b64encode(
         hashlib.sha256(b"not the media").digest()).decode()})
     assert wrong.status_code == 460 and wrong.json()["error"] == "checksum_mismatch"
+    assert len(set((backend.data / "uploads").iterdir())) == len(before_staged) + 1, "only loc is staged"
     right = dev.create(seg, data=data, headers={**octets, "Upload-Checksum": "sha256 " + base64.b64encode(
         hashlib.sha256(data).digest()).decode()})
     assert right.status_code == 201 and int(right.headers["Upload-Offset"]) == len(data)

@@ -41,6 +41,7 @@ KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 4096
+HASH_BEHIND_BYTES = 16 << 20
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
@@ -189,21 +190,31 @@ class TusService:
             raise ApiError(400, "bad_metadata", "Upload-Metadata 'sha256' must be 64 lowercase hex digits")
         upload_id = secrets.token_hex(16)
         self.admission.admit(upload_id)
+        offset = 0
         try:
             fd = os.open(self.path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
+            with self._lock:
+                self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
+            if with_body:
+                # creation-with-upload: the first chunk rides on the POST, and the row is written once,
+                # with its offset, after the bytes are durable (one commit, not two). A crash before that
+                # leaves a staged file without a row, which `sweep_orphans` removes at start.
+                checksum = self._checksum(request.headers.get("upload-checksum"))
+                offset, complete = await self._write(request, upload_id, 0, length, checksum)
+                if not complete:  # the client went away mid-body and never learned the Location
+                    raise ApiError(400, "incomplete_body", "the request body ended early; nothing was kept")
             t = now_ns()
             self.db.execute(
                 "INSERT INTO uploads(id, serial, key_id, kind, sequence, length, offset, sha256, state,"
-                " created_ns, updated_ns) VALUES(?,?,?,?,?,?,0,?,'open',?,?)",
-                (upload_id, who.serial, who.key_id, kind, sequence, length, sha, t, t),
+                " created_ns, updated_ns) VALUES(?,?,?,?,?,?,?,?,'open',?,?)",
+                (upload_id, who.serial, who.key_id, kind, sequence, length, offset, sha, t, t),
             )
         except BaseException:
+            self._drop_hash(upload_id)
             self.admission.release(upload_id)
             self.path(upload_id).unlink(missing_ok=True)
             raise
-        with self._lock:
-            self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
         log.debug(
             "upload created",
             extra={
@@ -214,19 +225,10 @@ class TusService:
                     "kind": kind,
                     "sequence": sequence,
                     "length": length,
+                    "offset": offset,
                 },
             },
         )
-        offset = 0
-        if with_body:  # creation-with-upload: the first chunk rides on the POST, saving a round trip
-            checksum = self._checksum(request.headers.get("upload-checksum"))
-            with self._lock:
-                self._busy.add(upload_id)
-            try:
-                offset = await self._write(request, upload_id, 0, length, checksum)
-            finally:
-                with self._lock:
-                    self._busy.discard(upload_id)
         return Response(
             status_code=201,
             headers=tus_headers(Location=f"/v1/uploads/{upload_id}", **{"Upload-Offset": str(offset)}),
@@ -304,7 +306,9 @@ class TusService:
             self._busy.add(upload_id)
         try:
             self.admission.admit(upload_id)
-            new = await self._write(request, upload_id, offset, length, checksum)
+            new, _ = await self._write(request, upload_id, offset, length, checksum)
+            if new != offset:
+                self.db.set_offset(upload_id, new)
         finally:
             with self._lock:
                 self._busy.discard(upload_id)
@@ -332,20 +336,37 @@ class TusService:
 
     async def _write(
         self, request: Request, upload_id: str, offset: int, length: int, checksum: tuple[str, bytes] | None
-    ) -> int:
+    ) -> tuple[int, bool]:
+        """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
+
+        Bytes are hashed behind the socket: received chunks are kept (up to ``HASH_BEHIND_BYTES``) and
+        hashed in a worker thread while the fsync waits on the disk, so the CPU that hashing needs is
+        mostly time the request spends waiting anyway. The caller persists the offset.
+        """
         path = self.path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         with self._lock:
             hs = self._hashes.get(upload_id)
-            if hs is not None and hs.pos != offset:
-                hs = self._hashes.pop(upload_id)  # out of step (e.g. after a restart): re-hash at finalize
+            if hs is not None and hs.pos != offset:  # out of step (e.g. after a restart): re-hash at finalize
+                self._hashes.pop(upload_id)
                 hs = None
-        saved = hs.h.copy() if hs is not None and checksum else None
-        # A sha256 checksum of a chunk that starts the upload is the running hash itself: hash once.
-        reuse = checksum is not None and checksum[0] == "sha256" and offset == 0 and hs is not None
+        # Work on a copy of the running hash, kept only if the chunk is. A sha256 checksum of a chunk that
+        # starts the upload is the running hash itself: hash once.
+        running = hs.h.copy() if hs is not None else None
+        reuse = checksum is not None and checksum[0] == "sha256" and offset == 0 and running is not None
         chk = CHECKSUMS[checksum[0]]() if checksum and not reuse else None
+        hashers = [h for h in (running, chk) if h is not None]
+        behind: list[bytes] = []
+        behind_bytes = 0
+
+        def catch_up() -> None:
+            for data in behind:
+                for h in hashers:
+                    h.update(data)
+            behind.clear()
+
         pos = offset
-        disconnected = False
+        complete = True
         try:
             os.ftruncate(fd, offset)  # drop bytes past the durable offset (a crash mid-PATCH)
             try:
@@ -362,32 +383,36 @@ class TusService:
                         )
                     os.pwrite(fd, chunk, pos)
                     pos += len(chunk)
-                    if hs is not None:
-                        hs.h.update(chunk)
-                    if chk is not None:
-                        chk.update(chunk)
+                    if hashers:
+                        behind.append(chunk)
+                        behind_bytes += len(chunk)
+                        if behind_bytes > HASH_BEHIND_BYTES:
+                            catch_up()
+                            behind_bytes = 0
             except ClientDisconnect:
-                disconnected = True
-            got = (hs.h.copy() if reuse else chk).digest() if checksum and not disconnected else None  # type: ignore[union-attr]
-            if checksum and (disconnected or got != checksum[1]):
+                complete = False
+            if checksum and not complete:  # a checksummed chunk is kept whole or not at all
                 os.ftruncate(fd, offset)
-                if hs is not None and saved is not None:
-                    hs.h = saved
-                if disconnected:
-                    return offset
-                raise ApiError(
-                    460,
-                    "checksum_mismatch",
-                    f"chunk does not match its {checksum[0]} Upload-Checksum; "
-                    "it was discarded, send it again",
-                )
-            await anyio.to_thread.run_sync(os.fsync, fd)
+                return offset, False
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
+                if behind:
+                    tg.start_soon(anyio.to_thread.run_sync, catch_up)
+            if checksum:
+                got = (running if reuse else chk).digest()  # type: ignore[union-attr]
+                if got != checksum[1]:
+                    os.ftruncate(fd, offset)
+                    raise ApiError(
+                        460,
+                        "checksum_mismatch",
+                        f"chunk does not match its {checksum[0]} Upload-Checksum; "
+                        "it was discarded, send it again",
+                    )
         finally:
             os.close(fd)
-        if hs is not None:
-            hs.pos = pos
-        self.db.set_offset(upload_id, pos)
-        return pos
+        if hs is not None and running is not None:
+            hs.h, hs.pos = running, pos
+        return pos, complete
 
     def _drop_hash(self, upload_id: str) -> None:
         with self._lock:
@@ -414,6 +439,18 @@ class TusService:
         """Finalized or rejected: forget the running hash and free the admission slot."""
         self._drop_hash(upload_id)
         self.admission.release(upload_id)
+
+    def sweep_orphans(self) -> int:
+        """At start: staged files with no upload row (a crash while a creation-with-upload POST was still
+        receiving, before its row was written; no client ever learned their Location) are removed."""
+        removed = 0
+        for p in self.staging.glob("*.part"):
+            if self.db.upload(p.stem) is None:
+                p.unlink(missing_ok=True)
+                removed += 1
+        for p in self.staging.glob("bench-*.put"):
+            p.unlink(missing_ok=True)
+        return removed
 
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""

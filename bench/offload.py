@@ -1,9 +1,11 @@
 """`scripts/bench offload`: the evidence backend's upload path, against a real backend process.
 
 Every figure is measured in this run, against a baseline measured in the same run on the same server:
-1. single device: segments uploaded the way a camera does it (tus creation + PATCH + finalize with
-   verification and a signed receipt, which the client checks) over loopback, as a ratio to a plain
-   HTTP PUT of the same bytes to the same server process (written and fsynced, nothing else);
+1. single device: 8 MB segments uploaded the way a camera does it, over loopback, as a ratio to a
+   plain HTTP PUT of the same bytes to the same server process (written and fsynced, nothing else).
+   Two tus clients: the device's own uploader (one signed request per segment carrying its signed
+   manifest, finalized on the spot) and a minimal stock-style client (creation-with-upload, then a
+   separate finalize). Both get verification and a signed receipt, which the client checks;
 2. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
    segments each at once through admission control (503 + Retry-After honoured). Every receipt is
    verified, then the backend is asked for every device's last sequence and open gaps: zero lost
@@ -196,16 +198,26 @@ class RssSampler(threading.Thread):
         return self.peak / MB
 
 
-def device_upload(tus: TusClient, seg: Seg, *, chunk: int) -> None:
-    """What the dock does per segment (offload/uploader.py): signed create, PATCHes, finalize."""
-    loc, offset = tus.create_with(len(seg.media), {"kind": "segment", "sequence": str(seg.sequence)},
-                                  seg.media[:chunk])
-    done = tus.send(loc, lambda at, n: seg.media[at:at + n], offset=offset, length=len(seg.media),
-                    chunk_bytes=chunk, stop=threading.Event())
-    assert done == len(seg.media)
-    r = tus.client.request("POST", f"{loc}/finalize", json={
-        "manifest": base64.b64encode(seg.manifest).decode(), "signature": base64.b64encode(seg.signature).decode()})
-    assert "receipt" in r.json()
+def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> None:
+    """What the dock's uploader does per segment (offload/uploader.py): a segment that fits in one chunk
+    goes up in one signed request with its manifest, and the answer is the receipt; a bigger one is
+    created with its first chunk, PATCHed (sha256 per chunk) and finalized. The receipt is checked."""
+    meta: dict[str, str | bytes] = {"kind": "segment", "sequence": str(seg.sequence),
+                                    "sha256": json.loads(seg.manifest)["media"]["sha256"]}
+    whole = chunk >= len(seg.media)
+    if whole:
+        meta.update(manifest=seg.manifest, signature=seg.signature)
+    created = tus.create_with(len(seg.media), meta, seg.media[:chunk], checksum=not whole)
+    body = created.receipt
+    if body is None:
+        done = tus.send(created.location, lambda at, n: seg.media[at:at + n], offset=created.offset,
+                        length=len(seg.media), chunk_bytes=chunk, stop=threading.Event())
+        assert done == len(seg.media)
+        body = tus.client.request("POST", f"{created.location}/finalize", json={
+            "manifest": base64.b64encode(seg.manifest).decode(),
+            "signature": base64.b64encode(seg.signature).decode()}).json()
+    doc = verify_receipt(body["receipt"], body["signature"], pub)
+    assert doc["manifest_sha256"] == hashlib.sha256(seg.manifest).hexdigest() and doc["sequence"] == seg.sequence
 
 
 def single_device(
@@ -219,7 +231,7 @@ def single_device(
     tus = TusClient(BackendClient(url, dev.signer))
     put = requests.Session()
     dev.upload(chain[0], pub, chunk=size)  # warm-up: connections, caches
-    device_upload(tus, chain[1], chunk=DEVICE_CHUNK)
+    device_upload(tus, chain[1], pub, chunk=DEVICE_CHUNK)
     put.put(f"{url}/v1/bench/put", data=chain[0].media)
     tus_t, put_t, dev_t = [], [], []
 
@@ -234,7 +246,7 @@ def single_device(
     for i, (a, b) in enumerate(zip(chain[2::2], chain[3::2], strict=True)):
         runs = [lambda a=a: timed(put_t, lambda: put_one(a)),
                 lambda a=a: timed(tus_t, lambda: dev.upload(a, pub, chunk=size)),
-                lambda b=b: timed(dev_t, lambda: device_upload(tus, b, chunk=DEVICE_CHUNK))]
+                lambda b=b: timed(dev_t, lambda: device_upload(tus, b, pub, chunk=DEVICE_CHUNK))]
         # Every order of the three in turn: each goes first, and follows each of the others, equally
         # often, so the write-back one upload leaves behind is not always paid by the same next one.
         for k in ORDERS[i % len(ORDERS)]:

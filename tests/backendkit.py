@@ -201,7 +201,7 @@ class Device:
         *,
         length: int | None = None,
         kind: str = "segment",
-        extra_meta: dict[str, str] | None = None,
+        extra_meta: dict[str, str | bytes] | None = None,
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> requests.Response:
@@ -212,11 +212,26 @@ class Device:
             **TUS,
             "Upload-Length": str(seg.media.stat().st_size if length is None else length),
             "Upload-Metadata": ",".join(
-                f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items()
+                f"{k} {base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()}"
+                for k, v in meta.items()
             ),
             **(headers or {}),
         }
         return self.request("POST", "/v1/uploads", headers=h, data=data)
+
+    def create_whole(self, seg: Segment, *, media: bytes | None = None, **extra: str | bytes) -> requests.Response:
+        """The whole segment and its signed manifest in the creation request (finalize on creation)."""
+        meta: dict[str, str | bytes] = {
+            "manifest": seg.manifest.read_bytes(),
+            "signature": seg.signature.read_bytes(),
+            **extra,
+        }
+        return self.create(
+            seg,
+            data=seg.media.read_bytes() if media is None else media,
+            extra_meta=meta,
+            headers={"Content-Type": "application/offset+octet-stream"},
+        )
 
     def patch(self, location: str, offset: int, data: Any, **headers: str) -> requests.Response:
         h = {

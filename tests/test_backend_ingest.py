@@ -171,6 +171,53 @@ def test_duplicate_and_replayed_uploads_return_the_same_receipt(backend, tmp_pat
     assert a.json()["receipt"] == b.json()["receipt"] == first.json()["receipt"]
 
 
+def test_whole_segment_with_its_signed_manifest_is_finalized_in_the_creation_request(
+    backend, admin, tmp_path
+) -> None:
+    rig = record(tmp_path, "BC-ONE-1", after=45)
+    dev = enrolled_device(backend, rig)
+    seg, seg2 = segments_of(rig)[:2]
+    size = seg.media.stat().st_size
+    r = dev.create_whole(seg)
+    assert r.status_code == 201, r.text
+    assert int(r.headers["Upload-Offset"]) == size and r.headers["Location"].startswith("/v1/uploads/")
+    assert r.json()["duplicate"] is False
+    check_receipt(backend, r.json(), seg)
+    stored = backend.data / "store" / "devices" / "BC-ONE-1" / "segments"
+    assert hashlib.sha256((stored / "seg-0000000001.mp4").read_bytes()).hexdigest() == seg.sha256
+    assert (stored / "seg-0000000001.json").read_bytes() == seg.manifest.read_bytes()
+    assert (stored / "seg-0000000001.sig").read_bytes() == seg.signature.read_bytes()
+    # the same request again (the answer was lost): the same receipt, nothing stored twice
+    before = store_files(backend)
+    again = dev.create_whole(seg)
+    assert again.status_code == 201 and again.json()["duplicate"] is True
+    assert again.json()["receipt"] == r.json()["receipt"] and store_files(backend) == before
+    # and the finalize endpoint agrees, for the upload the creation made
+    assert dev.finalize(r.headers["Location"], seg).json()["receipt"] == r.json()["receipt"]
+
+    # bytes that do not match the declared sha256 are not kept, and nothing is flagged: the device
+    # sends them again in checksummed PATCHes and finalize decides
+    media = bytearray(seg2.media.read_bytes())
+    media[len(media) // 2] ^= 0x01
+    torn = dev.create_whole(seg2, media=bytes(media))
+    assert torn.status_code == 201 and int(torn.headers["Upload-Offset"]) == 0
+    assert not torn.content, "no receipt for bytes that were not kept"
+    assert int(dev.head(torn.headers["Location"]).headers["Upload-Offset"]) == 0
+    assert admin.get(backend.url + "/v1/flags", params={"device": "BC-ONE-1"}).json()["flags"] == []
+    assert dev.patch(torn.headers["Location"], 0, seg2.media.read_bytes()).status_code == 204
+    assert dev.finalize(torn.headers["Location"], seg2).status_code == 200
+
+    # a manifest that does not verify is rejected and flagged, as at finalize
+    seg3 = segments_of(rig)[2]
+    forged = dev.create_whole(seg3, signature=seg.signature.read_bytes())
+    assert forged.status_code == 422 and forged.json()["reason"] == "bad_signature"
+    flags = admin.get(backend.url + "/v1/flags", params={"device": "BC-ONE-1"}).json()["flags"]
+    assert [(f["sequence"], f["reason"]) for f in flags] == [(seg3.sequence, "bad_signature")]
+    half = dev.create(seg3, extra_meta={"manifest": seg3.manifest.read_bytes()})
+    assert half.status_code == 400 and "'signature'" in half.json()["message"]
+    assert dev.create_whole(seg3).status_code == 201
+
+
 def test_flipped_byte_is_rejected_with_a_reason_and_flagged(backend, admin, tmp_path) -> None:
     rig = record(tmp_path, "BC-FLIP-1", after=5)
     dev = enrolled_device(backend, rig)

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -248,11 +249,14 @@ def test_a_finalize_whose_answer_was_lost_is_replayed_idempotently(backend, tmp_
 # --- receipts -------------------------------------------------------------------------------------
 
 def tamper_finalize(edit) -> requests.Session:  # noqa: ANN001
-    """A session whose finalize answers are altered on the way in (a man in the middle)."""
+    """A session whose receipts are altered on the way in (a man in the middle)."""
     session = requests.Session()
 
     def hook(r: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        if r.request.url.endswith("/finalize") and r.status_code == 200:
+        answers = (r.request.url.endswith("/finalize") and r.status_code == 200) or (
+            r.request.method == "POST" and r.request.url.endswith("/v1/uploads") and r.status_code == 201
+            and r.content)     # a segment finalized in its creation request
+        if answers:
             body = r.json()
             if json.loads(body["receipt"]).get("kind") == "segment":
                 r._content = json.dumps(edit(body)).encode()
@@ -261,8 +265,12 @@ def tamper_finalize(edit) -> requests.Session:  # noqa: ANN001
     return session
 
 
-def test_forged_receipts_are_refused_and_nothing_is_deleted(backend, tmp_path) -> None:
-    cam = camera(tmp_path, backend, "BC-OFF-FORGE", recordings=((12, 10, False),))
+ONE_REQUEST = pytest.mark.parametrize("chunk", [8192, 8 << 20], ids=["chunked", "one-request"])
+
+
+@ONE_REQUEST
+def test_forged_receipts_are_refused_and_nothing_is_deleted(backend, tmp_path, chunk) -> None:
+    cam = camera(tmp_path, backend, f"BC-OFF-FORGE-{chunk}", recordings=((12, 10, False),), chunk_bytes=chunk)
     seqs = cam.sequences()
 
     def altered(body: dict[str, Any]) -> dict[str, Any]:       # text changed, signature kept
@@ -312,8 +320,11 @@ def test_receipt_check_compares_with_the_manifest_on_disk(backend, tmp_path) -> 
 
 # --- faults ---------------------------------------------------------------------------------------
 
-def test_flipped_byte_is_rejected_kept_on_the_device_and_flagged(backend, admin, tmp_path) -> None:
-    cam = camera(tmp_path, backend, "BC-OFF-FLIP")
+@ONE_REQUEST
+def test_flipped_byte_is_rejected_kept_on_the_device_and_flagged(backend, admin, tmp_path, chunk) -> None:
+    """In one request, the bytes fail the declared sha256 and are not kept; the segment then goes up in
+    checksummed chunks (they pass: the damage is on the device) and finalize rejects and flags it."""
+    cam = camera(tmp_path, backend, f"BC-OFF-FLIP-{chunk}", chunk_bytes=chunk)
     seqs = cam.sequences()
     bad = seqs[1]
     flip_byte(cam.rig.layout.segments / f"seg-{bad:010d}.mp4")
@@ -337,6 +348,30 @@ def test_flipped_byte_is_rejected_kept_on_the_device_and_flagged(backend, admin,
     assert len(admin.get(f"{backend.url}/v1/flags", params={"device": cam.serial}).json()["flags"]) == 1
     report = verify_paths([cam.root])
     assert not report.ok and any("SHA-256 mismatch" in e for e in report.errors), "verify still says so"
+
+
+def test_a_segment_that_fits_one_chunk_goes_up_in_one_request_answered_by_its_receipt(backend, tmp_path) -> None:
+    cam = camera(tmp_path, backend, "BC-OFF-ONE", chunk_bytes=8 << 20)
+    seqs = cam.sequences()
+    shas = {s: cam.manifest(s)["media"]["sha256"] for s in seqs}
+    manifests = {s: (cam.rig.layout.segments / f"seg-{s:010d}.json").read_bytes() for s in seqs}
+    session = requests.Session()
+    seen: list[tuple[str, str, int]] = []
+    session.hooks["response"].append(
+        lambda r, *a, **k: seen.append((r.request.method, urlsplit(r.request.url).path, r.status_code)))
+
+    res = cam.run(session=session)
+
+    assert sorted(res.uploaded) == seqs and cam.sequences() == [] and stored(backend, cam.serial) == shas
+    segment_posts = [s for m, p, s in seen if m == "POST" and p == "/v1/uploads"]
+    assert len(segment_posts) == len(seqs) + 1 and set(segment_posts) == {201}, "one per segment + audit log"
+    assert not [p for m, p, _ in seen if m == "PATCH"], "nothing left to PATCH"
+    assert len([p for m, p, _ in seen if p.endswith("/finalize")]) == 1, "only the audit log's finalize"
+    assert Spool(cam.rig.layout).load_state()["uploads"] == {}
+    pins = BackendPins.from_pem(backend.backend_public_pem())
+    for seq in seqs:        # the receipts kept are the backend's, for exactly these manifests
+        body = json.loads(Spool(cam.rig.layout).receipt_path(seq).read_text())
+        assert verify_segment_receipt(body, pins=pins, serial=cam.serial, sequence=seq, manifest=manifests[seq])
 
 
 def test_dock_pulled_mid_upload_stops_between_chunks_and_resumes_without_loss(backend, tmp_path) -> None:

@@ -170,7 +170,14 @@ async def uploads(request: Request) -> Response:
     b = backend_of(request)
     if request.method == "OPTIONS":
         return b.tus.options()
-    return await b.tus.create(request, device(request))
+    who = device(request)
+    created = await b.tus.create(request, who)
+    if created.finalize_with is None:
+        return created.response()
+    # The whole segment and its signed manifest came in one request: verify, store and answer with the
+    # receipt now, saving the finalize round trip (docs/backend-api.md section 7).
+    manifest, signature = created.finalize_with
+    return created.response(await b.ingest.finalize_staged(created.upload_id, who, manifest, signature))
 
 
 async def upload(request: Request) -> Response:

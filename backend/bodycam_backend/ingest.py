@@ -93,10 +93,18 @@ class Ingestor:
                 offset=row["offset"],
             )
         if row["kind"] == "segment":
-            manifest, sig = _b64(body, "manifest"), _b64(body, "signature")
-            sha = await self.tus.media_sha256(upload_id, row["length"])
-            return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
+            return await self._finalize_segment(row, who, _b64(body, "manifest"), _b64(body, "signature"))
         return await anyio.to_thread.run_sync(self._audit, row, who)
+
+    async def finalize_staged(
+        self, upload_id: str, who: DeviceIdentity, manifest: bytes, signature: bytes
+    ) -> dict[str, Any]:
+        """Finalize an upload created complete, its manifest and signature in the creation request."""
+        return await self._finalize_segment(self.tus.owned(upload_id, who), who, manifest, signature)
+
+    async def _finalize_segment(self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes) -> dict[str, Any]:
+        sha = await self.tus.media_sha256(row["id"], row["length"])
+        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
 
     def _replay(self, row: Any) -> dict[str, Any]:
         """A finalized upload finalized again: the same receipt, byte for byte."""

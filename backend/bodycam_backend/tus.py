@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
@@ -40,19 +40,19 @@ CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-MAX_METADATA_HEADER = 4096
-HASH_BEHIND_BYTES = 16 << 20
+MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
+HASH_BEHIND_BUDGET = 64 << 20  # received bytes, across all requests, that may wait to be hashed
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
     return {"Tus-Resumable": TUS_VERSION, **extra}
 
 
-def parse_metadata(header: str) -> dict[str, str]:
-    """``key base64value,key2 base64value2``; values must be UTF-8. Raises ApiError 400 bad_metadata."""
+def parse_metadata(header: str) -> dict[str, bytes]:
+    """``key base64value,key2 base64value2`` -> raw values. Raises ApiError 400 bad_metadata."""
     if len(header) > MAX_METADATA_HEADER:
         raise ApiError(400, "bad_metadata", f"Upload-Metadata longer than {MAX_METADATA_HEADER} characters")
-    out: dict[str, str] = {}
+    out: dict[str, bytes] = {}
     for item in filter(None, (p.strip() for p in header.split(","))):
         parts = item.split(" ")
         if len(parts) > 2 or not _META_KEY.match(parts[0]) or parts[0] in out:
@@ -60,12 +60,20 @@ def parse_metadata(header: str) -> dict[str, str]:
                 400, "bad_metadata", f"Upload-Metadata item {item[:40]!r} is not 'key base64value'"
             )
         try:
-            out[parts[0]] = base64.b64decode(parts[1], validate=True).decode() if len(parts) == 2 else ""
+            out[parts[0]] = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
         except (binascii.Error, ValueError):
-            raise ApiError(
-                400, "bad_metadata", f"Upload-Metadata value of {parts[0]!r} is not base64 of UTF-8"
-            ) from None
+            raise ApiError(400, "bad_metadata", f"Upload-Metadata value of {parts[0]!r} is not base64") from None
     return out
+
+
+def metadata_text(meta: dict[str, bytes], key: str) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_metadata", f"Upload-Metadata value of {key!r} is not UTF-8") from None
 
 
 def _int_header(request: Request, name: str, *, required: bool = True) -> int | None:
@@ -92,6 +100,22 @@ def check_version(request: Request) -> None:
 
 
 @dataclass
+class Created:
+    """A new upload. ``finalize_with`` holds (manifest, signature) when the creation request carried the
+    whole segment and its signed manifest: the caller verifies and stores it before answering."""
+
+    upload_id: str
+    offset: int
+    finalize_with: tuple[bytes, bytes] | None = None
+
+    def response(self, body: dict[str, Any] | None = None) -> Response:
+        headers = tus_headers(Location=f"/v1/uploads/{self.upload_id}", **{"Upload-Offset": str(self.offset)})
+        if body is None:
+            return Response(status_code=201, headers=headers)
+        return JSONResponse(body, status_code=201, headers=headers)
+
+
+@dataclass
 class _Hash:
     h: Any
     pos: int
@@ -106,6 +130,7 @@ class TusService:
         admission: Admission,
         max_upload_bytes: int,
         max_audit_bytes: int,
+        hash_behind_budget: int = HASH_BEHIND_BUDGET,
     ) -> None:
         self.db = db
         self.staging = staging
@@ -114,6 +139,7 @@ class TusService:
         self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
+        self._behind_free = hash_behind_budget
         self._lock = threading.Lock()
 
     def path(self, upload_id: str) -> Path:
@@ -144,7 +170,7 @@ class TusService:
             ),
         )
 
-    async def create(self, request: Request, who: DeviceIdentity) -> Response:
+    async def create(self, request: Request, who: DeviceIdentity) -> Created:
         check_version(request)
         if request.headers.get("upload-defer-length") is not None:
             raise ApiError(400, "bad_request", "Upload-Defer-Length is not supported: send Upload-Length")
@@ -164,7 +190,7 @@ class TusService:
                 "creation-with-upload needs Content-Type: application/offset+octet-stream",
             )
         meta = parse_metadata(request.headers.get("upload-metadata", ""))
-        kind = meta.get("kind")
+        kind = metadata_text(meta, "kind")
         if kind not in KINDS:
             raise ApiError(400, "bad_metadata", f"Upload-Metadata 'kind' must be one of {', '.join(KINDS)}")
         if length < 1:
@@ -177,7 +203,7 @@ class TusService:
             )
         sequence = None
         if kind == "segment":
-            seq = meta.get("sequence", "")
+            seq = metadata_text(meta, "sequence") or ""
             if not seq.isdigit() or not 1 <= int(seq) < 1 << 62:
                 raise ApiError(
                     400,
@@ -185,9 +211,19 @@ class TusService:
                     "Upload-Metadata 'sequence' (a positive integer) is required for a segment",
                 )
             sequence = int(seq)
-        sha = meta.get("sha256")
+        sha = metadata_text(meta, "sha256")
         if sha is not None and not _HEX64.match(sha):
             raise ApiError(400, "bad_metadata", "Upload-Metadata 'sha256' must be 64 lowercase hex digits")
+        signed = None
+        if "manifest" in meta or "signature" in meta:
+            if kind != "segment" or not meta.get("manifest") or not meta.get("signature") or sha is None:
+                raise ApiError(
+                    400,
+                    "bad_metadata",
+                    "Upload-Metadata 'manifest' and 'signature' go together, on a segment upload that "
+                    "also declares its 'sha256'",
+                )
+            signed = (meta["manifest"], meta["signature"])
         upload_id = secrets.token_hex(16)
         self.admission.admit(upload_id)
         offset = 0
@@ -204,6 +240,16 @@ class TusService:
                 offset, complete = await self._write(request, upload_id, 0, length, checksum)
                 if not complete:  # the client went away mid-body and never learned the Location
                     raise ApiError(400, "incomplete_body", "the request body ended early; nothing was kept")
+                if offset == length and sha is not None and self._running_sha256(upload_id) != sha:
+                    # The whole upload in one request, not what the device declared: like a failed
+                    # Upload-Checksum, the bytes are not kept. Whether they were damaged in transit or
+                    # on the device, the device sends them again in checksummed PATCHes and finalize
+                    # decides (a segment altered on the device is then rejected and flagged).
+                    offset = self._discard(upload_id)
+                    log.warning(
+                        "whole upload does not match its declared sha256; discarded",
+                        extra={"event": "upload_discarded", "data": {"upload": upload_id, "device": who.serial}},
+                    )
             t = now_ns()
             self.db.execute(
                 "INSERT INTO uploads(id, serial, key_id, kind, sequence, length, offset, sha256, state,"
@@ -229,10 +275,21 @@ class TusService:
                 },
             },
         )
-        return Response(
-            status_code=201,
-            headers=tus_headers(Location=f"/v1/uploads/{upload_id}", **{"Upload-Offset": str(offset)}),
-        )
+        return Created(upload_id, offset, signed if offset == length else None)
+
+    def _running_sha256(self, upload_id: str) -> str | None:
+        with self._lock:
+            hs = self._hashes.get(upload_id)
+            return hs.h.copy().hexdigest() if hs is not None else None
+
+    def _discard(self, upload_id: str) -> int:
+        """Back to offset 0 (before the row exists): the staged bytes and the running hash start over."""
+        with open(self.path(upload_id), "r+b") as f:
+            f.truncate(0)
+            os.fsync(f.fileno())
+        with self._lock:
+            self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
+        return 0
 
     def head(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
         check_version(request)
@@ -339,9 +396,10 @@ class TusService:
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
-        Bytes are hashed behind the socket: received chunks are kept (up to ``HASH_BEHIND_BYTES``) and
-        hashed in a worker thread while the fsync waits on the disk, so the CPU that hashing needs is
-        mostly time the request spends waiting anyway. The caller persists the offset.
+        Bytes are hashed behind the socket: received chunks are kept and hashed in a worker thread while
+        the fsync waits on the disk, so the CPU that hashing needs is mostly time the request spends
+        waiting anyway. What is kept is bounded for the whole process (``HASH_BEHIND_BUDGET``); past it
+        a request hashes as it receives. The caller persists the offset.
         """
         path = self.path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -383,12 +441,17 @@ class TusService:
                         )
                     os.pwrite(fd, chunk, pos)
                     pos += len(chunk)
-                    if hashers:
+                    if not hashers:
+                        continue
+                    if self._keep_behind(len(chunk)):
                         behind.append(chunk)
                         behind_bytes += len(chunk)
-                        if behind_bytes > HASH_BEHIND_BYTES:
-                            catch_up()
-                            behind_bytes = 0
+                    else:
+                        catch_up()
+                        self._release_behind(behind_bytes)
+                        behind_bytes = 0
+                        for h in hashers:
+                            h.update(chunk)
             except ClientDisconnect:
                 complete = False
             if checksum and not complete:  # a checksummed chunk is kept whole or not at all
@@ -410,9 +473,21 @@ class TusService:
                     )
         finally:
             os.close(fd)
+            self._release_behind(behind_bytes)
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete
+
+    def _keep_behind(self, n: int) -> bool:
+        with self._lock:
+            if self._behind_free < n:
+                return False
+            self._behind_free -= n
+            return True
+
+    def _release_behind(self, n: int) -> None:
+        with self._lock:
+            self._behind_free += n
 
     def _drop_hash(self, upload_id: str) -> None:
         with self._lock:

@@ -9,7 +9,9 @@ What we need of tus is four requests, so they are written here, each signed by t
 Resuming is tus's own rule: ``HEAD`` gives the server's durable offset and the next ``PATCH`` starts
 there; a ``409`` with the server's offset (a chunk we sent but whose answer we lost) is followed, not
 fought. Each chunk carries ``Upload-Checksum: sha256``, so a chunk torn in transit is discarded by
-the server (460) and sent again instead of being kept.
+the server (460) and sent again instead of being kept. A segment that fits in one chunk goes up in
+one request with its signed manifest (creation-with-upload, finalized by the backend on the spot);
+there the manifest's declared sha256 does the checksum's job.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import base64
 import hashlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from .client import ApiError, BackendClient, OffloadError
+from .client import ApiError, BackendClient, OffloadError, Retryable
 
 TUS_VERSION = "1.0.0"
 TUS = {"Tus-Resumable": TUS_VERSION}
 ENDPOINT = "/v1/uploads"
+MAX_METADATA_CHARS = 8192   # the backend takes 12 KiB of Upload-Metadata; a bigger manifest goes in finalize
 
 Reader = Callable[[int, int], bytes]            # (offset, size) -> bytes at that offset
 OnProgress = Callable[[int], None]              # called with the server's offset after each chunk
@@ -34,8 +39,16 @@ class UploadGone(OffloadError):
     """The server no longer knows the upload (expired, terminated, never ours): create a new one."""
 
 
-def encode_metadata(meta: dict[str, str]) -> str:
-    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
+def encode_metadata(meta: dict[str, str | bytes]) -> str:
+    return ",".join(f"{k} {base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()}"
+                    for k, v in meta.items())
+
+
+@dataclass
+class Created:
+    location: str
+    offset: int                         # the server's offset: 0 if the bytes sent along were not kept
+    receipt: dict[str, Any] | None      # the finalize answer, when the creation carried the whole segment
 
 
 class TusClient:
@@ -50,22 +63,34 @@ class TusClient:
             raise OffloadError(f"backend gave an unexpected upload Location {raw!r}")
         return path
 
-    def create(self, length: int, metadata: dict[str, str]) -> str:
-        r = self.client.request("POST", self.endpoint, headers={
-            **TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)})
-        return self._location(r.headers.get("Location"))
-
-    def create_with(self, length: int, metadata: dict[str, str], first: bytes) -> tuple[str, int]:
+    def create_with(self, length: int, metadata: dict[str, str | bytes], first: bytes, *,
+                    checksum: bool = True) -> Created:
         """Create and send the first chunk in one request (creation-with-upload): one round trip and one
         server fsync fewer per segment, which is most of the cost of a segment on a fast dock link.
 
-        Returns (location, the server's offset): a chunk damaged in transit leaves the offset at 0.
+        If ``first`` is the whole segment and ``metadata`` carries its ``sha256``, signed ``manifest``
+        and ``signature``, the backend verifies and stores it at once and ``receipt`` holds its answer:
+        one request per segment. The declared sha256 then guards the bytes, so ``checksum`` (a sha256
+        of ``first`` computed here) can be left off.
         """
-        digest = base64.b64encode(hashlib.sha256(first).digest()).decode()
-        r = self.client.request("POST", self.endpoint, data=first, headers={
-            **TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata),
-            "Content-Type": "application/offset+octet-stream", "Upload-Checksum": f"sha256 {digest}"})
-        return self._location(r.headers.get("Location")), int(r.headers.get("Upload-Offset", "0"))
+        headers = {**TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata),
+                   "Content-Type": "application/offset+octet-stream"}
+        if checksum:
+            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(hashlib.sha256(first).digest()).decode()
+        try:
+            r = self.client.request("POST", self.endpoint, data=first, headers=headers)
+        except ApiError as e:
+            if e.status == 460:         # damaged in transit: nothing was created, so create again
+                raise Retryable(e.status, e.code, e.message, e.body) from None
+            raise
+        receipt = None
+        if r.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                receipt = r.json()
+            except ValueError:
+                raise Retryable(r.status_code, "bad_response", "creation answer is not valid JSON") from None
+        return Created(self._location(r.headers.get("Location")), int(r.headers.get("Upload-Offset", "0")),
+                       receipt)
 
     def offset(self, location: str) -> int:
         try:

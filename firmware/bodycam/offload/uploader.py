@@ -1,13 +1,13 @@
 """One upload pass in the dock: everything not yet acknowledged goes up, and only a verified receipt frees it.
 
 Per segment: tus upload (resumed from the server's offset if an earlier pass was cut short) ->
-finalize -> check the receipt against the pinned backend key and the manifest on disk -> write the
-receipt to ``<data_dir>/receipts/`` (fsynced) -> append ``segment_offloaded`` (sequence, receipt
-hash) to the signed audit log -> only then delete the files, unless ``[offload] keep_local``. A
-power cut between any two of these steps loses nothing: before the receipt file the segment is
-still pending (the backend answers a repeat with the same receipt), after it the segment is
-acknowledged and freeing is finished at the next pass. Then the audit log goes up, as lines the
-backend has not got yet.
+finalize (in the same request, for a segment that fits in one chunk) -> check the receipt against
+the pinned backend key and the manifest on disk -> write the receipt to ``<data_dir>/receipts/``
+(fsynced) -> append ``segment_offloaded`` (sequence, receipt hash) to the signed audit log -> only
+then delete the files, unless ``[offload] keep_local``. A power cut between any two of these steps
+loses nothing: before the receipt file the segment is still pending (the backend answers a repeat
+with the same receipt), after it the segment is acknowledged and freeing is finished at the next
+pass. Then the audit log goes up, as lines the backend has not got yet.
 
 Failures: the network, 5xx and 503 are retried on the same item with exponential backoff and jitter,
 capped at ``max_backoff_seconds``, and never sooner than a 503's Retry-After. A rejection (422) is
@@ -37,7 +37,7 @@ from . import clocksync
 from .client import ApiError, BackendClient, OffloadError, Refused, Retryable, Unreachable
 from .receipts import BackendPins, ReceiptError, receipt_sha256, verify_audit_receipt, verify_segment_receipt
 from .spool import AuditBatch, Spool, SpoolItem
-from .tus import TusClient, UploadGone
+from .tus import MAX_METADATA_CHARS, TusClient, UploadGone, encode_metadata
 
 log = logging.getLogger("bodycam.offload")
 
@@ -275,19 +275,34 @@ class Uploader:
         state = self.spool.load_state()
         location, offset = self._resume(item, state, res)
         if location is None:
-            meta = {"kind": "segment", "sequence": str(seq), "filename": item.name}
+            meta: dict[str, str | bytes] = {"kind": "segment", "sequence": str(seq), "filename": item.name}
             sha = _manifest_media_sha(manifest)
             if sha:
                 meta["sha256"] = sha
             with open(item.paths.media, "rb") as f:
                 first = f.read(self.cfg.chunk_bytes)
+            # A segment that fits in one chunk goes up with its signed manifest in one request, and the
+            # answer is the receipt. Its declared sha256 guards the bytes (a mismatch is not kept and the
+            # upload continues below, in checksummed chunks), so no chunk checksum is computed.
+            whole = len(first) == item.size and sha is not None
+            if whole and len(encode_metadata({**meta, "manifest": manifest, "signature": signature})) <= \
+                    MAX_METADATA_CHARS:
+                meta.update(manifest=manifest, signature=signature)
+            else:
+                whole = False
             try:
-                location, offset = self.tus.create_with(item.size, meta, first)
+                created = self.tus.create_with(item.size, meta, first, checksum=not whole)
             except ApiError as e:
                 if e.status == 413:      # over the backend's size limit: no retry will change that
                     self._rejected(seq, "upload_too_large", e.message, None, res)
                     return
+                if self._refused_segment(seq, e, res):
+                    return
                 raise
+            if created.receipt is not None:
+                self._accept(item, manifest, created.receipt, res)
+                return
+            location, offset = created.location, created.offset
             state["uploads"][str(seq)] = {"location": location, "length": item.size,
                                           "created_utc": iso_utc(self.clock.utc_ns())}
             self.spool.save_state(state)
@@ -311,15 +326,21 @@ class Uploader:
             r = self.client.request("POST", f"{location}/finalize",
                                     json={"manifest": _b64(manifest), "signature": _b64(signature)})
         except ApiError as e:
-            reason = e.body.get("reason")
-            if e.status == 422 or (e.status == 409 and isinstance(reason, str)):
-                self._rejected(seq, str(reason or e.code), e.message, e.body.get("flag_id"), res)
+            if self._refused_segment(seq, e, res):
                 return
-            if e.status in (404, 409, 410) and not isinstance(reason, str):
+            if e.status in (404, 409, 410) and not isinstance(e.body.get("reason"), str):
                 self._forget(seq)        # gone or incomplete: start this item again
                 raise Retryable(e.status, e.code, e.message, e.body) from None
             raise
         self._accept(item, manifest, r.json(), res)
+
+    def _refused_segment(self, seq: int, e: ApiError, res: PassResult) -> bool:
+        """The backend verified the segment and refused it (422, or 409 with a reason): record that."""
+        reason = e.body.get("reason")
+        if e.status == 422 or (e.status == 409 and isinstance(reason, str)):
+            self._rejected(seq, str(reason or e.code), e.message, e.body.get("flag_id"), res)
+            return True
+        return False
 
     def _resume(self, item: SpoolItem, state: dict[str, Any], res: PassResult) -> tuple[str | None, int]:
         entry = state["uploads"].get(str(item.sequence))
@@ -434,12 +455,15 @@ class Uploader:
         current = {"kind": "audit", "first_seq": batch.first_seq, "last_seq": batch.last_seq,
                    "bytes_done": 0, "bytes_total": n}
         self.progress.update(current=current)
-        location = self.tus.create(n, {"kind": "audit", "filename": "audit.log"})
+        created = self.tus.create_with(n, {"kind": "audit", "filename": "audit.log"},
+                                       batch.data[:self.cfg.chunk_bytes])
+        location = created.location
 
         def moved(new: int) -> None:
             current["bytes_done"] = new
             self.progress.update(current=dict(current))
-        done = self.tus.send(location, lambda at, size: batch.data[at:at + size], offset=0, length=n,
+        moved(created.offset)
+        done = self.tus.send(location, lambda at, size: batch.data[at:at + size], offset=created.offset, length=n,
                              chunk_bytes=self.cfg.chunk_bytes, stop=stop, on_progress=moved)
         if done < n:
             raise Stopped

@@ -1,0 +1,88 @@
+"""The tus write path in process (real Starlette requests, real files, real SQLite): the running media
+hash is right however the bytes arrive (kept to be hashed while the fsync waits, or hashed as they come
+once the process-wide budget is spent), checksums are checked, and nothing of the budget leaks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterable
+
+import anyio
+import pytest
+from bodycam_backend.admission import Admission
+from bodycam_backend.auth import DeviceIdentity
+from bodycam_backend.db import Database
+from bodycam_backend.errors import ApiError
+from bodycam_backend.tus import TusService
+from starlette.requests import Request
+
+WHO = DeviceIdentity("BC-WRITE-1", "ab" * 32)
+
+
+def request(method: str, headers: dict[str, str], chunks: Iterable[bytes]) -> Request:
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/v1/uploads",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    return Request(scope, receive)
+
+
+def meta(**kv: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
+
+
+def service(tmp_path, budget: int) -> TusService:
+    return TusService(
+        db=Database(tmp_path / "db.sqlite3"),
+        staging=tmp_path / "uploads",
+        admission=Admission(limit=8, retry_after_s=1, idle_s=60),
+        max_upload_bytes=1 << 24,
+        max_audit_bytes=1 << 20,
+        hash_behind_budget=budget,
+    )
+
+
+@pytest.mark.parametrize("budget", [0, 100_000, 1 << 26], ids=["inline", "mixed", "behind"])
+def test_running_hash_and_checksums_hold_however_the_bytes_are_hashed(tmp_path, budget) -> None:
+    svc = service(tmp_path, budget)
+    data = os.urandom(700_000)
+    chunks = [data[i : i + 65_536] for i in range(0, 400_000, 65_536)]
+    first = b"".join(chunks)
+    octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+
+    async def run() -> None:
+        headers = {
+            **octets,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": meta(kind="segment", sequence="1"),
+            "Content-Length": str(len(first)),
+            "Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(first).digest()).decode(),
+        }
+        created = await svc.create(request("POST", headers, chunks), WHO)
+        assert created.offset == len(first) and created.finalize_with is None
+        uid = created.upload_id
+        rest = data[len(first) :]
+        bad = {**octets, "Upload-Offset": str(len(first)), "Upload-Checksum": "sha1 " + base64.b64encode(
+            hashlib.sha1(b"other").digest()).decode()}
+        with pytest.raises(ApiError) as e:
+            await svc.patch(request("PATCH", bad, [rest[:1000], rest[1000:]]), uid, WHO)
+        assert e.value.status == 460
+        good = {**bad, "Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(rest).digest()).decode()}
+        r = await svc.patch(request("PATCH", good, [rest[:1000], rest[1000:]]), uid, WHO)
+        assert r.headers["Upload-Offset"] == str(len(data))
+        assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
+        assert svc.path(uid).read_bytes() == data
+        assert svc.db.upload(uid)["offset"] == len(data)
+
+    anyio.run(run)
+    assert svc._behind_free == budget, "every byte kept to be hashed is given back"

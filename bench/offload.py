@@ -7,7 +7,8 @@ Every figure is measured in this run, against a baseline measured in the same ru
    manifest, finalized on the spot) and a minimal stock-style client (creation-with-upload, then a
    separate finalize). Both get verification and a signed receipt, which the client checks;
 2. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
-   segments each at once through admission control (503 + Retry-After honoured). Every receipt is
+   segments each at once with the device's protocol and client (one signed request per segment),
+   through admission control (503 + Retry-After honoured). Every receipt is
    verified, then the backend is asked for every device's last sequence and open gaps: zero lost
    means every segment acknowledged and stored, no gap. Reports aggregate MB/s, p50/p99 time from
    upload start to verified receipt, 503s, and the backend's peak RSS (sampled every 20 ms).
@@ -44,7 +45,7 @@ from bodycam.config import OffloadConfig  # noqa: E402
 from bodycam.evidence.chain import GENESIS  # noqa: E402
 from bodycam.evidence.manifest import SegmentFacts, render, segment_stem  # noqa: E402
 from bodycam.evidence.signer import FileKeySigner  # noqa: E402
-from bodycam.offload.client import BackendClient  # noqa: E402
+from bodycam.offload.client import BackendClient, Retryable  # noqa: E402
 from bodycam.offload.tus import TusClient  # noqa: E402
 from bodycam_backend.receipts import verify_receipt  # noqa: E402
 
@@ -198,7 +199,7 @@ class RssSampler(threading.Thread):
         return self.peak / MB
 
 
-def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> None:
+def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> dict:
     """What the dock's uploader does per segment (offload/uploader.py): a segment that fits in one chunk
     goes up in one signed request with its manifest, and the answer is the receipt; a bigger one is
     created with its first chunk, PATCHed (sha256 per chunk) and finalized. The receipt is checked."""
@@ -218,6 +219,21 @@ def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> None:
             "signature": base64.b64encode(seg.signature).decode()}).json()
     doc = verify_receipt(body["receipt"], body["signature"], pub)
     assert doc["manifest_sha256"] == hashlib.sha256(seg.manifest).hexdigest() and doc["sequence"] == seg.sequence
+    return doc
+
+
+def device_upload_retrying(dev: SimDevice, tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> dict:
+    """The device protocol through admission control: a 503 is waited out for its Retry-After, as the
+    uploader does (without the uploader's jitter, so the bench is not slower than it must be)."""
+    while True:
+        dev.admitted_at = time.perf_counter()
+        try:
+            return device_upload(tus, seg, pub, chunk=chunk)
+        except Retryable as e:
+            if e.status != 503:
+                raise
+            dev.busy += 1
+            time.sleep(e.retry_after if e.retry_after is not None else 1.0)
 
 
 def single_device(
@@ -290,11 +306,12 @@ def storm(
     start = threading.Barrier(devices + 1)
 
     def run(dev: SimDevice, chain: list[Seg]) -> None:
+        tus = TusClient(BackendClient(url, dev.signer))
         start.wait()
         for s in chain:
             t = time.perf_counter()
             try:
-                doc = dev.upload(s, pub, chunk=chunk)
+                doc = device_upload_retrying(dev, tus, s, pub, chunk=chunk)
             except Exception as e:  # noqa: BLE001 - counted as lost
                 with lock:
                     errors.append(f"{dev.serial}/{s.sequence}: {e}")
@@ -392,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                 devices=args.devices,
                 segs=args.segments,
                 size=storm_size,
-                chunk=storm_size,
+                chunk=DEVICE_CHUNK,
                 blob=blob,
             )
         finally:

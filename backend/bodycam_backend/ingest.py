@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -67,6 +68,7 @@ class Ingestor:
         self.receipts = receipts
         self.trail = trail
         self._lock = threading.Lock()  # chain checks and commits of one process happen one at a time
+        self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-store")
 
     # -- entry point --
 
@@ -329,12 +331,18 @@ class Ingestor:
                     f"the stored sequence {seq + 1} does not link to this "
                     f"manifest of sequence {seq} (a manifest was replaced)",
                 )
-            self.store.put_bytes(segment_key(serial, seq, "json"), manifest)
-            self.store.put_bytes(segment_key(serial, seq, "sig"), sig)
-            if staged.exists():
-                self.store.put_file(segment_key(serial, seq, "mp4"), staged, media_sha)
-            elif not self.store.exists(segment_key(serial, seq, "mp4")):  # consumed by a crashed attempt?
+            if not staged.exists() and not self.store.exists(segment_key(serial, seq, "mp4")):
+                # consumed by a crashed attempt that never committed, and not stored either
                 raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
+            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing.
+            puts = [
+                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "json"), manifest),
+                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "sig"), sig),
+            ]
+            if staged.exists():
+                puts.append(self._io.submit(self.store.put_file, segment_key(serial, seq, "mp4"), staged, media_sha))
+            for put in puts:
+                put.result()
             receipt = self.receipts.sign(
                 "segment",
                 device_serial=serial,

@@ -52,11 +52,13 @@ def service(tmp_path, budget: int) -> TusService:
     )
 
 
-@pytest.mark.parametrize("budget", [0, 100_000, 1 << 26], ids=["inline", "mixed", "behind"])
+@pytest.mark.parametrize(
+    "budget", [0, 100_000, 1_500_000, 1 << 26], ids=["inline", "one-chunk", "batches-then-inline", "behind"]
+)
 def test_running_hash_and_checksums_hold_however_the_bytes_are_hashed(tmp_path, budget) -> None:
     svc = service(tmp_path, budget)
-    data = os.urandom(700_000)
-    chunks = [data[i : i + 65_536] for i in range(0, 400_000, 65_536)]
+    data = os.urandom(3_500_000)  # hashed in 1 MiB batches by a worker thread while the budget lasts
+    chunks = [data[i : i + 65_536] for i in range(0, 2_600_000, 65_536)]
     first = b"".join(chunks)
     octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 
@@ -86,3 +88,29 @@ def test_running_hash_and_checksums_hold_however_the_bytes_are_hashed(tmp_path, 
 
     anyio.run(run)
     assert svc._behind_free == budget, "every byte kept to be hashed is given back"
+
+
+def test_staged_bytes_lost_below_the_offset_are_resent_not_left_as_a_hole(tmp_path) -> None:
+    svc = service(tmp_path, 1 << 26)
+    data = os.urandom(300_000)
+    octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+
+    async def run() -> None:
+        headers = {
+            **octets,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": meta(kind="segment", sequence="1"),
+            "Content-Length": "200000",
+        }
+        created = await svc.create(request("POST", headers, [data[:200_000]]), WHO)
+        uid = created.upload_id
+        with open(svc.path(uid), "r+b") as f:  # the disk kept only part of what was acknowledged
+            f.truncate(50_000)
+        with pytest.raises(ApiError) as e:
+            await svc.patch(request("PATCH", {**octets, "Upload-Offset": "200000"}, [data[200_000:]]), uid, WHO)
+        assert e.value.status == 409 and e.value.extra["offset"] == 50_000
+        assert svc.db.upload(uid)["offset"] == 50_000
+        await svc.patch(request("PATCH", {**octets, "Upload-Offset": "50000"}, [data[50_000:]]), uid, WHO)
+        assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
+
+    anyio.run(run)

@@ -102,11 +102,13 @@ class Ingestor:
         self, upload_id: str, who: DeviceIdentity, manifest: bytes, signature: bytes
     ) -> dict[str, Any]:
         """Finalize an upload created complete, its manifest and signature in the creation request."""
-        return await self._finalize_segment(self.tus.owned(upload_id, who), who, manifest, signature)
+        return await self._finalize_segment(self.tus.owned(upload_id, who), who, manifest, signature, staged=True)
 
-    async def _finalize_segment(self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes) -> dict[str, Any]:
+    async def _finalize_segment(
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
+    ) -> dict[str, Any]:
         sha = await self.tus.media_sha256(row["id"], row["length"])
-        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
+        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha, staged)
 
     def _replay(self, row: Any) -> dict[str, Any]:
         """A finalized upload finalized again: the same receipt, byte for byte."""
@@ -275,7 +277,7 @@ class Ingestor:
         return doc
 
     def _segment(
-        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str, staged_signed: bool = False
     ) -> dict[str, Any]:
         doc = self._check_segment(row, who, manifest, sig, media_sha)
         seq, serial = row["sequence"], who.serial
@@ -334,11 +336,15 @@ class Ingestor:
             if not staged.exists() and not self.store.exists(segment_key(serial, seq, "mp4")):
                 # consumed by a crashed attempt that never committed, and not stored either
                 raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
-            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing.
-            puts = [
-                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "json"), manifest),
-                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "sig"), sig),
-            ]
+            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing. A
+            # manifest and signature staged with the creation request are already durable: linked.
+            puts = []
+            for ext, data, path in zip(("json", "sig"), (manifest, sig), self.tus.signed_paths(row["id"]), strict=True):
+                key = segment_key(serial, seq, ext)
+                if staged_signed and path.exists():
+                    puts.append(self._io.submit(self.store.put_file, key, path, hashlib.sha256(data).hexdigest()))
+                else:
+                    puts.append(self._io.submit(self.store.put_bytes, key, data))
             if staged.exists():
                 puts.append(self._io.submit(self.store.put_file, segment_key(serial, seq, "mp4"), staged, media_sha))
             for put in puts:

@@ -176,8 +176,7 @@ async def uploads(request: Request) -> Response:
         return created.response()
     # The whole segment and its signed manifest came in one request: verify, store and answer with the
     # receipt now, saving the finalize round trip (docs/backend-api.md section 7).
-    manifest, signature = created.finalize_with
-    return created.response(await b.ingest.finalize_staged(created.upload_id, who, manifest, signature))
+    return created.response(await b.ingest.finalize_created(created, who))
 
 
 async def upload(request: Request) -> Response:

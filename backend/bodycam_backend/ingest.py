@@ -34,7 +34,7 @@ from .db import Database, now_ns
 from .errors import ApiError, Rejected
 from .receipts import ReceiptSigner, SignedReceipt
 from .store import EvidenceStore, audit_key, segment_key
-from .tus import TusService
+from .tus import Created, PendingRow, TusService
 
 log = logging.getLogger("bodycam.backend.ingest")
 
@@ -98,11 +98,15 @@ class Ingestor:
             return await self._finalize_segment(row, who, _b64(body, "manifest"), _b64(body, "signature"))
         return await anyio.to_thread.run_sync(self._audit, row, who)
 
-    async def finalize_staged(
-        self, upload_id: str, who: DeviceIdentity, manifest: bytes, signature: bytes
-    ) -> dict[str, Any]:
+    async def finalize_created(self, created: Created, who: DeviceIdentity) -> dict[str, Any]:
         """Finalize an upload created complete, its manifest and signature in the creation request."""
-        return await self._finalize_segment(self.tus.owned(upload_id, who), who, manifest, signature, staged=True)
+        assert created.finalize_with is not None and created.row is not None
+        manifest, signature = created.finalize_with
+        try:
+            return await self._finalize_segment(created.row, who, manifest, signature, staged=True)
+        except BaseException:
+            self._persist(created.row)  # a failed attempt leaves a row: HEAD-able, finalizable, expirable
+            raise
 
     async def _finalize_segment(
         self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
@@ -121,6 +125,11 @@ class Ingestor:
             )
         return SignedReceipt(result["receipt"], result["signature"]).response(duplicate=True)
 
+    def _persist(self, row: Any) -> None:
+        """Write a row that exists only in memory so far (finalize on creation); a no-op otherwise."""
+        if isinstance(row, PendingRow) and self.db.upload(row["id"]) is None:
+            self.tus.insert_row(row)
+
     # -- rejection --
 
     def _reject(
@@ -134,6 +143,7 @@ class Ingestor:
         code: str = "rejected",
         evidence: dict[str, Any] | None = None,
     ) -> Rejected:
+        self._persist(row)
         flag = self.db.add_flag(
             serial=who.serial,
             sequence=row["sequence"],
@@ -296,10 +306,7 @@ class Ingestor:
                         code="conflict",
                     )
                 with self.db.transaction() as c:
-                    c.execute(
-                        "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
-                        (now_ns(), json.dumps({"duplicate": True}), row["id"]),
-                    )
+                    self._finish(c, row, json.dumps({"duplicate": True}))
                     self.trail.record(
                         Actor(f"device:{serial}", "device"),
                         "ingest_duplicate",
@@ -389,10 +396,7 @@ class Ingestor:
                     (t, serial, seq),
                 ).rowcount
                 opened = self._open_gaps(c, serial, seq, t)
-                c.execute(
-                    "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
-                    (t, json.dumps({"sequence": seq}), row["id"]),
-                )
+                self._finish(c, row, json.dumps({"sequence": seq}))
                 self.trail.record(
                     Actor(f"device:{serial}", "device"),
                     "ingest",
@@ -422,6 +426,16 @@ class Ingestor:
             },
         )
         return receipt.response(duplicate=False, gaps=self.db.open_gaps(serial))
+
+    def _finish(self, c: Any, row: Any, result: str) -> None:
+        """The upload is finalized, in the transaction that records its segment."""
+        written = c.execute("SELECT 1 FROM uploads WHERE id=?", (row["id"],)).fetchone() is not None
+        if isinstance(row, PendingRow) and not written:
+            self.tus.insert_row(row, c, state="finalized", result=result)
+            return
+        c.execute(
+            "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?", (now_ns(), result, row["id"])
+        )
 
     def _open_gaps(self, c: Any, serial: str, seq: int, t: int) -> list[int]:
         """Sequences skipped below this one since the highest stored below it become open gaps."""

@@ -53,11 +53,11 @@ def service(tmp_path, budget: int) -> TusService:
 
 
 @pytest.mark.parametrize(
-    "budget", [0, 100_000, 1_500_000, 1 << 26], ids=["inline", "one-chunk", "batches-then-inline", "behind"]
+    "budget", [0, 100_000, 1_500_000, 1 << 26], ids=["inline", "one-chunk", "some-then-inline", "behind"]
 )
 def test_running_hash_and_checksums_hold_however_the_bytes_are_hashed(tmp_path, budget) -> None:
     svc = service(tmp_path, budget)
-    data = os.urandom(3_500_000)  # hashed in 1 MiB batches by a worker thread while the budget lasts
+    data = os.urandom(3_500_000)  # kept to be hashed beside the fsync while the budget lasts
     chunks = [data[i : i + 65_536] for i in range(0, 2_600_000, 65_536)]
     first = b"".join(chunks)
     octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}

@@ -103,16 +103,14 @@ class Ingestor:
         assert created.finalize_with is not None and created.row is not None
         manifest, signature = created.finalize_with
         try:
-            return await self._finalize_segment(created.row, who, manifest, signature, staged=True)
+            return await self._finalize_segment(created.row, who, manifest, signature)
         except BaseException:
             self._persist(created.row)  # a failed attempt leaves a row: HEAD-able, finalizable, expirable
             raise
 
-    async def _finalize_segment(
-        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
-    ) -> dict[str, Any]:
+    async def _finalize_segment(self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes) -> dict[str, Any]:
         sha = await self.tus.media_sha256(row["id"], row["length"])
-        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha, staged)
+        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
 
     def _replay(self, row: Any) -> dict[str, Any]:
         """A finalized upload finalized again: the same receipt, byte for byte."""
@@ -287,7 +285,7 @@ class Ingestor:
         return doc
 
     def _segment(
-        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str, staged_signed: bool = False
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str
     ) -> dict[str, Any]:
         doc = self._check_segment(row, who, manifest, sig, media_sha)
         seq, serial = row["sequence"], who.serial
@@ -343,15 +341,11 @@ class Ingestor:
             if not staged.exists() and not self.store.exists(segment_key(serial, seq, "mp4")):
                 # consumed by a crashed attempt that never committed, and not stored either
                 raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
-            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing. A
-            # manifest and signature staged with the creation request are already durable: linked.
-            puts = []
-            for ext, data, path in zip(("json", "sig"), (manifest, sig), self.tus.signed_paths(row["id"]), strict=True):
-                key = segment_key(serial, seq, ext)
-                if staged_signed and path.exists():
-                    puts.append(self._io.submit(self.store.put_file, key, path, hashlib.sha256(data).hexdigest()))
-                else:
-                    puts.append(self._io.submit(self.store.put_bytes, key, data))
+            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing.
+            puts = [
+                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "json"), manifest),
+                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "sig"), sig),
+            ]
             if staged.exists():
                 puts.append(self._io.submit(self.store.put_file, segment_key(serial, seq, "mp4"), staged, media_sha))
             for put in puts:

@@ -20,7 +20,6 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +190,6 @@ class TusService:
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._behind_free = hash_behind_budget
-        self._stage_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-stage")
         self._lock = threading.Lock()
 
     def path(self, upload_id: str) -> Path:
@@ -289,14 +287,9 @@ class TusService:
                 # with its offset, after the bytes are durable (one commit, not two). A crash before that
                 # leaves a staged file without a row, which `sweep_orphans` removes at start.
                 checksum = self._checksum(request.headers.get("upload-checksum"))
-                # A signed manifest that came along is staged (written and fsynced) while the body
-                # streams in, so finalizing it only has to link it into the store.
-                staging = self._stage_pool.submit(self._stage_signed, upload_id, *signed) if signed else None
-                try:
-                    offset, complete = await self._write(request, upload_id, 0, length, checksum)
-                finally:
-                    if staging is not None:
-                        await anyio.to_thread.run_sync(staging.result)
+                # (A signed manifest that came along is not written while the body streams in: measured,
+                # its fsyncs stall the body's writes on the filesystem journal more than they save.)
+                offset, complete = await self._write(request, upload_id, 0, length, checksum)
                 if not complete:  # the client went away mid-body and never learned the Location
                     raise ApiError(400, "incomplete_body", "the request body ended early; nothing was kept")
                 if offset == length and sha is not None and self._running_sha256(upload_id) != sha:
@@ -328,7 +321,6 @@ class TusService:
             self._drop_hash(upload_id)
             self.admission.release(upload_id)
             self.path(upload_id).unlink(missing_ok=True)
-            self._unstage_signed(upload_id)
             raise
         log.debug(
             "upload created",
@@ -344,8 +336,7 @@ class TusService:
                 },
             },
         )
-        if signed and offset != length:
-            self._unstage_signed(upload_id)
+        if offset != length:
             signed = None
         return Created(upload_id, offset, signed, row if signed else None)
 
@@ -360,24 +351,6 @@ class TusService:
             conn.execute(sql, args)
         else:
             self.db.execute(sql, args)
-
-    def signed_paths(self, upload_id: str) -> tuple[Path, Path]:
-        """Where a manifest and signature sent with the creation request are staged (durable)."""
-        part = self.path(upload_id)
-        return part.with_suffix(".json"), part.with_suffix(".sig")
-
-    def _stage_signed(self, upload_id: str, manifest: bytes, signature: bytes) -> None:
-        for path, data in zip(self.signed_paths(upload_id), (manifest, signature), strict=True):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _unstage_signed(self, upload_id: str) -> None:
-        for path in self.signed_paths(upload_id):
-            path.unlink(missing_ok=True)
 
     def _running_sha256(self, upload_id: str) -> str | None:
         with self._lock:
@@ -609,9 +582,8 @@ class TusService:
         return await anyio.to_thread.run_sync(rehash)
 
     def closed(self, upload_id: str) -> None:
-        """Finalized or rejected: forget the running hash, staged manifest and admission slot."""
+        """Finalized or rejected: forget the running hash and free the admission slot."""
         self._drop_hash(upload_id)
-        self._unstage_signed(upload_id)
         self.admission.release(upload_id)
 
     def sweep_orphans(self) -> int:
@@ -622,9 +594,8 @@ class TusService:
             if self.db.upload(p.stem) is None:
                 p.unlink(missing_ok=True)
                 removed += 1
-        for pattern in ("bench-*.put", "*.json", "*.sig"):  # nothing is being finalized at start
-            for p in self.staging.glob(pattern):
-                p.unlink(missing_ok=True)
+        for p in self.staging.glob("bench-*.put"):
+            p.unlink(missing_ok=True)
         return removed
 
     def expire_stale(self, max_age_ns: int) -> int:

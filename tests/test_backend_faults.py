@@ -105,6 +105,41 @@ def test_backend_killed_during_a_creation_with_upload_leaves_no_stray_upload(tmp
         backend.stop()
 
 
+def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_at_start(tmp_path) -> None:
+    """The store's new names and the segment's row are made durable at once. If the backend dies after
+    the row but before the names, the staged files (durable, kept until both are) complete the store
+    at the next start, before anything is served: the receipt never points at missing evidence."""
+    backend = BackendProcess(tmp_path / "backend")
+    backend.start()
+    try:
+        rig = record(tmp_path / "dev", "BC-CRASH-3", after=5)
+        dev = enrolled_device(backend, rig)
+        seg = segments_of(rig)[0]
+        r = dev.create_whole(seg)
+        assert r.status_code == 201, r.text
+        upload_id = r.headers["Location"].rsplit("/", 1)[1]
+        backend.kill()
+        # the state that crash leaves: row committed, staged files present, store names not durable
+        staging = backend.data / "uploads"
+        (staging / f"{upload_id}.part").write_bytes(seg.media.read_bytes())
+        (staging / f"{upload_id}.json").write_bytes(seg.manifest.read_bytes())
+        (staging / f"{upload_id}.sig").write_bytes(seg.signature.read_bytes())
+        stored = backend.data / "store" / "devices" / "BC-CRASH-3" / "segments"
+        for name in ("seg-0000000001.mp4", "seg-0000000001.json"):
+            (stored / name).unlink()
+
+        backend.start()
+
+        assert (stored / "seg-0000000001.mp4").read_bytes() == seg.media.read_bytes()
+        assert (stored / "seg-0000000001.json").read_bytes() == seg.manifest.read_bytes()
+        assert (stored / "seg-0000000001.mp4").stat().st_mode & 0o222 == 0, "read-only, like all evidence"
+        assert list(staging.iterdir()) == [], "staged files are dropped once the store holds them"
+        again = dev.upload(seg)
+        assert again.json()["duplicate"] is True and again.json()["receipt"] == r.json()["receipt"]
+    finally:
+        backend.stop()
+
+
 def test_admission_limit_answers_503_with_retry_after(tmp_path) -> None:
     backend = BackendProcess(
         tmp_path / "backend",

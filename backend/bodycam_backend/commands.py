@@ -34,7 +34,7 @@ def serve(args: argparse.Namespace) -> int:
         lg.setLevel(cfg.server.log_level.upper())
     backend = Backend.open(cfg)
     expired = backend.tus.expire_stale(int(cfg.limits.upload_expiry_hours * 3600e9))
-    orphans = backend.tus.sweep_orphans()
+    recovered = backend.ingest.recover()
     resumable = backend.db.one("SELECT COUNT(*) FROM uploads WHERE state='open'")[0]
     log.info(
         "backend starting",
@@ -47,7 +47,8 @@ def serve(args: argparse.Namespace) -> int:
                 "data_dir": str(cfg.data_dir),
                 "open_uploads": resumable,
                 "expired_uploads": expired,
-                "orphaned_staging_files": orphans,
+                "orphaned_staging_files": recovered["orphaned"],
+                "store_files_restored": recovered["restored"],
                 "max_concurrent_uploads": cfg.admission.max_concurrent_uploads,
             },
         },

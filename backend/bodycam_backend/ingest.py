@@ -15,8 +15,12 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -39,7 +43,17 @@ from .tus import Created, PendingRow, TusService
 log = logging.getLogger("bodycam.backend.ingest")
 
 MAX_MANIFEST = 1 << 20
+_STAGED = re.compile(r"[0-9a-f]{32}\.(part|json|sig)")
 MAX_GAP_ROWS = 100_000
+
+
+@contextmanager
+def _after(job: Future[Any]) -> Iterator[None]:
+    """Leave only once ``job`` is done too (its error, if any, is raised)."""
+    try:
+        yield
+    finally:
+        job.result()
 
 
 def _b64(body: dict[str, Any], name: str) -> bytes:
@@ -103,14 +117,16 @@ class Ingestor:
         assert created.finalize_with is not None and created.row is not None
         manifest, signature = created.finalize_with
         try:
-            return await self._finalize_segment(created.row, who, manifest, signature)
+            return await self._finalize_segment(created.row, who, manifest, signature, staged=True)
         except BaseException:
             self._persist(created.row)  # a failed attempt leaves a row: HEAD-able, finalizable, expirable
             raise
 
-    async def _finalize_segment(self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes) -> dict[str, Any]:
+    async def _finalize_segment(
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
+    ) -> dict[str, Any]:
         sha = await self.tus.media_sha256(row["id"], row["length"])
-        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha)
+        return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha, staged)
 
     def _replay(self, row: Any) -> dict[str, Any]:
         """A finalized upload finalized again: the same receipt, byte for byte."""
@@ -285,7 +301,7 @@ class Ingestor:
         return doc
 
     def _segment(
-        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str
+        self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str, staged_signed: bool
     ) -> dict[str, Any]:
         doc = self._check_segment(row, who, manifest, sig, media_sha)
         seq, serial = row["sequence"], who.serial
@@ -341,13 +357,15 @@ class Ingestor:
             if not staged.exists() and not self.store.exists(segment_key(serial, seq, "mp4")):
                 # consumed by a crashed attempt that never committed, and not stored either
                 raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
-            # The three files go in at once: their fsyncs (or S3 PUTs) overlap instead of queueing.
-            puts = [
-                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "json"), manifest),
-                self._io.submit(self.store.put_bytes, segment_key(serial, seq, "sig"), sig),
-            ]
+            # Manifest and signature are staged durably (already, if they came with the creation request),
+            # then all three files go into the store at once (links here; PUTs on S3, overlapping).
+            json_path, sig_path = self.tus.signed_paths(row["id"])
+            if not (staged_signed and json_path.exists() and sig_path.exists()):
+                self.tus.stage_signed(row["id"], manifest, sig)
+            files = [("json", json_path, manifest_sha), ("sig", sig_path, hashlib.sha256(sig).hexdigest())]
             if staged.exists():
-                puts.append(self._io.submit(self.store.put_file, segment_key(serial, seq, "mp4"), staged, media_sha))
+                files.append(("mp4", staged, media_sha))
+            puts = [self._io.submit(self.store.put_file, segment_key(serial, seq, e), p, h) for e, p, h in files]
             for put in puts:
                 put.result()
             receipt = self.receipts.sign(
@@ -360,10 +378,13 @@ class Ingestor:
                 media_sha256=media_sha,
                 media_size=row["length"],
             )
-            self.store.flush()  # evidence durable before the row that acknowledges it
+            # The store's new names and the row that acknowledges them are made durable at once, and the
+            # answer waits for both. A crash between the two is repaired at start (``recover``) from the
+            # staged files, which are durable and kept until then.
+            flushing = self._io.submit(self.store.flush)
             first, last = doc.get("first_frame") or {}, doc.get("last_frame") or {}
             t = now_ns()
-            with self.db.transaction() as c:
+            with _after(flushing), self.db.transaction() as c:
                 c.execute(
                     "INSERT INTO segments(serial, sequence, recording_id, segment_index, key_id, "
                     "prev_sha256, manifest_sha256, media_sha256, media_size, first_utc_ns, last_utc_ns, "
@@ -443,6 +464,54 @@ class Ingestor:
         for s in missing:
             c.execute("INSERT OR IGNORE INTO gaps(serial, sequence, opened_ns) VALUES(?,?,?)", (serial, s, t))
         return missing
+
+    # -- start-up --
+
+    def recover(self) -> dict[str, int]:
+        """Before serving: settle what a crash left in staging. A finalized segment whose staged files
+        are still there may have been acknowledged before the store's new names were durable: the
+        store is completed from them (same bytes; write-once holds). Staged bytes without a row were
+        never answered and go; an open upload keeps its bytes to be resumed."""
+        counts = {"restored": 0, "orphaned": 0}
+        staging = self.tus.staging
+        ids = sorted({p.name[:32] for p in staging.iterdir() if _STAGED.fullmatch(p.name)})
+        for uid in ids:
+            row = self.db.upload(uid)
+            part = self.tus.path(uid)
+            if row is not None and row["state"] == "finalized" and row["kind"] == "segment":
+                counts["restored"] += self._restore(row, part, *self.tus.signed_paths(uid))
+            if row is None or row["state"] != "open":
+                counts["orphaned"] += row is None and part.exists()
+                part.unlink(missing_ok=True)
+            self.tus.unstage_signed(uid)  # an open upload stages them again when it is finalized
+        for p in staging.glob("bench-*.put"):
+            p.unlink(missing_ok=True)
+        return counts
+
+    def _restore(self, row: Any, media: Path, manifest: Path, sig: Path) -> int:
+        seg = self.db.segment(row["serial"], row["sequence"])
+        if seg is None:
+            return 0
+        n = 0
+        for ext, path, sha in (
+            ("mp4", media, seg["media_sha256"]),
+            ("json", manifest, seg["manifest_sha256"]),
+            ("sig", sig, None),
+        ):
+            key = segment_key(row["serial"], row["sequence"], ext)
+            if path.exists() and not self.store.exists(key):
+                self.store.put_file(key, path, sha or hashlib.sha256(path.read_bytes()).hexdigest())
+                n += 1
+        self.store.flush()
+        if n:
+            log.warning(
+                "segment completed in the store after a crash",
+                extra={
+                    "event": "store_restored",
+                    "data": {"device": row["serial"], "sequence": row["sequence"], "files": n},
+                },
+            )
+        return n
 
     # -- device audit logs --
 

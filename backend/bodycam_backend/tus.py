@@ -21,6 +21,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .admission import Admission
 from .auth import DeviceIdentity
 from .db import Database, now_ns
 from .errors import ApiError
+from .store.directory import fsync_dir
 
 log = logging.getLogger("bodycam.backend.tus")
 
@@ -285,11 +287,14 @@ class TusService:
             if with_body:
                 # creation-with-upload: the first chunk rides on the POST, and the row is written once,
                 # with its offset, after the bytes are durable (one commit, not two). A crash before that
-                # leaves a staged file without a row, which `sweep_orphans` removes at start.
+                # leaves a staged file without a row, which `Ingestor.recover` removes at start.
                 checksum = self._checksum(request.headers.get("upload-checksum"))
-                # (A signed manifest that came along is not written while the body streams in: measured,
-                # its fsyncs stall the body's writes on the filesystem journal more than they save.)
-                offset, complete = await self._write(request, upload_id, 0, length, checksum)
+                # Beside the body's fsync: the new name in staging is made durable, and a signed manifest
+                # that came along is staged. (Not while the body streams in: measured, those fsyncs stall
+                # the body's writes on the filesystem journal more than they save.)
+                stage = partial(self.stage_signed, upload_id, *signed) if signed else partial(fsync_dir, self.staging)
+                beside = [stage]
+                offset, complete = await self._write(request, upload_id, 0, length, checksum, beside=beside)
                 if not complete:  # the client went away mid-body and never learned the Location
                     raise ApiError(400, "incomplete_body", "the request body ended early; nothing was kept")
                 if offset == length and sha is not None and self._running_sha256(upload_id) != sha:
@@ -298,6 +303,7 @@ class TusService:
                     # on the device, the device sends them again in checksummed PATCHes and finalize
                     # decides (a segment altered on the device is then rejected and flagged).
                     offset = self._discard(upload_id)
+                    self.unstage_signed(upload_id)
                     log.warning(
                         "whole upload does not match its declared sha256; discarded",
                         extra={"event": "upload_discarded", "data": {"upload": upload_id, "device": who.serial}},
@@ -321,6 +327,7 @@ class TusService:
             self._drop_hash(upload_id)
             self.admission.release(upload_id)
             self.path(upload_id).unlink(missing_ok=True)
+            self.unstage_signed(upload_id)
             raise
         log.debug(
             "upload created",
@@ -336,9 +343,31 @@ class TusService:
                 },
             },
         )
-        if offset != length:
+        if signed and offset != length:
+            self.unstage_signed(upload_id)
             signed = None
         return Created(upload_id, offset, signed, row if signed else None)
+
+    def signed_paths(self, upload_id: str) -> tuple[Path, Path]:
+        """Where a segment's manifest and signature are staged, durable, until the store holds them."""
+        part = self.path(upload_id)
+        return part.with_suffix(".json"), part.with_suffix(".sig")
+
+    def stage_signed(self, upload_id: str, manifest: bytes, signature: bytes) -> None:
+        """Write and fsync the manifest and signature (and the staging directory): from then on they
+        survive a crash, so the store can be (re)filled from them (``Ingestor.recover``)."""
+        for path, data in zip(self.signed_paths(upload_id), (manifest, signature), strict=True):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(self.staging)
+
+    def unstage_signed(self, upload_id: str) -> None:
+        for path in self.signed_paths(upload_id):
+            path.unlink(missing_ok=True)
 
     def insert_row(self, row: PendingRow, conn: Any = None, *, state: str = "open", result: str | None = None) -> None:
         """Write a new upload's row (in ``conn``'s transaction if given); the state says how it ended."""
@@ -467,7 +496,14 @@ class TusService:
         return alg, digest
 
     async def _write(
-        self, request: Request, upload_id: str, offset: int, length: int, checksum: tuple[str, bytes] | None
+        self,
+        request: Request,
+        upload_id: str,
+        offset: int,
+        length: int,
+        checksum: tuple[str, bytes] | None,
+        *,
+        beside: list[Callable[[], None]] | None = None,
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
@@ -532,6 +568,8 @@ class TusService:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
                 if hashers:
                     tg.start_soon(anyio.to_thread.run_sync, behind.finish)
+                for job in beside or ():
+                    tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:
                 got = (running if reuse else chk).digest()  # type: ignore[union-attr]
                 if got != checksum[1]:
@@ -582,21 +620,11 @@ class TusService:
         return await anyio.to_thread.run_sync(rehash)
 
     def closed(self, upload_id: str) -> None:
-        """Finalized or rejected: forget the running hash and free the admission slot."""
+        """Finalized or rejected: forget the running hash and staged files, free the admission slot."""
         self._drop_hash(upload_id)
+        self.path(upload_id).unlink(missing_ok=True)
+        self.unstage_signed(upload_id)
         self.admission.release(upload_id)
-
-    def sweep_orphans(self) -> int:
-        """At start: staged files with no upload row (a crash while a creation-with-upload POST was still
-        receiving, before its row was written; no client ever learned their Location) are removed."""
-        removed = 0
-        for p in self.staging.glob("*.part"):
-            if self.db.upload(p.stem) is None:
-                p.unlink(missing_ok=True)
-                removed += 1
-        for p in self.staging.glob("bench-*.put"):
-            p.unlink(missing_ok=True)
-        return removed
 
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""

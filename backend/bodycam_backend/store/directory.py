@@ -25,7 +25,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,7 +44,7 @@ class DirectoryStore:
     def flush(self) -> None:
         """Make the new names durable: one fsync per directory touched, however many files went in."""
         while self._dirty:
-            _fsync_dir(self._dirty.pop())
+            fsync_dir(self._dirty.pop())
 
     def _path(self, key: str) -> Path:
         p = (self.root / key).resolve()

@@ -2,7 +2,9 @@
 
 Every figure is measured in this run, against a baseline measured in the same run on the same server:
 1. single device: 8 MB segments uploaded the way a camera does it, over loopback, as a ratio to a
-   plain HTTP PUT of the same bytes to the same server process (written and fsynced, nothing else).
+   plain HTTP PUT of the same bytes to the same server process (written, fsynced and its name made
+   durable, as any server must before answering 201; nothing else, and the file is not deleted inside
+   the request, as stored evidence is not).
    Two tus clients: the device's own uploader (one signed request per segment carrying its signed
    manifest, finalized on the spot) and a minimal stock-style client (creation-with-upload, then a
    separate finalize). Both get verification and a signed receipt, which the client checks;

@@ -44,7 +44,7 @@ KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
-HASH_BEHIND_BUDGET = 64 << 20  # received bytes, across all requests, that may wait to be hashed
+HASH_READ_BYTES = 1 << 20
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
@@ -130,41 +130,23 @@ class Created:
         return JSONResponse(body, status_code=201, headers=headers)
 
 
-class _HashBehind:
-    """Keeps a request's body to hash it while the fsync waits on the disk, instead of on the event loop
-    as it arrives. Hashing 8 MB takes a few ms of CPU; beside the fsync it costs the request almost
-    nothing. (Hashing in a thread *while* receiving was measured slower on a 2-core machine: it competes
-    with the receive itself.) Kept bytes count against a process-wide budget; past it, a request hashes
-    on the event loop as the bytes come."""
-
-    def __init__(self, hashers: list[Any], keep: Callable[[int], bool], release: Callable[[int], None]) -> None:
-        self.hashers = hashers
-        self._keep = keep
-        self._release = release
-        self.kept = 0  # bytes of the budget this request holds
-        self.batch: list[bytes] = []
-
-    def add(self, chunk: bytes) -> None:
-        if self._keep(len(chunk)):
-            self.kept += len(chunk)
-            self.batch.append(chunk)
-            return
-        self.finish()
-        self._hash([chunk])
-
-    def _hash(self, batch: list[bytes]) -> None:
-        for data in batch:
-            for h in self.hashers:
-                h.update(data)
-
-    def finish(self) -> None:
-        """Every byte added so far is in the hashers when this returns."""
-        batch, self.batch = self.batch, []
-        self._hash(batch)
-
-    def release(self) -> None:
-        self._release(self.kept)
-        self.kept = 0
+def _hash_range(path: Path, start: int, end: int, hashers: list[Any]) -> None:
+    """Hash bytes [start, end) of a staged file, read back from the page cache through one reused
+    buffer: the body is not kept in memory, and what is hashed is what was written."""
+    buf = bytearray(HASH_READ_BYTES)
+    view = memoryview(buf)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        at = start
+        while at < end:
+            n = os.preadv(fd, [view[: min(len(buf), end - at)]], at)
+            if n <= 0:
+                raise OSError(f"{path.name} ended at {at} while hashing to {end}")
+            for h in hashers:
+                h.update(view[:n])
+            at += n
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -182,7 +164,6 @@ class TusService:
         admission: Admission,
         max_upload_bytes: int,
         max_audit_bytes: int,
-        hash_behind_budget: int = HASH_BEHIND_BUDGET,
     ) -> None:
         self.db = db
         self.staging = staging
@@ -191,7 +172,6 @@ class TusService:
         self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
-        self._behind_free = hash_behind_budget
         self._lock = threading.Lock()
 
     def path(self, upload_id: str) -> Path:
@@ -507,8 +487,10 @@ class TusService:
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
-        Bytes are hashed while the fsync waits on the disk (``_HashBehind``). The caller persists
-        the offset.
+        The new bytes are hashed while the fsync waits on the disk, read back from the page cache
+        (``_hash_range``): hashing on the event loop as they arrive would add its CPU time to the
+        request, and keeping them to hash later costs fresh memory per request (both measured
+        slower). The caller persists the offset.
         """
         path = self.path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -523,7 +505,6 @@ class TusService:
         reuse = checksum is not None and checksum[0] == "sha256" and offset == 0 and running is not None
         chk = CHECKSUMS[checksum[0]]() if checksum and not reuse else None
         hashers = [h for h in (running, chk) if h is not None]
-        behind = _HashBehind(hashers, self._keep_behind, self._release_behind)
 
         pos = offset
         complete = True
@@ -557,8 +538,6 @@ class TusService:
                         )
                     os.pwrite(fd, chunk, pos)
                     pos += len(chunk)
-                    if hashers:
-                        behind.add(chunk)
             except ClientDisconnect:
                 complete = False
             if checksum and not complete:  # a checksummed chunk is kept whole or not at all
@@ -567,7 +546,7 @@ class TusService:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
                 if hashers:
-                    tg.start_soon(anyio.to_thread.run_sync, behind.finish)
+                    tg.start_soon(anyio.to_thread.run_sync, _hash_range, path, offset, pos, hashers)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:
@@ -582,21 +561,9 @@ class TusService:
                     )
         finally:
             os.close(fd)
-            behind.release()
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete
-
-    def _keep_behind(self, n: int) -> bool:
-        with self._lock:
-            if self._behind_free < n:
-                return False
-            self._behind_free -= n
-            return True
-
-    def _release_behind(self, n: int) -> None:
-        with self._lock:
-            self._behind_free += n
 
     def _drop_hash(self, upload_id: str) -> None:
         with self._lock:

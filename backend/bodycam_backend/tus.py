@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +46,7 @@ _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
 HASH_READ_BYTES = 1 << 20
+HASH_STEP_BYTES = 2 << 20  # while a body streams in, a worker hashes what is written, this much at a time
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
@@ -173,6 +175,7 @@ class TusService:
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
+        self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash")
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -487,10 +490,11 @@ class TusService:
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
-        The new bytes are hashed while the fsync waits on the disk, read back from the page cache
-        (``_hash_range``): hashing on the event loop as they arrive would add its CPU time to the
-        request, and keeping them to hash later costs fresh memory per request (both measured
-        slower). The caller persists the offset.
+        The new bytes are hashed by reading them back from the page cache (``_hash_range``) in a worker
+        thread, a step behind the writes while the body streams in and the rest beside the fsync.
+        Hashing on the event loop as they arrive would add its CPU time to the request, and keeping
+        them in memory to hash later costs fresh memory per request (both measured slower). The caller
+        persists the offset.
         """
         path = self.path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -507,6 +511,8 @@ class TusService:
         hashers = [h for h in (running, chk) if h is not None]
 
         pos = offset
+        hashed = offset
+        job: Future[None] | None = None
         complete = True
         try:
             have = os.fstat(fd).st_size
@@ -538,15 +544,22 @@ class TusService:
                         )
                     os.pwrite(fd, chunk, pos)
                     pos += len(chunk)
+                    if hashers and pos - hashed >= HASH_STEP_BYTES and (job is None or job.done()):
+                        if job is not None:
+                            job.result()
+                        job = self._hash_pool.submit(_hash_range, path, hashed, pos, hashers)
+                        hashed = pos
             except ClientDisconnect:
                 complete = False
+            if job is not None:
+                await anyio.to_thread.run_sync(job.result)
             if checksum and not complete:  # a checksummed chunk is kept whole or not at all
                 os.ftruncate(fd, offset)
                 return offset, False
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
                 if hashers:
-                    tg.start_soon(anyio.to_thread.run_sync, _hash_range, path, offset, pos, hashers)
+                    tg.start_soon(anyio.to_thread.run_sync, _hash_range, path, hashed, pos, hashers)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:

@@ -83,6 +83,7 @@ class Ingestor:
         self.trail = trail
         self._lock = threading.Lock()  # chain checks and commits of one process happen one at a time
         self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-store")
+        self._keys: dict[tuple[str, str], ec.EllipticCurvePublicKey | None] = {}
 
     # -- entry point --
 
@@ -205,13 +206,18 @@ class Ingestor:
     # -- segments --
 
     def _public_key(self, key_id: Any, serial: str) -> ec.EllipticCurvePublicKey | None:
+        """The enrolled key; parsed once per certificate (an issued certificate never changes)."""
         if not isinstance(key_id, str):
             return None
+        if (key_id, serial) in self._keys:
+            return self._keys[key_id, serial]
         cert = self.db.one("SELECT pem FROM certificates WHERE key_id=? AND serial=?", (key_id, serial))
         if cert is None:
             return None
         pub = x509.load_pem_x509_certificate(cert["pem"].encode()).public_key()
-        return pub if isinstance(pub, ec.EllipticCurvePublicKey) else None
+        key = pub if isinstance(pub, ec.EllipticCurvePublicKey) else None
+        self._keys[key_id, serial] = key
+        return key
 
     def _check_segment(
         self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, media_sha: str

@@ -364,16 +364,20 @@ class Ingestor:
                 # consumed by a crashed attempt that never committed, and not stored either
                 raise ApiError(409, "conflict", "the staged media is gone; upload the segment again")
             # Manifest and signature are staged durably (already, if they came with the creation request),
-            # then all three files go into the store at once (links here; PUTs on S3, overlapping).
+            # then all three files go into the store.
             json_path, sig_path = self.tus.signed_paths(row["id"])
             if not (staged_signed and json_path.exists() and sig_path.exists()):
                 self.tus.stage_signed(row["id"], manifest, sig)
             files = [("json", json_path, manifest_sha), ("sig", sig_path, hashlib.sha256(sig).hexdigest())]
             if staged.exists():
                 files.append(("mp4", staged, media_sha))
-            puts = [self._io.submit(self.store.put_file, segment_key(serial, seq, e), p, h) for e, p, h in files]
-            for put in puts:
-                put.result()
+            if self.store.slow_puts:  # network round trips (S3): overlap them
+                puts = [self._io.submit(self.store.put_file, segment_key(serial, seq, e), p, h) for e, p, h in files]
+                for put in puts:
+                    put.result()
+            else:  # links: cheaper than a thread hop
+                for e, p, h in files:
+                    self.store.put_file(segment_key(serial, seq, e), p, h)
             receipt = self.receipts.sign(
                 "segment",
                 device_serial=serial,

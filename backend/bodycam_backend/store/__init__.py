@@ -22,6 +22,7 @@ class WriteOnceViolation(BackendError):
 
 class EvidenceStore(Protocol):
     name: str
+    slow_puts: bool  # each put is a network round trip: worth overlapping
 
     def put_file(self, key: str, path: Path, sha256: str) -> None:
         """Store the file under key, never replacing different content; the source file is left alone."""

@@ -35,11 +35,13 @@ def fsync_dir(path: Path) -> None:
 
 class DirectoryStore:
     name = "directory"
+    slow_puts = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._dirty: set[Path] = set()
+        self._made: set[Path] = set()  # directories known to exist (the service never removes one)
 
     def flush(self) -> None:
         """Make the new names durable: one fsync per directory touched, however many files went in."""
@@ -47,10 +49,25 @@ class DirectoryStore:
             fsync_dir(self._dirty.pop())
 
     def _path(self, key: str) -> Path:
-        p = (self.root / key).resolve()
-        if self.root.resolve() not in p.parents:
+        """Keys are made by the backend (``segment_key``, ``audit_key``); still, none may leave the store."""
+        parts = key.split("/")
+        if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"store key escapes the store: {key!r}")
-        return p
+        return self.root.joinpath(*parts)
+
+    def _parent(self, dest: Path) -> None:
+        """The file's directory exists; one made now is made durable at ``flush`` with its parent."""
+        d = dest.parent
+        if d in self._made:
+            return
+        missing = []
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for m in reversed(missing):
+            m.mkdir(exist_ok=True)
+            self._dirty.add(m.parent)
+        self._made.add(dest.parent)
 
     def _same(self, dest: Path, sha256: str) -> None:
         if _sha256_file(dest) != sha256:
@@ -61,7 +78,7 @@ class DirectoryStore:
     def put_file(self, key: str, path: Path, sha256: str) -> None:
         """Link the (already fsynced) staged file into place; the caller removes the staged name."""
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._parent(dest)
         if dest.exists():
             self._same(dest, sha256)
             return
@@ -86,7 +103,7 @@ class DirectoryStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._parent(dest)
         sha = hashlib.sha256(data).hexdigest()
         if dest.exists():
             self._same(dest, sha)

@@ -20,6 +20,7 @@ from . import WriteOnceViolation
 
 class S3Store:
     name = "s3"
+    slow_puts = True
 
     def __init__(self, cfg: Any) -> None:  # cfg: config.S3Config
         import boto3

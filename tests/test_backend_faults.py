@@ -6,46 +6,66 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
-from backendkit import ROOT, BackendProcess, enrolled_device, record, segments_of, store_files
+from backendkit import ROOT, BackendProcess, Device, Segment, enrolled_device, record, segments_of, store_files
 from bodycam.errors import ConfigError
 from bodycam_backend import config as configmod
 
 
-def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -> None:
+@contextmanager
+def own_backend(tmp_path: Path, serial: str, *, after: int = 5) -> Iterator[tuple[BackendProcess, Device, Segment]]:
+    """A backend process of the test's own (it gets killed), and one enrolled camera's first segment."""
     backend = BackendProcess(tmp_path / "backend")
     backend.start()
     try:
-        rig = record(tmp_path / "dev", "BC-KILL-1", after=25)
-        dev = enrolled_device(backend, rig)
-        seg = segments_of(rig)[0]
+        rig = record(tmp_path / "dev", serial, after=after)
+        yield backend, enrolled_device(backend, rig), segments_of(rig)[0]
+    finally:
+        backend.stop()
+
+
+def kill_mid_body(
+    backend: BackendProcess, send: Callable[[Iterator[bytes]], object], data: bytes, start: int,
+    in_flight: Callable[[], None] = lambda: None,
+) -> None:
+    """Send ``data[start:]`` slowly through ``send`` and SIGKILL the backend while the body is in flight."""
+    sent = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield data[start : start + 1000]
+        sent.set()
+        for i in range(start + 1000, len(data), 500):
+            time.sleep(0.2)
+            yield data[i : i + 500]
+
+    def until_killed() -> None:
+        try:
+            send(slow_body())
+        except requests.RequestException:
+            pass  # the server died under it
+
+    t = threading.Thread(target=until_killed)
+    t.start()
+    assert sent.wait(10)
+    time.sleep(0.5)
+    in_flight()
+    backend.kill()
+    t.join(15)
+
+
+def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -> None:
+    with own_backend(tmp_path, "BC-KILL-1", after=25) as (backend, dev, seg):
         data = seg.media.read_bytes()
         loc = dev.create(seg).headers["Location"]
         half = len(data) // 2
         assert dev.patch(loc, 0, data[:half]).status_code == 204
-        sent = threading.Event()
-
-        def slow_body():
-            yield data[half : half + 1000]
-            sent.set()
-            for i in range(half + 1000, len(data), 500):
-                time.sleep(0.2)
-                yield data[i : i + 500]
-
-        def patch_until_killed() -> None:
-            try:
-                dev.patch(loc, half, slow_body())
-            except requests.RequestException:
-                pass  # the server died under it
-
-        t = threading.Thread(target=patch_until_killed)
-        t.start()
-        assert sent.wait(10)
-        time.sleep(0.5)  # the server is mid-PATCH, with bytes past the durable offset on disk
-        backend.kill()
-        t.join(15)
+        # killed mid-PATCH, with bytes past the durable offset on disk
+        kill_mid_body(backend, lambda body: dev.patch(loc, half, body), data, half)
         backend.start()
         offset = int(dev.head(loc).headers["Upload-Offset"])
         assert offset == half, "HEAD gives the durable offset: the acknowledged bytes, no more"
@@ -61,60 +81,30 @@ def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -
         assert again.json()["duplicate"] is True and again.json()["receipt"] == r.json()["receipt"]
         # and a finalize interrupted by the kill is answered after restart with the same receipt
         assert dev.finalize(loc, seg).json()["receipt"] == r.json()["receipt"]
-    finally:
-        backend.stop()
 
 
 def test_backend_killed_during_a_creation_with_upload_leaves_no_stray_upload(tmp_path) -> None:
     """The upload row is written once its first bytes are durable; a crash before that leaves only a
     staged file no client knows, and the restarted backend removes it."""
-    backend = BackendProcess(tmp_path / "backend")
-    backend.start()
-    try:
-        rig = record(tmp_path / "dev", "BC-KILL-2", after=5)
-        dev = enrolled_device(backend, rig)
-        seg = segments_of(rig)[0]
+    with own_backend(tmp_path, "BC-KILL-2") as (backend, dev, seg):
         data = seg.media.read_bytes()
-        sent = threading.Event()
-
-        def slow_body():
-            yield data[:1000]
-            sent.set()
-            for i in range(1000, len(data), 500):
-                time.sleep(0.2)
-                yield data[i : i + 500]
-
-        def create_until_killed() -> None:
-            try:
-                dev.create(seg, data=slow_body(), headers={"Content-Type": "application/offset+octet-stream"})
-            except requests.RequestException:
-                pass
-
-        t = threading.Thread(target=create_until_killed)
-        t.start()
-        assert sent.wait(10)
-        time.sleep(0.5)
         staging = backend.data / "uploads"
-        assert [p.suffix for p in staging.iterdir()] == [".part"], "the POST is mid-body"
-        backend.kill()
-        t.join(15)
+
+        def mid_body() -> None:
+            assert [p.suffix for p in staging.iterdir()] == [".part"], "the POST is mid-body"
+
+        octets = {"Content-Type": "application/offset+octet-stream"}
+        kill_mid_body(backend, lambda body: dev.create(seg, data=body, headers=octets), data, 0, mid_body)
         backend.start()
         assert list(staging.iterdir()) == [], "the orphaned staged file is swept at start"
         assert dev.upload(seg).status_code == 200, "the device simply uploads the segment again"
-    finally:
-        backend.stop()
 
 
 def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_at_start(tmp_path) -> None:
     """The store's new names and the segment's row are made durable at once. If the backend dies after
     the row but before the names, the staged files (durable, kept until both are) complete the store
     at the next start, before anything is served: the receipt never points at missing evidence."""
-    backend = BackendProcess(tmp_path / "backend")
-    backend.start()
-    try:
-        rig = record(tmp_path / "dev", "BC-CRASH-3", after=5)
-        dev = enrolled_device(backend, rig)
-        seg = segments_of(rig)[0]
+    with own_backend(tmp_path, "BC-CRASH-3") as (backend, dev, seg):
         r = dev.create_whole(seg)
         assert r.status_code == 201, r.text
         upload_id = r.headers["Location"].rsplit("/", 1)[1]
@@ -136,8 +126,6 @@ def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_
         assert list(staging.iterdir()) == [], "staged files are dropped once the store holds them"
         again = dev.upload(seg)
         assert again.json()["duplicate"] is True and again.json()["receipt"] == r.json()["receipt"]
-    finally:
-        backend.stop()
 
 
 def test_admission_limit_answers_503_with_retry_after(tmp_path) -> None:

@@ -378,6 +378,10 @@ class Ingestor:
             else:  # links: cheaper than a thread hop
                 for e, p, h in files:
                     self.store.put_file(segment_key(serial, seq, e), p, h)
+            # The store's new names and the row that acknowledges them are made durable at once, and the
+            # answer waits for both. A crash between the two is repaired at start (``recover``) from the
+            # staged files, which are durable and kept until then.
+            flushing = self._io.submit(self.store.flush)
             receipt = self.receipts.sign(
                 "segment",
                 device_serial=serial,
@@ -388,10 +392,6 @@ class Ingestor:
                 media_sha256=media_sha,
                 media_size=row["length"],
             )
-            # The store's new names and the row that acknowledges them are made durable at once, and the
-            # answer waits for both. A crash between the two is repaired at start (``recover``) from the
-            # staged files, which are durable and kept until then.
-            flushing = self._io.submit(self.store.flush)
             first, last = doc.get("first_frame") or {}, doc.get("last_frame") or {}
             t = now_ns()
             with _after(flushing), self.db.transaction() as c:

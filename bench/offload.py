@@ -395,16 +395,14 @@ def main(argv: list[str] | None = None) -> int:
             pub = backend.backend_public_pem()
             print(
                 f"bench offload: single device, {solo_size / MB:g} MB segments, tus vs plain PUT...",
-                flush=True,
-            )
+                file=sys.stderr, flush=True)
             results["single"] = single_device(
                 backend.url, admin, pub, segs=8 if q else 40, size=solo_size, blob=blob
             )
             print(
                 f"bench offload: dock storm, {args.devices} devices x {args.segments} segments of "
                 f"{storm_size / MB:g} MB at once...",
-                flush=True,
-            )
+                file=sys.stderr, flush=True)
             results["storm"] = storm(
                 backend.url,
                 admin,

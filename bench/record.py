@@ -203,17 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bodycam-bench-") as d:
         tmp = Path(d)
-        print("bench record: throughput (pipeline vs bare PyAV encode, 1280x720)...", flush=True)
+        print("bench record: throughput (pipeline vs bare PyAV encode, 1280x720)...", file=sys.stderr, flush=True)
         results["throughput"] = throughput(tmp, 60 if q else 300, 1 if q else 3)
         secs = 4 if q else 60
-        print(f"bench record: {secs} s real-time recording at 1280x720@30...", flush=True)
+        print(f"bench record: {secs} s real-time recording at 1280x720@30...", file=sys.stderr, flush=True)
         results["realtime_720p"] = realtime(tmp, "rt720", width=1280, height=720, pre=2 if q else 30,
                                             wait=2 if q else 5, seconds=secs)
         print(f"bench record: 1080p@30 with a full {'2' if q else '30'} s buffer, then {secs} s recording...",
-              flush=True)
+              file=sys.stderr, flush=True)
         results["realtime_1080p"] = realtime(tmp, "rt1080", width=1920, height=1080, pre=2 if q else 30,
                                              wait=3 if q else 33, seconds=secs)
-        print("bench record: trigger latency...", flush=True)
+        print("bench record: trigger latency...", file=sys.stderr, flush=True)
         results["trigger"] = trigger_latency(tmp, 3 if q else 30, 1.0 if q else 5.0)
     tp, r7, r10, tr = results["throughput"], results["realtime_720p"], results["realtime_1080p"], results["trigger"]
     checks = {
@@ -225,10 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "trigger->recording p99 (ms)": (tr["state_p99_ms"], f"<= {TARGETS['trigger_p99_ms']}",
                                         tr["state_p99_ms"] <= TARGETS["trigger_p99_ms"]),
     }
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    if not args.json:
         print()
         for name, (value, target, ok) in checks.items():
             print(f"  {name:32} {value!s:>10}  target {target:10} {'ok' if ok else 'MISSED'}")

@@ -132,6 +132,21 @@ class Created:
         return JSONResponse(body, status_code=201, headers=headers)
 
 
+def _yield_cpu() -> None:
+    """Hashing behind the writes runs at a lower priority than receiving: it takes the CPU the request
+    leaves idle, not CPU the request needs (Linux: a thread has its own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
+
+
+def _hash_rest(step: Future[None] | None, path: Path, start: int, end: int, hashers: list[Any]) -> None:
+    if step is not None:
+        step.result()
+    _hash_range(path, start, end, hashers)
+
+
 def _hash_range(path: Path, start: int, end: int, hashers: list[Any]) -> None:
     """Hash bytes [start, end) of a staged file, read back from the page cache through one reused
     buffer: the body is not kept in memory, and what is hashed is what was written."""
@@ -175,7 +190,7 @@ class TusService:
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
-        self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash")
+        self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash", initializer=_yield_cpu)
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -551,15 +566,13 @@ class TusService:
                         hashed = pos
             except ClientDisconnect:
                 complete = False
-            if job is not None:
-                await anyio.to_thread.run_sync(job.result)
             if checksum and not complete:  # a checksummed chunk is kept whole or not at all
                 os.ftruncate(fd, offset)
                 return offset, False
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
-                if hashers:
-                    tg.start_soon(anyio.to_thread.run_sync, _hash_range, path, hashed, pos, hashers)
+                if hashers:  # the rest, once the step still running (if any) is done
+                    tg.start_soon(anyio.to_thread.run_sync, _hash_rest, job, path, hashed, pos, hashers)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:

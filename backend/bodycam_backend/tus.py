@@ -425,6 +425,7 @@ class TusService:
             self._hashes.pop(upload_id, None)
         self.db.set_upload_state(upload_id, "terminated")
         self.path(upload_id).unlink(missing_ok=True)
+        self.unstage_signed(upload_id)
         self.admission.release(upload_id)
         return Response(status_code=204, headers=tus_headers())
 

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 from bodycam import __version__
 from bodycam.clock import iso_utc
+from bodycam.storage.durable import fsync_dir
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -28,7 +29,6 @@ from .auth import DeviceIdentity, Person
 from .context import Backend
 from .errors import ApiError
 from .store import segment_key
-from .store.directory import fsync_dir
 from .tus import tus_headers
 
 log = logging.getLogger("bodycam.backend.api")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from bodycam.storage.durable import fsync_dir
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -34,7 +35,6 @@ from .admission import Admission
 from .auth import DeviceIdentity
 from .db import Database, now_ns
 from .errors import ApiError
-from .store.directory import fsync_dir
 
 log = logging.getLogger("bodycam.backend.tus")
 

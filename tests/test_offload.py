@@ -443,6 +443,50 @@ def test_backend_killed_mid_upload_then_restarted_resumes_with_no_loss_or_duplic
         backend.stop()
 
 
+def test_backend_killed_during_one_request_uploads_loses_nothing_and_stores_each_once(tmp_path) -> None:
+    """One request per segment: the backend dies as the second segment starts (before, during or just
+    after its request). The camera backs off, the backend comes back, and every segment ends up stored
+    once; one whose answer was lost is answered again with its receipt."""
+    backend = BackendProcess(tmp_path / "backend")
+    backend.cli("init")
+    backend.start()
+    try:
+        cam = camera(tmp_path / "cam", backend, "BC-OFF-KILL1", chunk_bytes=8 << 20)
+        seqs = cam.sequences()
+        shas = {s: cam.manifest(s)["media"]["sha256"] for s in seqs}
+        killed = threading.Event()
+        restarter: list[threading.Thread] = []
+        seen: list[dict[str, Any]] = []
+
+        def kill_as_the_second_starts(snap: dict[str, Any]) -> None:
+            cur = snap["current"]
+            if cur and cur.get("kind") == "segment":
+                seen.append(dict(cur))
+            if cur and cur.get("kind") == "segment" and snap["uploaded"] == 1 and not killed.is_set():
+                killed.set()
+
+                def kill_then_restart() -> None:
+                    time.sleep(0.01)
+                    backend.kill()
+                    time.sleep(1.0)
+                    backend.start()
+                t = threading.Thread(target=kill_then_restart)
+                t.start()
+                restarter.append(t)
+
+        res = cam.run(progress=Progress(listener=kill_as_the_second_starts))
+        restarter[0].join(30)
+
+        assert killed.is_set() and res.outcome == "done" and not res.failed, res
+        assert sorted(res.uploaded) == seqs and stored(backend, cam.serial) == shas
+        assert cam.sequences() == [], "freed only after verified receipts"
+        assert {c["sequence"] for c in seen} == set(seqs) and all(c["bytes_total"] for c in seen), "progress shown"
+        receipts = [json.loads(Spool(cam.rig.layout).receipt_path(s).read_text())["receipt"] for s in seqs]
+        assert len({json.loads(r)["sequence"] for r in receipts}) == len(seqs)
+    finally:
+        backend.stop()
+
+
 def test_unenrolled_and_revoked_devices_are_refused_and_keep_everything(backend, tmp_path) -> None:
     # never enrolled: its key is unknown to the backend (it borrowed another camera's pins)
     known = camera(tmp_path / "known", backend, "BC-OFF-KNOWN", recordings=((12, 10, False),))

@@ -274,6 +274,14 @@ class Uploader:
         signature = item.paths.signature.read_bytes()
         state = self.spool.load_state()
         location, offset = self._resume(item, state, res)
+        current = {"kind": "segment", "sequence": seq, "recording_id": item.recording_id,
+                   "bytes_done": offset, "bytes_total": item.size}
+        self.progress.update(current=current, bytes_done=self._bytes_base + offset)
+
+        def moved(new: int) -> None:
+            current["bytes_done"] = new
+            self.progress.update(current=dict(current), bytes_done=self._bytes_base + new)
+
         if location is None:
             meta: dict[str, str | bytes] = {"kind": "segment", "sequence": str(seq), "filename": item.name}
             sha = _manifest_media_sha(manifest)
@@ -299,6 +307,7 @@ class Uploader:
                 if self._refused_segment(seq, e, res):
                     return
                 raise
+            moved(created.offset)
             if created.receipt is not None:
                 self._accept(item, manifest, created.receipt, res)
                 return
@@ -306,14 +315,6 @@ class Uploader:
             state["uploads"][str(seq)] = {"location": location, "length": item.size,
                                           "created_utc": iso_utc(self.clock.utc_ns())}
             self.spool.save_state(state)
-        current = {"kind": "segment", "sequence": seq, "recording_id": item.recording_id,
-                   "bytes_done": offset, "bytes_total": item.size}
-        self.progress.update(current=current, bytes_done=self._bytes_base + offset)
-
-        def moved(new: int) -> None:
-            current["bytes_done"] = new
-            self.progress.update(current=dict(current), bytes_done=self._bytes_base + new)
-
         with open(item.paths.media, "rb") as f:
             def read(at: int, size: int) -> bytes:
                 f.seek(at)

@@ -184,7 +184,6 @@ class Ingestor:
                 upload=row["id"],
                 flag_id=flag,
             )
-        self.tus.path(row["id"]).unlink(missing_ok=True)
         self.tus.closed(row["id"])
         log.warning(
             "upload rejected",
@@ -334,7 +333,6 @@ class Ingestor:
                         conn=c,
                         upload=row["id"],
                     )
-                staged.unlink(missing_ok=True)
                 self.tus.closed(row["id"])
                 return SignedReceipt(have["receipt"], have["receipt_sig"]).response(
                     duplicate=True, gaps=self.db.open_gaps(serial)
@@ -435,7 +433,6 @@ class Ingestor:
                     gap_closed=bool(closed),
                     gaps_opened=opened,
                 )
-        staged.unlink(missing_ok=True)
         self.tus.closed(row["id"])
         log.info(
             "segment ingested",
@@ -659,6 +656,5 @@ class Ingestor:
                 reason="audit_gap",
                 message=f"device audit entries {gap[0]}-{gap[1]} never reached the backend",
             )
-        self.tus.path(row["id"]).unlink(missing_ok=True)
         self.tus.closed(row["id"])
         return receipt.response(duplicate=not new)

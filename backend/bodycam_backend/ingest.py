@@ -451,8 +451,7 @@ class Ingestor:
 
     def _finish(self, c: Any, row: Any, result: str) -> None:
         """The upload is finalized, in the transaction that records its segment."""
-        written = c.execute("SELECT 1 FROM uploads WHERE id=?", (row["id"],)).fetchone() is not None
-        if isinstance(row, PendingRow) and not written:
+        if isinstance(row, PendingRow):  # only a rejection writes one early, and a rejection ends there
             self.tus.insert_row(row, c, state="finalized", result=result)
             return
         c.execute(

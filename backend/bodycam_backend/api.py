@@ -28,6 +28,7 @@ from .audit import Actor, verify_lines
 from .auth import DeviceIdentity, Person
 from .context import Backend
 from .errors import ApiError
+from .parsing import INT64_MAX, decimal, is_decimal, loads
 from .store import segment_key
 from .tus import tus_headers
 
@@ -39,7 +40,7 @@ log = logging.getLogger("bodycam.backend.api")
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not is_decimal(declared) or int(declared) > limit):
         raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -49,12 +50,20 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not body:
         return {}
     try:
-        doc = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "bad_request", "body is not valid JSON") from None
+        doc = loads(body)
+    except ValueError as e:
+        raise ApiError(400, "bad_request", f"body is not valid JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "bad_request", "body must be a JSON object")
     return doc
+
+
+def _sequence(request: Request) -> int:
+    """A path's sequence number; one no segment can have (past 2^63) is simply not found."""
+    seq = request.path_params["sequence"]
+    if seq > INT64_MAX:
+        raise ApiError(404, "not_found", f"no segment with sequence {str(seq)[:30]}")
+    return seq
 
 
 def backend_of(request: Request) -> Backend:
@@ -153,7 +162,7 @@ async def device_status(request: Request) -> Response:
 async def device_segment(request: Request) -> Response:
     who = device(request)
     b = backend_of(request)
-    seg = b.db.segment(who.serial, int(request.path_params["sequence"]))
+    seg = b.db.segment(who.serial, _sequence(request))
     if seg is None:
         raise ApiError(404, "not_found", "no such segment at the backend; upload it")
     return JSONResponse(
@@ -366,7 +375,7 @@ def get_recording(request: Request) -> Response:
 
 def _segment_row(b: Backend, request: Request) -> Any:
     serial = _serial(request.path_params["serial"])
-    seg = b.db.segment(serial, int(request.path_params["sequence"]))
+    seg = b.db.segment(serial, _sequence(request))
     if seg is None:
         raise ApiError(404, "not_found", f"no segment {serial}/{request.path_params['sequence']}")
     return seg
@@ -486,11 +495,8 @@ def list_flags(request: Request) -> Response:
 def get_audit(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request, "admin")
-    try:
-        after = int(request.query_params.get("after", "0"))
-        limit = min(int(request.query_params.get("limit", "1000")), 10000)
-    except ValueError:
-        raise ApiError(400, "bad_request", "after and limit must be integers") from None
+    after = decimal(request.query_params.get("after", "0"), "after")
+    limit = min(decimal(request.query_params.get("limit", "1000"), "limit"), 10000)
     b.trail.record(actor, "view", "audit")
     return JSONResponse({"entries": b.trail.entries(after=after, limit=limit)})
 

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .db import Database, now_ns
 from .errors import ApiError
+from .parsing import is_decimal, loads
 
 REQUEST_PREFIX = "bodycam-request/1"
 SESSION_PREFIX = "bcd1"
@@ -139,7 +140,7 @@ class Authenticator:
                 "(Bodycam-Key-Id/-Timestamp/-Nonce/-Signature) or send a device session token",
                 headers={"WWW-Authenticate": 'Bodycam-Signature realm="bodycam"'},
             )
-        if not _HEX64.match(key_id) or not ts.isdigit() or not _NONCE.match(nonce):
+        if not _HEX64.match(key_id) or not is_decimal(ts, max_digits=12) or not _NONCE.match(nonce):
             raise ApiError(401, "unauthenticated", "malformed Bodycam-Key-Id, -Timestamp or -Nonce header")
         try:
             sig = base64.b64decode(sig_b64, validate=True)
@@ -181,11 +182,14 @@ class Authenticator:
         mac = hmac.new(self.session_secret, f"{parts[0]}.{parts[1]}".encode(), "sha256").digest()
         try:
             given = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
         except (binascii.Error, ValueError):
             raise ApiError(401, "unauthenticated", "device session token is damaged") from None
-        if not hmac.compare_digest(mac, given):
+        if not hmac.compare_digest(mac, given):  # before parsing: only our own claims are ever parsed
             raise ApiError(401, "unauthenticated", "device session token signature invalid")
+        try:
+            claims = loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (binascii.Error, ValueError):
+            raise ApiError(401, "unauthenticated", "device session token is damaged") from None
         if claims.get("e", 0) < now_ns():
             raise ApiError(401, "unauthenticated", "device session token expired; get a new one")
         serial, _ = self._device_key(claims["k"])  # revocation checked on every request

@@ -24,6 +24,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .api import build_app
+    from .http_protocol import MAX_HEAD_BYTES, BodycamH11Protocol
 
     cfg = configmod.load(args.config)
     handler = logs.setup(cfg.server.log_level)
@@ -61,6 +62,8 @@ def serve(args: argparse.Namespace) -> int:
             port=cfg.server.port,
             log_config=None,
             access_log=False,
+            http=BodycamH11Protocol,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             log_level=cfg.server.log_level,
             timeout_graceful_shutdown=5,
         )

@@ -70,6 +70,9 @@ class LimitsConfig:
     max_audit_upload_bytes: int = _opt(16 * MIB, min=1024, max=GIB)
     max_json_bytes: int = _opt(4 * MIB, min=4096, max=64 * MIB, help="finalize and enrol bodies")
     upload_expiry_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="incomplete uploads then expire")
+    body_idle_seconds: float = _opt(
+        30.0, min=0.5, max=3600, help="a request body that sends nothing this long is cut off (408)"
+    )
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ class Backend:
             admission=admission,
             max_upload_bytes=cfg.limits.max_upload_bytes,
             max_audit_bytes=cfg.limits.max_audit_upload_bytes,
+            body_idle_s=cfg.limits.body_idle_seconds,
         )
         auth = Authenticator(
             db,

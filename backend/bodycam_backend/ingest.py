@@ -36,6 +36,7 @@ from .audit import Actor, AuditTrail
 from .auth import DeviceIdentity
 from .db import Database, now_ns
 from .errors import ApiError, Rejected
+from .parsing import loads
 from .receipts import ReceiptSigner, SignedReceipt
 from .store import EvidenceStore, audit_key, segment_key
 from .tus import Created, PendingRow, TusService
@@ -57,9 +58,13 @@ def _after(job: Future[Any]) -> Iterator[None]:
 
 
 def _b64(body: dict[str, Any], name: str) -> bytes:
+    """A base64 field of a finalize body. Absent or empty is evidence (an unsigned segment: rejected and
+    flagged); any other type is the client's mistake (400, the upload stays open to finalize properly)."""
     value = body.get(name)
-    if not isinstance(value, str):
+    if value is None:
         return b""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_request", f"finalize body's {name!r} must be the file's bytes as a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -230,7 +235,7 @@ class Ingestor:
         if not manifest or len(manifest) > MAX_MANIFEST:
             raise self._reject(row, who, "bad_manifest", "manifest missing or over 1 MiB", evidence=ev)
         try:
-            doc = json.loads(manifest)
+            doc = loads(manifest)
         except ValueError:
             raise self._reject(row, who, "bad_manifest", "manifest is not valid JSON", evidence=ev) from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -532,9 +537,9 @@ class Ingestor:
         keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
         for n, line in enumerate(data.split(b"\n")[:-1], 1):
             try:
-                outer = json.loads(line)
+                outer = loads(line)
                 text, sig_b64 = outer["entry"], outer["sig"]
-                entry = json.loads(text)
+                entry = loads(text)
                 sig = base64.b64decode(sig_b64, validate=True)
                 if entry.get("format") != AUDIT_FORMAT or not isinstance(entry.get("seq"), int):
                     raise ValueError

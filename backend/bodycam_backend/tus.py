@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +35,7 @@ from .admission import Admission
 from .auth import DeviceIdentity
 from .db import Database, now_ns
 from .errors import ApiError
+from .parsing import INT64_MAX, decimal, is_decimal
 
 log = logging.getLogger("bodycam.backend.tus")
 
@@ -88,9 +89,9 @@ def _int_header(request: Request, name: str, *, required: bool = True) -> int | 
         if required:
             raise ApiError(400, "bad_request", f"{name} header is required")
         return None
-    if not raw.isdigit() or len(raw) > 19:
-        raise ApiError(400, "bad_request", f"{name} must be a non-negative integer, not {raw[:30]!r}")
-    return int(raw)
+    if name == "Upload-Length" and raw.isascii() and raw.isdigit() and (len(raw) > 19 or int(raw) > INT64_MAX):
+        return INT64_MAX + 1  # past every limit: the caller answers 413, as for any length over it
+    return decimal(raw, name)
 
 
 def check_version(request: Request) -> None:
@@ -181,12 +182,14 @@ class TusService:
         admission: Admission,
         max_upload_bytes: int,
         max_audit_bytes: int,
+        body_idle_s: float = 30.0,
     ) -> None:
         self.db = db
         self.staging = staging
         staging.mkdir(parents=True, exist_ok=True)
         self.admission = admission
         self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
+        self.body_idle_s = body_idle_s
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
@@ -254,7 +257,7 @@ class TusService:
         sequence = None
         if kind == "segment":
             seq = metadata_text(meta, "sequence") or ""
-            if not seq.isdigit() or not 1 <= int(seq) < 1 << 62:
+            if not is_decimal(seq) or not 1 <= int(seq) < 1 << 62:
                 raise ApiError(
                     400,
                     "bad_metadata",
@@ -293,7 +296,10 @@ class TusService:
                 stage = partial(self.stage_signed, upload_id, *signed) if signed else partial(fsync_dir, self.staging)
                 beside = [stage]
                 offset, complete = await self._write(request, upload_id, 0, length, checksum, beside=beside)
-                if not complete:  # the client went away mid-body and never learned the Location
+                if not complete:  # the client went away or stalled mid-body and never learned the Location
+                    if request.scope.get("bodycam.stalled"):
+                        raise ApiError(408, "request_timeout", f"no body bytes for {self.body_idle_s:g} s; "
+                                       "nothing was kept", headers={"Connection": "close"})
                     raise ApiError(400, "incomplete_body", "the request body ended early; nothing was kept")
                 if offset == length and sha is not None and self._running_sha256(upload_id) != sha:
                     # The whole upload in one request, not what the device declared: like a failed
@@ -454,7 +460,7 @@ class TusService:
             )
         length = row["length"]
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and offset + int(declared) > length:
+        if declared is not None and is_decimal(declared) and offset + int(declared) > length:
             raise ApiError(
                 413,
                 "upload_too_large",
@@ -466,12 +472,20 @@ class TusService:
             self._busy.add(upload_id)
         try:
             self.admission.admit(upload_id)
-            new, _ = await self._write(request, upload_id, offset, length, checksum)
+            new, complete = await self._write(request, upload_id, offset, length, checksum)
             if new != offset:
                 self.db.set_offset(upload_id, new)
         finally:
             with self._lock:
                 self._busy.discard(upload_id)
+        if not complete and request.scope.get("bodycam.stalled"):
+            raise ApiError(
+                408,
+                "request_timeout",
+                f"no body bytes for {self.body_idle_s:g} s; kept up to offset {new}, resume from there",
+                headers={"Upload-Offset": str(new), "Connection": "close"},
+                offset=new,
+            )
         return Response(status_code=204, headers=tus_headers(**{"Upload-Offset": str(new)}))
 
     # -- internals --
@@ -547,7 +561,7 @@ class TusService:
                 )
             os.ftruncate(fd, offset)  # drop bytes past the durable offset (a crash mid-PATCH)
             try:
-                async for chunk in request.stream():
+                async for chunk in self._body(request):
                     if not chunk:
                         continue
                     if pos + len(chunk) > length:
@@ -591,6 +605,24 @@ class TusService:
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete
+
+    async def _body(self, request: Request) -> AsyncIterator[bytes]:
+        """The request body, ended as if the client went away when it sends nothing for ``body_idle_s``.
+
+        Without this a PATCH that stalls after its headers holds the upload's lock with no time limit,
+        and the device's own retry is refused (423) for as long as the dead connection stays open.
+        """
+        chunks = request.stream().__aiter__()
+        while True:
+            try:
+                with anyio.fail_after(self.body_idle_s):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                request.scope["bodycam.stalled"] = True
+                raise ClientDisconnect() from None
+            yield chunk
 
     def _drop_hash(self, upload_id: str) -> None:
         with self._lock:

@@ -252,13 +252,53 @@ def test_offloaded_head_is_a_note_not_a_failure(dev: Path) -> None:
     assert any("2 sealed segment(s) before the first one here" in n for n in report.notes)
 
 
-def test_unrecovered_leftovers_warn(dev: Path) -> None:
+def test_unrecovered_leftovers_fail_and_say_to_recover(dev: Path, capsys: pytest.CaptureFixture[str]) -> None:
     seg(dev, 6, "mp4.partial").write_bytes(b"\0\0\0\x18ftyp")
     seg(dev, 6, "journal").write_text('{"header": {}}\n')
     report = verify_paths([dev])
-    assert report.ok
-    assert report.warnings == ["seg-0000000006: unrecovered segment: start the daemon "
-                               "(or run 'bodycam recover') to seal it"]
+    assert not report.ok
+    assert report.errors == ["seg-0000000006: unrecovered segment (a power cut left it open): run 'bodycam "
+                             "recover --config FILE' (or start the daemon) to seal it, then verify again"]
+    code, out, _ = cli(str(dev), capsys=capsys)
+    assert code == 1 and "bodycam recover" in out
+
+
+def test_the_open_segment_of_a_running_daemon_is_not_a_leftover(dev: Path) -> None:
+    import socket
+
+    seg(dev, 6, "mp4.partial").write_bytes(b"\0\0\0\x18ftyp")
+    (dev / "run").mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:  # what the daemon's control socket does
+        live.bind(str(dev / "run" / "control.sock"))
+        live.listen(1)
+        report = verify_paths([dev])
+    assert report.ok, report.errors
+    assert any("being recorded now by the running daemon" in n for n in report.notes)
+    assert not verify_paths([dev]).ok  # the socket file left by a dead daemon proves nothing
+
+
+def test_newest_segment_that_continues_into_nothing_is_flagged(dev: Path) -> None:
+    """Sequence 4 says its recording continues; 5 was deleted along with the audit log and the chain
+    head was edited to match: nothing else is left to tell, so the dangling continuation must."""
+    drop(dev, 5)
+    (dev / "audit" / "audit.log").unlink()
+    head = json.loads((dev / "state" / "chain.json").read_text())
+    head.update(last_sequence=4, next_sequence=5,
+                last_manifest_sha256=hashlib.sha256(seg(dev, 4, "json").read_bytes()).hexdigest())
+    (dev / "state" / "chain.json").write_text(json.dumps(head))
+    report = verify_paths([dev])
+    assert report.warnings == [f"device {SERIAL}: seg-0000000004.json says its recording continues, but no "
+                               "sequence 5 follows it: possible deletion of the newest segment(s) (or a power "
+                               "cut just as the next one opened); check the device's audit log"]
+
+
+def test_damaged_manifest_says_what_it_is(dev: Path) -> None:
+    seg(dev, 2, "json").write_text('{"sequence": 2}')
+    seg(dev, 3, "json").write_text('{"format": "someone-else/9"}')
+    errors = verify_paths([dev]).errors
+    assert 'seg-0000000002.json: not a bodycam manifest (no "format" field): damaged or not ours' in errors
+    assert any(e.startswith("seg-0000000003.json: manifest format 'someone-else/9' is not") for e in errors)
+    assert not any("None" in e for e in errors)
 
 
 def test_decode_catches_frame_count_lie(dev: Path) -> None:
@@ -309,7 +349,7 @@ def test_recovered_segment_verifies(dev: Path) -> None:
     writer.abandon()
     journal.close()
     paths.partial.write_bytes(on_disk[:-100])
-    assert any("unrecovered segment" in w for w in verify_paths([dev]).warnings)
+    assert any("unrecovered segment" in e for e in verify_paths([dev]).errors)
     [r] = recover(layout.segments, chain=chain, sealer=Sealer(signer=signer, chain=chain), serial=SERIAL)
     report = verify_paths([dev], decode=True)
     assert report.ok and report.warnings == [], report.errors

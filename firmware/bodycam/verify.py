@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import re
+import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_MANIFEST = 1 << 20  # a real manifest is ~2 KB; refuse to parse a planted giant
 _SEALING_EVENTS = ("segment_sealed", "segment_recovered")
 _OFFLOADED_EVENT = "segment_offloaded"  # the backend's verified receipt was kept, then the files freed
-UNRECOVERED = "unrecovered segment: start the daemon (or run 'bodycam recover') to seal it"
+UNRECOVERED = ("unrecovered segment (a power cut left it open): run 'bodycam recover --config FILE' "
+               "(or start the daemon) to seal it, then verify again")
 
 
 class VerifyInputError(BodycamError, ValueError):
@@ -396,9 +398,12 @@ class _Verifier:
                     self.r.notes.append(f"{p.name}: left over from a sealed segment; the daemon removes it")
                 continue
             stems.setdefault(stem, p)
-        for stem in stems:
+        for stem, p in stems.items():
             self.pending.add(int(stem[4:]))
-            self.r.warnings.append(f"{stem}: {UNRECOVERED}")
+            if _daemon_running(p.parent.parent):
+                self.r.notes.append(f"{stem}: being recorded now by the running daemon (checked once sealed)")
+            else:
+                self.r.errors.append(f"{stem}: {UNRECOVERED}")
 
     def _offloaded_of(self, serial: str | None) -> set[int]:
         """Sequences a trusted audit entry says the backend acknowledged (so their absence is expected).
@@ -463,9 +468,12 @@ class _Verifier:
         except ValueError:
             self.r.errors.append(f"{name}: not valid JSON (manifest damaged)")
             return None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            fmt = doc.get("format") if isinstance(doc, dict) else None
-            self.r.errors.append(f"{name}: format {fmt!r} is not {FORMAT!r}")
+        if not isinstance(doc, dict) or "format" not in doc:
+            self.r.errors.append(f"{name}: not a bodycam manifest (no \"format\" field): damaged or not ours")
+            return None
+        if doc["format"] != FORMAT:
+            self.r.errors.append(f"{name}: manifest format {str(doc['format'])[:40]!r} is not {FORMAT!r}: "
+                                 "made by other firmware, or damaged")
             return None
         self._check_signature(name, path.with_suffix(".sig"), raw, doc.get("key_id"), what="manifest")
         bad = _shape_problems(doc)
@@ -615,6 +623,13 @@ class _Verifier:
             else:
                 self.r.notes.append(f"device {serial}: {_seqs_phrase(gap)} not given (files picked by hand), "
                                     f"so the link from {sb.name} back to {sa.name} is not checked")
+        last = by_seq[seqs[-1]]
+        follows = last.seq + 1
+        if (last.doc.get("end_reason", "") is None and complete and follows not in self.pending
+                and follows not in offloaded):
+            self.r.warnings.append(f"device {serial}: {last.name} says its recording continues, but no sequence "
+                                   f"{follows} follows it: possible deletion of the newest segment(s) (or a "
+                                   "power cut just as the next one opened); check the device's audit log")
         return by_seq
 
     def _chain_state(self, path: Path, scope: _Scope | None, chains: dict[str, dict[int, _Segment]]) -> None:
@@ -801,6 +816,21 @@ class _Verifier:
             self.r.notes.append(f"key taken from beside the evidence ({', '.join(found)}): this proves the "
                                 "files are unaltered and complete, not which camera signed them; pass --key "
                                 "with the device's enrolled certificate for that")
+
+
+def _daemon_running(data_dir: Path) -> bool:
+    """Whether a live daemon owns ``data_dir`` (its control socket answers): its open segment is not a
+    leftover of a power cut."""
+    sock_path = data_dir / "run" / "control.sock"
+    if not sock_path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(sock_path))
+        except OSError:
+            return False
+    return True
 
 
 def _shape_problems(doc: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -69,12 +71,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_parsed(args: argparse.Namespace) -> int:
     """Run a parsed subcommand: a BodycamError becomes one line on stderr and exit code 2."""
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except BodycamError as e:
         print(f"bodycam: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `bodycam verify DIR | head`: the reader has gone. Exit as a C tool killed by SIGPIPE would,
+        # with stdout pointed at /dev/null so the interpreter's own final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as e:
+        # Last resort for file-system trouble no command anticipated: still one line, naming the file.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"bodycam: {where}{e.strerror or e} (check that path, its permissions and free space)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

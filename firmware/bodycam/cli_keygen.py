@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import config as configmod
 from .evidence.signer import generate_key, public_key_path
+from .layout import ensure_writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.key) if args.key else configmod.load(args.config).key_path
+    if args.key:
+        path = Path(args.key)
+    else:
+        cfg = configmod.load(args.config)
+        path = cfg.key_path
+        ensure_writable_dir(cfg.data_dir)
+    ensure_writable_dir(path.parent, what="key folder")
     signer = generate_key(path)
     print(f"device key: {path} (mode 0600)")
     print(f"public key: {public_key_path(path)}")

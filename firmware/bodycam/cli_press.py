@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_args import percent
 from .cli_status import add_socket_args, socket_from_args
 from .controls.buttons import BUTTONS
 from .controls.gestures import GESTURES
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         add_socket_args(q)
         q.set_defaults(run=run_dock, docked=name == "dock")
     b = sub.add_parser("battery", help="set the simulated battery level")
-    b.add_argument("percent", type=float, help="0 to 100")
+    b.add_argument("percent", type=percent, help="0 to 100")
     add_socket_args(b)
     b.set_defaults(run=run_battery)
 

@@ -15,6 +15,7 @@ from types import FrameType
 
 from . import config as configmod
 from .errors import BodycamError
+from .layout import ensure_writable_dir
 
 DEFAULT_DATA = "sim-data"
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                            "config = \"...\" in the scenario's [scenario] table")
     # Validate here, so a typo is one line now rather than a daemon log tail later.
     cfg = configmod.load(config_path, overrides={"device": {"data_dir": str(device_dir)}})
+    ensure_writable_dir(data_root, what="--data")
     if (key := first_boot_key(cfg)) is not None:
         print(f"bodycam sim: first boot of this simulated camera: device key created at {key}", flush=True)
     backend = None      # the panel can always dock; a scenario only needs a backend if it docks

@@ -17,6 +17,8 @@ class DeviceKeyError(BodycamError, RuntimeError):
     """The device key is missing, unreadable, or would be overwritten."""
 
 
+class DataDirError(BodycamError, OSError):
+    """A folder bodycam must write to is missing and cannot be made, is a file, or is read-only."""
 
 
 class StorageFullError(BodycamError, OSError):

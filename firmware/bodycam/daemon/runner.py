@@ -28,6 +28,7 @@ from ..controls.buttons import ButtonPanel
 from ..controls.indicators import Indicators
 from ..device import RecordingDevice
 from ..errors import BodycamError
+from ..layout import ensure_writable_dir
 from ..offload.service import OffloadService
 from .control import socket_path
 from .control_server import ControlServer, remove_stale_socket
@@ -44,7 +45,8 @@ class DataDirLock:
     """An flock on <data_dir>/run/daemon.lock, released by the kernel even if we are killed -9."""
 
     def __init__(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(run_dir.parent)  # the data dir: one clear line if it cannot hold evidence
+        ensure_writable_dir(run_dir, what="data_dir folder")
         os.chmod(run_dir, 0o700)
         self.path = run_dir / "daemon.lock"
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

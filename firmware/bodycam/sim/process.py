@@ -24,6 +24,7 @@ from ..config import Config
 from ..daemon.control import ControlError, request, socket_path
 from ..errors import BodycamError
 from ..evidence.signer import generate_key
+from ..layout import ensure_writable_dir
 
 STOP_TIMEOUT = 30.0  # the daemon seals the open segment on SIGTERM; a segment at most a few seconds
 
@@ -102,7 +103,7 @@ class DaemonProcess:
             else:
                 raise DaemonError(f"a daemon is already running on {self.data_dir} (another 'bodycam sim'?); "
                                   "stop it, or give this simulator its own --data directory")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.data_dir, what="simulator data folder")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command)}\n".encode())

@@ -162,3 +162,28 @@ def test_the_server_survived_every_case(backend) -> None:
     for line in log.splitlines():
         if line.startswith("{"):
             assert json.loads(line).get("level") not in ("error", "critical"), line
+
+
+def test_device_verifier_and_backend_agree_on_a_signed_audit_line_without_prev(backend, tmp_path) -> None:
+    """A correctly signed entry that lacks "prev": the backend once crashed on it (KeyError, 500) while
+    `bodycam verify` called it damaged. Both read it through bodycam.evidence.validate now."""
+    import base64
+
+    from backendkit import Segment
+    from bodycam.verify import verify_paths
+
+    rig = record(tmp_path, "BC-BADIN-AUD", after=5)
+    dev = enrolled_device(backend, rig)
+    entry = json.dumps({"format": "bodycam.audit/1", "seq": 1, "key_id": rig.signer.key_id, "event": "x"})
+    line = json.dumps({"entry": entry, "sig": base64.b64encode(rig.signer.sign(entry.encode())).decode()})
+    data = (line + "\n").encode()
+    path = tmp_path / "audit.log"
+    path.write_bytes(data)
+    r = dev.create(Segment(0, path), kind="audit", length=len(data))
+    assert dev.patch(r.headers["Location"], 0, data).status_code == 204
+    fin = dev.finalize(r.headers["Location"])
+    assert fin.status_code == 422 and fin.json()["reason"] == "bad_audit", fin.text
+    assert "line 1: not a bodycam.audit/1 entry" in fin.json()["message"]
+    rig.layout.audit_log.write_bytes(data)
+    report = verify_paths([rig.layout.root])
+    assert any("line 1: not a bodycam.audit/1 entry" in e for e in report.errors), report.errors

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from bodycam.evidence.audit import AUDIT_FORMAT
 from bodycam.evidence.chain import GENESIS
-from bodycam.evidence.manifest import FORMAT, segment_stem
+from bodycam.evidence.manifest import segment_stem
 from bodycam.evidence.signer import verify_signature
-from bodycam.verify import _shape_problems
+from bodycam.evidence.validate import AuditLine, EvidenceFormatError, parse_audit_line, parse_manifest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,7 +35,6 @@ from .audit import Actor, AuditTrail
 from .auth import DeviceIdentity
 from .db import Database, now_ns
 from .errors import ApiError, Rejected
-from .parsing import loads
 from .receipts import ReceiptSigner, SignedReceipt
 from .store import EvidenceStore, audit_key, segment_key
 from .tus import Created, PendingRow, TusService
@@ -232,23 +230,10 @@ class Ingestor:
             "signature_b64": base64.b64encode(sig[:1024]).decode(),
             "media_sha256": media_sha,
         }
-        if not manifest or len(manifest) > MAX_MANIFEST:
-            raise self._reject(row, who, "bad_manifest", "manifest missing or over 1 MiB", evidence=ev)
         try:
-            doc = loads(manifest)
-        except ValueError:
-            raise self._reject(row, who, "bad_manifest", "manifest is not valid JSON", evidence=ev) from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise self._reject(row, who, "bad_manifest", f"manifest format is not {FORMAT!r}", evidence=ev)
-        bad = _shape_problems(doc)
-        if bad:
-            raise self._reject(
-                row,
-                who,
-                "bad_manifest",
-                f"manifest field(s) missing or invalid: {', '.join(bad)}",
-                evidence=ev,
-            )
+            doc = parse_manifest(manifest)
+        except EvidenceFormatError as e:
+            raise self._reject(row, who, "bad_manifest", str(e), evidence=ev) from None
         if doc["device_serial"] != who.serial:
             raise self._reject(
                 row,
@@ -534,17 +519,14 @@ class Ingestor:
                 row, who, "bad_audit", "audit upload must be whole lines, each ending in a newline"
             )
         entries: list[tuple[int, str, str, bytes, dict[str, Any]]] = []
+        lines: list[AuditLine] = []
         keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
         for n, line in enumerate(data.split(b"\n")[:-1], 1):
             try:
-                outer = loads(line)
-                text, sig_b64 = outer["entry"], outer["sig"]
-                entry = loads(text)
-                sig = base64.b64decode(sig_b64, validate=True)
-                if entry.get("format") != AUDIT_FORMAT or not isinstance(entry.get("seq"), int):
-                    raise ValueError
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                raise self._reject(row, who, "bad_audit", f"line {n} is not a {AUDIT_FORMAT} entry") from None
+                parsed = parse_audit_line(line)
+            except EvidenceFormatError as e:
+                raise self._reject(row, who, "bad_audit", f"line {n}: {e}") from None
+            text, sig, sig_b64, entry = parsed.text, parsed.signature, parsed.signature_b64, parsed.entry
             kid = entry.get("key_id")
             if kid not in keys:
                 keys[kid] = self._public_key(kid, who.serial)
@@ -560,15 +542,14 @@ class Ingestor:
                 raise self._reject(
                     row, who, "bad_signature", f"audit line {n} (seq {entry['seq']}): signature invalid"
                 )
-            if entries:
-                pseq, ptext = entries[-1][0], entries[-1][1]
-                if entry["seq"] != pseq + 1 or entry["prev"] != hashlib.sha256(ptext.encode()).hexdigest():
-                    raise self._reject(
-                        row,
-                        who,
-                        "chain_broken",
-                        f"audit line {n} (seq {entry['seq']}) does not follow seq {pseq}",
-                    )
+            if lines and not parsed.follows(lines[-1]):
+                raise self._reject(
+                    row,
+                    who,
+                    "chain_broken",
+                    f"audit line {n} (seq {parsed.seq}) does not follow seq {lines[-1].seq}",
+                )
+            lines.append(parsed)
             entries.append((entry["seq"], text, sig_b64, line + b"\n", entry))
         if not entries:
             raise self._reject(row, who, "bad_audit", "audit upload holds no entries")

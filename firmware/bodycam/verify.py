@@ -8,8 +8,6 @@ proves which camera made them, so explicit keys replace discovered ones. Format:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -26,14 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .clock import iso_utc
 from .errors import BodycamError
-from .evidence.audit import AUDIT_FORMAT
 from .evidence.chain import GENESIS
-from .evidence.manifest import FORMAT, TIME_BASE, segment_stem
+from .evidence.manifest import TIME_BASE, segment_stem
 from .evidence.signer import key_id_of, verify_signature
+from .evidence.validate import (
+    MAX_MANIFEST_BYTES,
+    EvidenceFormatError,
+    parse_audit_line,
+    parse_manifest,
+    shape_error,
+)
 
 _SEG = re.compile(r"^seg-(\d{10})\.(json|sig|mp4|mp4\.partial|journal)$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_MAX_MANIFEST = 1 << 20  # a real manifest is ~2 KB; refuse to parse a planted giant
 _SEALING_EVENTS = ("segment_sealed", "segment_recovered")
 _OFFLOADED_EVENT = "segment_offloaded"  # the backend's verified receipt was kept, then the files freed
 UNRECOVERED = ("unrecovered segment (a power cut left it open): run 'bodycam recover --config FILE' "
@@ -316,7 +318,7 @@ class _Verifier:
         elif name.endswith(".json"):
             try:
                 with open(path, "rb") as f:
-                    doc = json.loads(f.read(_MAX_MANIFEST))
+                    doc = json.loads(f.read(MAX_MANIFEST_BYTES))
             except (OSError, ValueError):
                 doc = None
             if isinstance(doc, dict) and "next_sequence" in doc and "format" not in doc:
@@ -456,7 +458,7 @@ class _Verifier:
     def _load_manifest(self, path: Path, scope: _Scope) -> _Segment | None:
         name = path.name
         try:
-            if path.stat().st_size > _MAX_MANIFEST:
+            if path.stat().st_size > MAX_MANIFEST_BYTES:
                 self.r.errors.append(f"{name}: too large to be a manifest")
                 return None
             raw = path.read_bytes()
@@ -464,21 +466,13 @@ class _Verifier:
             self.r.errors.append(f"{name}: cannot read ({e.strerror})")
             return None
         try:
-            doc = json.loads(raw)
-        except ValueError:
-            self.r.errors.append(f"{name}: not valid JSON (manifest damaged)")
-            return None
-        if not isinstance(doc, dict) or "format" not in doc:
-            self.r.errors.append(f"{name}: not a bodycam manifest (no \"format\" field): damaged or not ours")
-            return None
-        if doc["format"] != FORMAT:
-            self.r.errors.append(f"{name}: manifest format {str(doc['format'])[:40]!r} is not {FORMAT!r}: "
-                                 "made by other firmware, or damaged")
+            doc = parse_manifest(raw, check_shape=False)
+        except EvidenceFormatError as e:
+            self.r.errors.append(f"{name}: {e}")
             return None
         self._check_signature(name, path.with_suffix(".sig"), raw, doc.get("key_id"), what="manifest")
-        bad = _shape_problems(doc)
-        if bad:
-            self.r.errors.append(f"{name}: missing or invalid field(s): {', '.join(bad)}")
+        if problem := shape_error(doc):
+            self.r.errors.append(f"{name}: {problem}")
             return None
         seg = _Segment(name, path, raw, doc, scope)
         m = _SEG.match(name)
@@ -693,17 +687,12 @@ class _Verifier:
         last_hash, last_line, last_ok = GENESIS, 0, True
         for n, line in enumerate(lines, 1):
             try:
-                outer = json.loads(line)
-                text, sig_b64 = outer["entry"], outer["sig"]
-                entry = json.loads(text)
-                seq, prev = entry["seq"], entry["prev"]
-                if entry.get("format") != AUDIT_FORMAT or not isinstance(seq, int):
-                    raise ValueError
-                sig = base64.b64decode(sig_b64, validate=True)
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                self.r.errors.append(f"{label} line {n}: not a {AUDIT_FORMAT} entry (damaged)")
+                parsed = parse_audit_line(line)
+            except EvidenceFormatError as e:
+                self.r.errors.append(f"{label} line {n}: {e}")
                 last_ok = False
                 continue
+            text, sig, entry, seq, prev = parsed.text, parsed.signature, parsed.entry, parsed.seq, parsed.prev
             ok = self._verify(f"{label} line {n}", sig, text.encode(), entry.get("key_id"), what="entry")
             if last_seq is None:
                 if seq == 1 and prev != GENESIS:
@@ -722,7 +711,7 @@ class _Verifier:
             else:
                 self.r.errors.append(f"{label} line {n}: seq {seq} after seq {last_seq} "
                                      "(entries reordered or duplicated)")
-            last_seq, last_hash, last_line, last_ok = seq, hashlib.sha256(text.encode()).hexdigest(), n, ok
+            last_seq, last_hash, last_line, last_ok = seq, parsed.sha256, n, ok
             summary.entries += 1
             summary.first_seq = seq if summary.first_seq is None else summary.first_seq
             summary.last_seq = seq
@@ -831,40 +820,6 @@ def _daemon_running(data_dir: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-def _shape_problems(doc: dict[str, Any]) -> list[str]:
-    """Field names whose value a verifier cannot use (a device bug or a forgery attempt)."""
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    bad = []
-    if not is_int(doc.get("sequence")) or doc["sequence"] < 1:
-        bad.append("sequence")
-    if not isinstance(doc.get("device_serial"), str) or not doc["device_serial"]:
-        bad.append("device_serial")
-    if not isinstance(doc.get("key_id"), str):
-        bad.append("key_id")
-    prev = doc.get("previous_manifest_sha256")
-    if not isinstance(prev, str) or not _HEX64.match(prev):
-        bad.append("previous_manifest_sha256")
-    media = doc.get("media")
-    if not isinstance(media, dict):
-        bad.append("media")
-    else:
-        if not isinstance(media.get("file"), str):
-            bad.append("media.file")
-        if not isinstance(media.get("sha256"), str) or not _HEX64.match(media["sha256"]):
-            bad.append("media.sha256")
-        if not is_int(media.get("size")) or media["size"] < 0:
-            bad.append("media.size")
-    if not is_int(doc.get("frame_count")) or doc["frame_count"] < 0:
-        bad.append("frame_count")
-    for k in ("first_frame", "last_frame"):
-        v = doc.get(k)
-        if v is not None and not (isinstance(v, dict) and is_int(v.get("utc_ns")) and is_int(v.get("pts"))):
-            bad.append(k)
-    return bad
 
 
 def verify_paths(paths: list[Path], *, public_keys: list[Path] | None = None,

@@ -538,3 +538,32 @@ def _answers(sock: Path) -> bool:
         return True
     except BodycamError:
         return False
+
+
+def test_a_slow_disk_during_status_does_not_hold_up_a_press(harness) -> None:
+    """status() reads free space and scans the upload spool; on a slow card that takes a while, and a
+    button press arriving meanwhile must still be handled at once (it waits for no disk I/O of status)."""
+    h = harness()
+    h.boot(buffer_s=0.2)
+    card_stuck, status_reading = threading.Event(), threading.Event()
+    fast = h.device.storage._free_bytes
+
+    def slow_card(path: Path) -> int:
+        if threading.current_thread().name == "status-caller":
+            status_reading.set()
+            card_stuck.wait(30)
+        return fast(path)
+
+    h.device.storage._free_bytes = slow_card
+    answer: list[dict[str, Any]] = []
+    caller = threading.Thread(target=lambda: answer.append(h.machine.status()), name="status-caller")
+    caller.start()
+    try:
+        assert status_reading.wait(5)
+        assert h.press("double") == "start_recording"
+        assert caller.is_alive(), "the press waited for status() to finish its disk reads"
+        assert h.machine.state == "recording"
+    finally:
+        card_stuck.set()
+        caller.join(10)
+    assert answer and answer[0]["free_bytes"] == h.free

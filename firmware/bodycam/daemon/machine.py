@@ -281,15 +281,19 @@ class StateMachine:
 
     def status(self) -> dict[str, Any]:
         """The object `bodycam status --json` prints (shape documented in docs/daemon.md)."""
+        # Disk first and without the machine lock: a spool scan or statvfs on a slow SD card must not
+        # hold up a button press that arrives while someone asks for the status.
+        dev = self.device
+        try:
+            free: int | None = dev.storage.free_bytes()
+            headroom: int | None = free - dev.storage.reserve_bytes  # type: ignore[operator]
+        except OSError:
+            free = headroom = None
+        pending_uploads = self._pending_uploads()
+        clock = dev.clock_status()
         with self._lock:
-            dev = self.device
             now = self.clock.monotonic_ns()
             stats = dev.pipeline.snapshot()
-            try:
-                free = dev.storage.free_bytes()
-                headroom: int | None = free - dev.storage.reserve_bytes
-            except OSError:
-                free = headroom = None
             return {
                 "state": self._state,
                 "state_seconds": round((now - self._since_ns) / 1e9, 3),
@@ -305,11 +309,11 @@ class StateMachine:
                 "frames_captured": stats.frames_captured,
                 "dropped": stats.dropped,
                 "segments_sealed": dev.recorder.segments_sealed,
-                "pending_uploads": self._pending_uploads(),
+                "pending_uploads": pending_uploads,
                 "free_bytes": free,
                 "headroom_bytes": headroom,
                 "reserve_bytes": dev.storage.reserve_bytes,
-                "clock": dev.clock_status(),
+                "clock": clock,
                 "stealth": self._stealth,
                 "docked": self._docked,
                 "battery_percent": self._battery(),

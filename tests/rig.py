@@ -56,7 +56,7 @@ class Rig:
                              **({"free_bytes": free_bytes} if free_bytes else {}))
         self.recorder = Recorder(config=self.cfg, layout=self.layout,
                                  sealer=Sealer(signer=self.signer, chain=self.chain), chain=self.chain,
-                                 storage=guard, clock=self.clock, extradata=lambda: self.encoder.extradata,
+                                 storage=guard, clock=self.clock,
                                  codec="libx264", events=lambda e, **d: self.events.append((e, d)))
         self.index = 0
         self.captured: dict[int, tuple[int, int]] = {}  # frame index -> (mono_ns, utc_ns)

@@ -17,6 +17,8 @@ class DeviceKeyError(BodycamError, RuntimeError):
     """The device key is missing, unreadable, or would be overwritten."""
 
 
+class EncoderError(BodycamError, RuntimeError):
+    """The configured H.264 encoder cannot be opened on this machine (or in this PyAV build)."""
 
 
 class StorageFullError(BodycamError, OSError):

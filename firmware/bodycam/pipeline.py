@@ -92,6 +92,7 @@ class Pipeline:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.encoder.start()  # first: an encoder that cannot open here fails before the camera runs
         self.source.start()
         for name, target in (("capture", self._capture_loop), ("encode", self._encode_loop),
                              ("writer", self._writer_loop)):

@@ -3,6 +3,7 @@ encoding, real segment files, decoded by PyAV and by Debian's ffmpeg/ffprobe."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -94,6 +95,15 @@ def test_a_header_only_packet_is_merged_into_the_next_picture_not_given_a_frame(
     out = enc.encode(fs[1]) + enc.encode(fs[2]) + enc.flush()
     assert [p.mono_ns for p in out] == [f.mono_ns for f in fs]
     assert [nal_type(n) for n in split_nals(out[0].data)][:2] == [7, 8] and out[0].keyframe
+
+
+def test_a_frame_the_encoder_skips_shifts_no_later_packet() -> None:
+    enc = H264Encoder(**SETTINGS, codec="h264_v4l2m2m",
+                      open_context=functools.partial(open_v4l2m2m_like, skip=frozenset({4, 9})))
+    fs = frames(15)
+    packets = encode_all(enc, fs)
+    kept = [f for f in fs if f.index not in (4, 9)]
+    assert [(p.index, p.mono_ns) for p in packets] == [(f.index, f.mono_ns) for f in kept]
 
 
 def test_every_idr_carries_sps_pps_in_band() -> None:

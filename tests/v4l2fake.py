@@ -15,6 +15,10 @@ It reproduces what matters to our muxing and timing, read from FFmpeg's libavcod
 - ``v4l2_send_frame`` maps ``pict_type == AV_PICTURE_TYPE_I`` to V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME:
   a forced keyframe works as with libx264 (``forced-idr``).
 
+Not from that source but allowed by it: a V4L2 encoder may skip a frame (V4L2 has
+V4L2_CID_MPEG_VIDEO_FRAME_SKIP_MODE; we have not seen bcm2835-codec do it). ``skip`` makes the fake
+eat those frames, to test that packets are matched to frames by pts and not by order.
+
 libx264 is opened with a global header, which makes x264 keep SPS/PPS out of its packets
 (``b_repeat_headers = 0``): the fake sends them once, split off, and then hides the extradata.
 """
@@ -31,13 +35,16 @@ from bodycam.encode.h264 import open_context
 class V4l2m2mLikeContext:
     """An opened encoder context with h264_v4l2m2m's packet behaviour (see the module docstring)."""
 
-    def __init__(self, real: av.CodecContext, *, header_pts: int = 0, delay: int = 1) -> None:
+    def __init__(self, real: av.CodecContext, *, header_pts: int = 0, delay: int = 1,
+                 skip: frozenset[int] = frozenset()) -> None:
         self._real = real
         self._headers: bytes | None = bytes(real.extradata or b"")
         assert self._headers, "libx264 with a global header has SPS/PPS in extradata"
         self._header_pts = header_pts
         self._delay = delay
         self._queue: deque[av.Packet] = deque()
+        self._skip = skip
+        self._sent = 0
 
     @property
     def extradata(self) -> bytes | None:
@@ -51,6 +58,10 @@ class V4l2m2mLikeContext:
             header.is_keyframe = True
             out.append(header)
             self._headers = None
+        if frame is not None:
+            self._sent += 1
+            if self._sent - 1 in self._skip:
+                return out
         self._queue.extend(self._real.encode(frame))
         keep = self._delay if frame is not None else 0
         while len(self._queue) > keep:
@@ -58,7 +69,10 @@ class V4l2m2mLikeContext:
         return out
 
 
-def open_v4l2m2m_like(**settings: Any) -> V4l2m2mLikeContext:
-    """Same signature as ``bodycam.encode.h264.open_context``; ``codec`` is ignored (libx264 inside)."""
+def open_v4l2m2m_like(*, skip: frozenset[int] = frozenset(), **settings: Any) -> V4l2m2mLikeContext:
+    """Same signature as ``bodycam.encode.h264.open_context``; ``codec`` is ignored (libx264 inside).
+
+    ``skip``: 0-based numbers of frames the fake accepts and never encodes.
+    """
     settings = {**settings, "codec": "libx264"}
-    return V4l2m2mLikeContext(open_context(**settings))
+    return V4l2m2mLikeContext(open_context(**settings), skip=skip)

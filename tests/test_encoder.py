@@ -273,3 +273,26 @@ def test_the_v4l2_encoder_where_there_is_none_is_one_line_saying_what_to_set() -
     msg = str(e.value)
     assert isinstance(e.value, BodycamError) and "\n" not in msg
     assert "h264_v4l2m2m" in msg and 'codec = "auto"' in msg
+
+
+@pytest.mark.skipif(FFPROBE is None or shutil.which("jq") is None, reason="ffprobe or jq missing")
+def test_the_documented_ffprobe_commands_list_every_frame_of_a_first_segment(tmp_path) -> None:
+    """docs/format.md section 8 step 5, run as printed, on the segment with libx264's SEI on frame 0."""
+    rig = Rig(tmp_path)
+    _record(rig)
+    segments = tmp_path / "check"   # the commands name seg-0000000002: make it the recording's first
+    segments.mkdir()
+    for p in ("mp4", "json"):
+        shutil.copy(tmp_path / f"segments/seg-0000000001.{p}", segments / f"seg-0000000002.{p}")
+    m = json.loads((segments / "seg-0000000002.json").read_text())
+    docs = (Path(__file__).resolve().parents[1] / "docs/format.md").read_text().split("```sh\n")[1:]
+    frames_cmd = next(b.split("```")[0] for b in docs if "frame=key_frame,pts,pts_time" in b)
+    utc_cmd = next(b.split("```")[0] for b in docs if "t0=$(jq" in b)
+    rows = subprocess.run(["bash", "-c", frames_cmd], cwd=segments, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert len(rows) == m["frame_count"] and rows[0] == "1,0,0.000000"
+    assert all(len(r.split(",")) == 3 for r in rows)
+    utc = subprocess.run(["bash", "-c", utc_cmd], cwd=segments, capture_output=True, text=True, check=True)
+    lines = utc.stdout.splitlines()
+    assert len(lines) == m["frame_count"] and lines[0].split()[0] == "0"
+    assert lines[-1].split()[0] == str(m["last_frame"]["pts"])

@@ -130,6 +130,10 @@ class H264Encoder:
             if extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
                 self._params = ParameterSets.find(split_nals(extradata))
 
+    def oldest_pending_ns(self) -> int | None:
+        """Capture time of the oldest frame sent to the encoder whose packet has not come out yet."""
+        return next(iter(self._pending.values())).mono_ns if self._pending else None
+
     def force_keyframe(self) -> None:
         self._force_key = True
 

@@ -319,6 +319,7 @@ def test_an_encoder_that_cannot_open_is_a_fault_saying_what_to_set(harness) -> N
     message = h.machine.status()["fault"]
     assert "h264_v4l2m2m" in message and 'codec = "auto"' in message and "\n" not in message
     assert h.press("double") == "refused"
+    assert events(h.data, "power_on")[0]["encoder"] == "h264_v4l2m2m (hardware): configured"
 
 
 def test_storage_filling_during_recording_seals_and_faults(harness) -> None:

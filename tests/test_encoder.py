@@ -258,6 +258,7 @@ def test_make_encoder_resolves_auto_and_names_it(tmp_path) -> None:
     assert cfg.encoder.codec == "auto"
     enc = make_encoder(cfg, platform=Platform(tmp_path, {"libx264", "h264_v4l2m2m"}))
     assert (enc.codec_name, enc.hardware, enc.description) == ("libx264", False, "libx264 (software)")
+    assert enc.reason == "no bcm2835-codec H.264 encoder on this machine"
     pi4 = make_encoder(cfg, platform=Platform(_sysfs(tmp_path / "r", video11="bcm2835-codec-encode"),
                                               {"libx264", "h264_v4l2m2m"}))
     assert (pi4.codec_name, pi4.hardware) == ("h264_v4l2m2m", True)

@@ -111,7 +111,9 @@ class RecordingDevice:
         self.audit.append("fault", message=message)
 
     def start(self) -> None:
-        self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path)
+        enc = self.encoder
+        self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path,
+                          encoder=f"{enc.description}: {enc.reason}" if enc.reason else enc.description)
         self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds)
         self.pipeline.start()
 

@@ -23,7 +23,7 @@ def make_encoder(config: Config, *, platform: Platform | None = None) -> H264Enc
     cam, enc = config.camera, config.encoder
     choice = choose_codec(enc.codec, platform)
     return H264Encoder(width=cam.width, height=cam.height, fps=cam.fps, bitrate_kbps=enc.bitrate_kbps,
-                       gop_seconds=enc.gop_seconds, codec=choice.codec, hardware=choice.hardware,
+                       gop_seconds=enc.gop_seconds, codec=choice.codec, hardware=choice.hardware, reason=choice.why,
                        preset=enc.preset, threads=enc.threads, open_context=open_context)
 
 

@@ -98,9 +98,12 @@ class H264Encoder:
 
     def __init__(self, *, width: int, height: int, fps: float, bitrate_kbps: int, gop_seconds: float,
                  codec: str = "libx264", preset: str = "ultrafast", threads: int = 0,
-                 hardware: bool | None = None, open_context: ContextOpener = open_context) -> None:
+                 hardware: bool | None = None, reason: str = "",
+                 open_context: ContextOpener = open_context) -> None:
+        """``reason``: why this codec (from ``platform.choose_codec``), for logs and the audit log."""
         self.width, self.height, self.fps = width, height, fps
         self.codec_name = codec
+        self.reason = reason
         self.hardware = codec == HARDWARE_CODEC if hardware is None else hardware
         self._settings = dict(width=width, height=height, fps=fps, bitrate_kbps=bitrate_kbps,
                               gop_seconds=gop_seconds, codec=codec, preset=preset, threads=threads)

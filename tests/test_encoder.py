@@ -106,6 +106,26 @@ def test_a_frame_the_encoder_skips_shifts_no_later_packet() -> None:
     assert [(p.index, p.mono_ns) for p in packets] == [(f.index, f.mono_ns) for f in kept]
 
 
+class _RoundingContext:
+    """libx264 whose packets come back with pts 1 tick off, as a driver's time rounding would do."""
+
+    def __init__(self, **settings) -> None:
+        self._real = open_context(**settings)
+        self.extradata = self._real.extradata
+
+    def encode(self, frame=None) -> list:
+        packets = self._real.encode(frame)
+        for p in packets:
+            p.pts += 1
+        return packets
+
+
+def test_packets_with_rounded_times_still_find_their_frames() -> None:
+    enc = H264Encoder(**SETTINGS, open_context=_RoundingContext)
+    fs = frames(12)
+    assert [(p.index, p.mono_ns) for p in encode_all(enc, fs)] == [(f.index, f.mono_ns) for f in fs]
+
+
 def test_every_idr_carries_sps_pps_in_band() -> None:
     for opener in (open_context, open_v4l2m2m_like):
         enc = H264Encoder(**SETTINGS, open_context=opener)

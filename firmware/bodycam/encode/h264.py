@@ -182,13 +182,17 @@ class H264Encoder:
         return out
 
     def _frame_for(self, pts: int | None) -> Frame | None:
-        """The frame this packet encodes; frames sent before it and never answered were skipped."""
+        """The frame this packet encodes; frames sent before it and never answered were skipped.
+
+        Exact pts first; failing that (a driver that rounds times: V4L2 carries microseconds, or
+        no pts at all) the nearest pending frame, the oldest when there is no pts.
+        """
         if not self._pending:
             return None
-        if pts not in self._pending:  # a driver that rounds times (V4L2 uses microseconds): nearest
-            pts = min(self._pending, key=lambda k: abs(k - (pts if pts is not None else k)))
-        frame = self._pending.pop(pts)  # type: ignore[arg-type]
-        for older in [k for k in self._pending if k < pts]:  # type: ignore[operator]
+        key = pts if pts in self._pending else min(
+            self._pending, key=lambda k: abs(k - pts) if pts is not None else 0)
+        frame = self._pending.pop(key)
+        for older in [k for k in self._pending if k < key]:
             del self._pending[older]
         return frame
 

@@ -17,8 +17,8 @@ __all__ = ["H264Encoder", "Platform", "make_encoder", "open_encoder"]
 def make_encoder(config: Config, *, platform: Platform | None = None) -> H264Encoder:
     """The encoder ``config`` asks for on this machine, not yet opened (``start()`` opens it).
 
-    ``description`` says which one and whether it is hardware, e.g. "h264_v4l2m2m (hardware)".
-    Raises EncoderError (one line) if the configured codec is missing from this PyAV build.
+    ``description`` says which one and whether it is hardware, e.g. "h264_v4l2m2m (hardware)";
+    ``reason`` why it was chosen.
     """
     cam, enc = config.camera, config.encoder
     choice = choose_codec(enc.codec, platform)

@@ -12,7 +12,7 @@ from typing import Any
 from bodycam import config as configmod
 from bodycam.capture.frame import Frame
 from bodycam.clock import ManualClock
-from bodycam.encode.h264 import H264Encoder
+from bodycam.encode.h264 import ContextOpener, H264Encoder, open_context
 from bodycam.evidence.chain import ChainState
 from bodycam.evidence.sealer import Sealer
 from bodycam.evidence.signer import FileKeySigner, generate_key
@@ -38,7 +38,9 @@ def small_config(data: Path, **tables: dict[str, Any]) -> configmod.Config:
 
 
 class Rig:
-    def __init__(self, data: Path, *, free_bytes=None, **tables: dict[str, Any]) -> None:
+    def __init__(self, data: Path, *, free_bytes=None, codec: str = "libx264",
+                 open_context: ContextOpener = open_context, **tables: dict[str, Any]) -> None:
+        """``codec``/``open_context``: the encoder seam (tests/v4l2fake.py stands in for the Pi's)."""
         self.cfg = small_config(data, **tables)
         self.clock = ManualClock()
         self.layout = DataLayout(data)
@@ -49,15 +51,16 @@ class Rig:
         self.chain = ChainState(self.layout.chain)
         cam, enc = self.cfg.camera, self.cfg.encoder
         self.encoder = H264Encoder(width=cam.width, height=cam.height, fps=cam.fps,
-                                   bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds)
+                                   bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds,
+                                   codec=codec, open_context=open_context)
         self.buffer = PreEventBuffer(seconds=self.cfg.buffer.pre_event_seconds, max_bytes=50_000_000)
         self.events: list[tuple[str, dict]] = []
         guard = StorageGuard(data, reserve_bytes=int(self.cfg.storage.reserve_megabytes * 1e6),
                              **({"free_bytes": free_bytes} if free_bytes else {}))
         self.recorder = Recorder(config=self.cfg, layout=self.layout,
                                  sealer=Sealer(signer=self.signer, chain=self.chain), chain=self.chain,
-                                 storage=guard, clock=self.clock, extradata=lambda: self.encoder.extradata,
-                                 codec="libx264", events=lambda e, **d: self.events.append((e, d)))
+                                 storage=guard, clock=self.clock,
+                                 codec=codec, events=lambda e, **d: self.events.append((e, d)))
         self.index = 0
         self.captured: dict[int, tuple[int, int]] = {}  # frame index -> (mono_ns, utc_ns)
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from bodycam.clock import ManualClock, SystemClock
 from bodycam.controls.buttons import ButtonPanel
@@ -32,6 +33,7 @@ from bodycam.daemon.machine import SettableBattery, StateMachine
 from bodycam.daemon.states import TRANSITIONS
 from bodycam.daemon.systemd import Notifier
 from bodycam.device import RecordingDevice
+from bodycam.encode.platform import Platform
 from bodycam.errors import BodycamError
 from bodycam.evidence.signer import generate_key
 from bodycam.verify import verify_paths
@@ -304,6 +306,20 @@ def test_storage_full_refuses_then_recovers_when_space_is_freed(harness) -> None
     assert events(h.data, "record_refused") and events(h.data, "fault_cleared")
     assert events(h.data, "fault")[0]["kind"] == "storage"
     assert h.transitions[-2:] == [("buffering", "fault", "fault"), ("fault", "buffering", "space_freed")]
+
+
+@pytest.mark.skipif(Platform().hardware_encoder_device() is not None, reason="this machine has the encoder")
+def test_an_encoder_that_cannot_open_is_a_fault_saying_what_to_set(harness) -> None:
+    """A Pi 5 configured for the Pi 4's hardware encoder: FFmpeg fails at open with a bare errno."""
+    if "h264_v4l2m2m" not in av.codecs_available:
+        pytest.skip("this PyAV build has no h264_v4l2m2m")
+    h = harness(encoder={"codec": "h264_v4l2m2m"})
+    h.boot()
+    assert h.machine.state == "fault"
+    message = h.machine.status()["fault"]
+    assert "h264_v4l2m2m" in message and 'codec = "auto"' in message and "\n" not in message
+    assert h.press("double") == "refused"
+    assert events(h.data, "power_on")[0]["encoder"] == "h264_v4l2m2m (hardware): configured"
 
 
 def test_storage_filling_during_recording_seals_and_faults(harness) -> None:

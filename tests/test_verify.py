@@ -72,7 +72,7 @@ def _build_device(root: Path) -> None:
             assert len(packets) == PER_SEGMENT and packets[0].keyframe  # zerolatency: no frame delay
             seq = chain.reserve_sequence()
             paths = SegmentPaths(layout.segments, seq)
-            writer = SegmentWriter(paths.partial, width=W, height=H, fps=FPS, extradata=enc.extradata,
+            writer = SegmentWriter(paths.partial, width=W, height=H, fps=FPS,
                                    fragment_seconds=1.0)
             for p in packets:
                 writer.write(p)
@@ -341,7 +341,7 @@ def test_recovered_segment_verifies(dev: Path) -> None:
         first_frame=stamp(first.utc_ns, first.mono_ns) | {"pts": 0}, encoder="libx264")
     journal = SegmentJournal(paths.journal, header=facts.to_journal())
     assert chain.reserve_sequence() == seq
-    writer = SegmentWriter(paths.partial, width=W, height=H, fps=FPS, extradata=enc.extradata,
+    writer = SegmentWriter(paths.partial, width=W, height=H, fps=FPS,
                            fragment_seconds=1.0)
     for p in packets:
         writer.write(p)

@@ -57,7 +57,8 @@ class WatermarkConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    codec: str = _opt("libx264", choices=("libx264", "h264_v4l2m2m"))
+    codec: str = _opt("auto", choices=("auto", "libx264", "h264_v4l2m2m"),
+                      help="auto: the Pi 4's hardware encoder if present, else libx264 (Pi 5, PC)")
     bitrate_kbps: int = _opt(6000, min=100, max=50000)
     gop_seconds: float = _opt(1.0, min=0.1, max=10)
     preset: str = _opt("ultrafast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"))

@@ -15,7 +15,7 @@ from .capture.factory import open_source
 from .capture.frame import CameraSource
 from .clock import Clock, SystemClock
 from .config import Config
-from .encode.h264 import H264Encoder
+from .encode import H264Encoder, make_encoder
 from .evidence.audit import AuditLog
 from .evidence.chain import ChainState
 from .evidence.sealer import Sealer
@@ -43,8 +43,12 @@ class RecordingDevice:
 
     def __init__(self, config: Config, *, clock: Clock | None = None, source: CameraSource | None = None,
                  signer: Signer | None = None, free_bytes: FreeBytes = statvfs_free,
-                 offline: bool = False) -> None:
-        """``offline``: the source is not live (a replay), so a slow encoder makes it wait, not drop."""
+                 offline: bool = False, encoder: H264Encoder | None = None) -> None:
+        """``offline``: the source is not live (a replay), so a slow encoder makes it wait, not drop.
+
+        ``encoder``: by default the one ``[encoder] codec`` picks on this machine (``make_encoder``);
+        it is opened in ``start()``, so an encoder that cannot open is a fault the daemon shows.
+        """
         self.config = config
         self.clock = clock or SystemClock()
         self.layout = DataLayout(config.data_dir)
@@ -64,11 +68,9 @@ class RecordingDevice:
         for r in self.recovered:
             self.audit.append("segment_recovered", sequence=r.sequence, recording_id=r.recording_id,
                               frames=r.frames, bytes_kept=r.bytes_kept, bytes_cut=r.bytes_cut)
-        cam, enc = config.camera, config.encoder
+        cam = config.camera
         self.source = source or open_source(cam, self.clock)
-        self.encoder = H264Encoder(width=cam.width, height=cam.height, fps=cam.fps,
-                                   bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds,
-                                   codec=enc.codec, preset=enc.preset, threads=enc.threads)
+        self.encoder = encoder or make_encoder(config)
         watermark = (Watermarker(config.watermark, serial=config.device.serial,
                                  officer_id=config.device.officer_id)
                      if config.watermark.enabled else None)
@@ -76,7 +78,7 @@ class RecordingDevice:
                                         max_bytes=int(config.buffer.max_megabytes * 1_000_000))
         self.recorder = Recorder(config=config, layout=self.layout, sealer=self.sealer, chain=self.chain,
                                  storage=self.storage, clock=self.clock,
-                                 extradata=lambda: self.encoder.extradata, codec=enc.codec,
+                                 codec=self.encoder.codec_name,
                                  clock_status=self.clock_status, events=self._event)
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
@@ -109,7 +111,9 @@ class RecordingDevice:
         self.audit.append("fault", message=message)
 
     def start(self) -> None:
-        self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path)
+        enc = self.encoder
+        self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path,
+                          encoder=f"{enc.description}: {enc.reason}" if enc.reason else enc.description)
         self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds)
         self.pipeline.start()
 

@@ -21,6 +21,10 @@ class DataDirError(BodycamError, OSError):
     """A folder bodycam must write to is missing and cannot be made, is a file, or is read-only."""
 
 
+class EncoderError(BodycamError, RuntimeError):
+    """The configured H.264 encoder cannot be opened on this machine (or in this PyAV build)."""
+
+
 class StorageFullError(BodycamError, OSError):
     """Writing more footage would eat into the configured free-space reserve."""
 

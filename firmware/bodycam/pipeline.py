@@ -8,6 +8,10 @@ Three threads, so that no stage waits on a slower one:
 - writer: muxes, fsyncs and seals segments. Disk stalls (an SD card fsync can take 100 ms) only
   grow a queue of small compressed packets; capture and encoding carry on.
 Commands (start, stop, marker) go through the writer queue too, so they stay ordered with packets.
+
+A stop goes by capture time, not by when packets arrive: frames captured before the stop but still
+in the frame queue or inside the encoder (the Pi 4's hardware encoder returns each packet a frame or
+more late) belong to the recording, so the stop reaches the writer once they are all out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .recorder import Recorder
 from .watermark import Watermarker
 
 _END = object()
+STALL_SECONDS = 0.5  # no frame for this long: a pending stop stops waiting for the encoder
 
 
 @dataclass
@@ -41,6 +46,12 @@ class _Start:
 class _Stop:
     reason: str
     done: threading.Event
+
+
+@dataclass
+class _PendingStop:
+    mono_ns: int
+    stop: _Stop
 
 
 @dataclass
@@ -83,21 +94,27 @@ class Pipeline:
         self._writes: queue.Queue[Any] = queue.Queue()
         self._route = threading.Lock()
         self._recording = False
+        self._pending_stop: _PendingStop | None = None  # stopped; packets of earlier frames still due
+        self._last_fed_ns: int | None = None            # capture time of the last frame encoded
         self._buffering = True
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._encode_thread: threading.Thread | None = None
         self.stats = PipelineStats()
         self.last_frame: Frame | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.encoder.start()  # first: an encoder that cannot open here fails before the camera runs
         self.source.start()
         for name, target in (("capture", self._capture_loop), ("encode", self._encode_loop),
                              ("writer", self._writer_loop)):
             t = threading.Thread(target=target, name=f"bodycam-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+            if name == "encode":
+                self._encode_thread = t
 
     def close(self, reason: str = "shutdown") -> None:
         """Stop capture, seal the open segment, join the threads. Idempotent."""
@@ -129,6 +146,7 @@ class Pipeline:
         with self._route:
             if self._recording:
                 return mono, utc
+            self._settle_stop(force=True)  # restarted at once: frames still due go to the new one
             preroll = self.prebuffer.take(mono)
             self.encoder.force_keyframe()
             self._recording = True
@@ -136,12 +154,16 @@ class Pipeline:
         return mono, utc
 
     def stop_recording(self, reason: str = "button", *, wait: bool = True, timeout: float = 30.0) -> None:
+        """Frames captured until now are recorded; ``wait``: until the writer has sealed the segment."""
+        mono = self.clock.monotonic_ns()
         with self._route:
             if not self._recording:
                 return
             self._recording = False
             done = threading.Event()
-            self._writes.put(_Stop(reason, done))
+            self._pending_stop = _PendingStop(mono, _Stop(reason, done))
+            if self._encode_thread is None or not self._encode_thread.is_alive():
+                self._settle_stop(force=True)  # no encode thread to settle it
         if wait:
             done.wait(timeout)
 
@@ -181,24 +203,57 @@ class Pipeline:
     def _encode_loop(self) -> None:
         try:
             while True:
-                frame = self._frames.get()
+                try:
+                    frame = self._frames.get(timeout=STALL_SECONDS)
+                except queue.Empty:  # no frame for a while: do not hold a stop for packets that may never come
+                    with self._route:
+                        self._settle_stop(force=True)
+                    continue
                 if frame is _END:
                     packets = self.encoder.flush()
                     for p in packets:
                         self._route_packet(p)
                     break
-                for p in self.encoder.encode(frame):
+                packets = self.encoder.encode(frame)
+                with self._route:
+                    self._last_fed_ns = frame.mono_ns
+                for p in packets:
                     self._route_packet(p)
+                with self._route:
+                    self._settle_stop(force=False)
                 self.stats.frames_encoded += 1
+        except Exception as e:  # noqa: BLE001 - an encoder that dies mid-stream is a fault, not a silent stop
+            self._fault(f"encoder {self.encoder.codec_name} failed: {e}")
         finally:
+            with self._route:
+                self._settle_stop(force=True)
             self._writes.put(_END)
 
     def _route_packet(self, packet: EncodedPacket) -> None:
         with self._route:
-            if self._recording:
+            stop = self._pending_stop
+            if self._recording or (stop is not None and packet.mono_ns <= stop.mono_ns):
                 self._writes.put(packet)
             elif self._buffering:
                 self.prebuffer.push(packet)
+
+    def _settle_stop(self, *, force: bool) -> None:
+        """Hand a pending stop to the writer once no frame captured before it can still come out.
+
+        Called under ``_route``. Frames are encoded in capture order, so that is when a later frame
+        has gone into the encoder and the encoder holds none from before the stop.
+        """
+        stop = self._pending_stop
+        if stop is None:
+            return
+        if not force:
+            if self._last_fed_ns is None or self._last_fed_ns <= stop.mono_ns:
+                return
+            oldest = self.encoder.oldest_pending_ns()
+            if oldest is not None and oldest <= stop.mono_ns:
+                return
+        self._pending_stop = None
+        self._writes.put(stop.stop)
 
     def _writer_loop(self) -> None:
         rec = self.recorder

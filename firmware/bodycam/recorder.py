@@ -42,7 +42,7 @@ class _Open:
 
 class Recorder:
     def __init__(self, *, config: Config, layout: DataLayout, sealer: Sealer, chain: ChainState,
-                 storage: StorageGuard, clock: Clock, extradata: Callable[[], bytes], codec: str,
+                 storage: StorageGuard, clock: Clock, codec: str,
                  clock_status: Callable[[], dict[str, Any]] = lambda: {"status": "unknown"},
                  events: EventSink = _noop) -> None:
         self.cfg = config
@@ -51,7 +51,6 @@ class Recorder:
         self.chain = chain
         self.storage = storage
         self.clock = clock
-        self._extradata = extradata
         self._codec = codec
         self._clock_status = clock_status
         self._events = events
@@ -195,7 +194,6 @@ class Recorder:
         if self.chain.reserve_sequence() != seq:
             raise RuntimeError("sequence reserved twice: only the writer thread may open segments")
         writer = SegmentWriter(paths.partial, width=cam.width, height=cam.height, fps=cam.fps,
-                               extradata=self._extradata(),
                                fragment_seconds=self.cfg.recording.fragment_seconds)
         self._open = _Open(paths, writer, journal, facts)
         self._segment_index += 1

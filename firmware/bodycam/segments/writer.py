@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 
+from ..encode.annexb import ParameterSets, split_nals, to_length_prefixed
 from ..encode.packet import EncodedPacket
 from ..evidence.manifest import TIME_BASE
 from .hashing_file import HashingFile
@@ -38,10 +39,14 @@ class SegmentWriter:
     With ``frag_keyframe`` + ``frag_duration`` the muxer emits a moof+mdat at every keyframe and at
     least every ``fragment_seconds``; each emitted fragment is fsynced before the next packet, so a
     power cut loses at most the fragment being filled.
+
+    The ``avcC`` comes from the SPS/PPS of the segment's first keyframe (the encoder puts them on
+    every keyframe), not from the encoder's extradata, which the Pi 4's V4L2 encoder leaves empty.
+    Samples are written length-prefixed by us: FFmpeg's mov muxer converts Annex B packets only when
+    the extradata is Annex B too, and copies them unconverted (unplayable) next to an ``avcC``.
     """
 
-    def __init__(self, path: Path, *, width: int, height: int, fps: float, extradata: bytes,
-                 fragment_seconds: float) -> None:
+    def __init__(self, path: Path, *, width: int, height: int, fps: float, fragment_seconds: float) -> None:
         self.path = path
         self._file = HashingFile(path)
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
@@ -51,7 +56,6 @@ class SegmentWriter:
         stream = self._container.add_stream_from_template(_h264_template(width, height, fps))
         ctx = stream.codec_context
         ctx.width, ctx.height = width, height
-        ctx.extradata = extradata  # the encoder's SPS/PPS, so the avcC matches the packets
         stream.time_base = STREAM_TIME_BASE
         self._stream = stream
         self.first: EncodedPacket | None = None
@@ -73,11 +77,16 @@ class SegmentWriter:
         if self.first is None:
             if not packet.keyframe:
                 raise ValueError("a segment must start on a keyframe")
+            params = ParameterSets.find(split_nals(packet.data))
+            if params is None:
+                raise ValueError("a segment's first keyframe must carry SPS/PPS")
+            # before the first mux, which writes the moov: the sample description gets this avcC
+            self._stream.codec_context.extradata = params.avcc()
             self.first = packet
         elif self.last is not None and packet.index > self.last.index + 1:
             self.dropped_frames += packet.index - self.last.index - 1
         pts = ticks(packet.mono_ns - self.first.mono_ns)
-        p = av.Packet(packet.data)
+        p = av.Packet(to_length_prefixed(split_nals(packet.data)))
         p.pts = p.dts = pts
         p.is_keyframe = packet.keyframe
         p.time_base = STREAM_TIME_BASE

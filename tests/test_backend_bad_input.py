@@ -108,7 +108,8 @@ def test_finalize_with_a_manifest_that_is_not_base64_text_is_400(backend, device
     loc = dev.create(seg).headers["Location"]
     assert dev.patch(loc, 0, data).status_code == 204
     for body in ({"manifest": 5, "signature": "AAAA"}, {"manifest": ["x"], "signature": "AAAA"},
-                 {"manifest": {"format": 1}, "signature": "AAAA"}, {"manifest": "AAAA", "signature": 5}, {"manifest": "not base64!", "signature": "AAAA"}):
+                 {"manifest": {"format": 1}, "signature": "AAAA"}, {"manifest": "AAAA", "signature": 5},
+                 {"manifest": "not base64!", "signature": "AAAA"}):
         r = dev.request("POST", loc + "/finalize", json=body)
         assert_clear_4xx(r, 400)
     for body in ("[1, 2]", '"text"', "17"):

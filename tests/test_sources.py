@@ -218,23 +218,52 @@ def k_of(image: np.ndarray) -> int:
     return round((float(image.mean()) - 20) / 15)
 
 
-def test_file_frames_are_delivered_in_order_at_the_configured_size(video: Path) -> None:
+def shown_at_30fps(slot: int, file_fps: int = 25) -> int:
+    """The file frame on screen at capture slot ``slot``: the latest whose time is not after the slot's."""
+    return slot * file_fps // FPS
+
+
+def test_file_frames_are_delivered_at_the_files_own_speed_and_the_configured_size(video: Path) -> None:
+    """A 25 fps clip captured at 30 fps: one frame in six shown twice, so it lasts its real 0.48 s."""
     clock = ManualClock()
     t0 = clock.monotonic_ns()
+    slots = 15  # 12 frames at 25 fps last 0.48 s: slots 0..14 (t < 0.48 s) show them
     with file_source(video, loop=False, clock=clock, size=(160, 120)) as src:
-        frames = [src.read() for _ in range(FILE_FRAMES)]
+        frames = [src.read() for _ in range(slots)]
         assert src.read() is None and src.read() is None  # end of file, and it stays ended
     assert all(f.image.shape == (120, 160, 3) and f.image.flags.c_contiguous for f in frames)
-    assert [k_of(f.image) for f in frames] == list(range(FILE_FRAMES))
-    assert [f.index for f in frames] == list(range(FILE_FRAMES))
-    assert [f.mono_ns for f in frames] == [due(t0, i) for i in range(FILE_FRAMES)]  # 30 fps, not 25
+    assert [k_of(f.image) for f in frames] == [shown_at_30fps(i) for i in range(slots)]
+    assert [k_of(f.image) for f in frames] == [0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 10, 11]
+    assert [f.index for f in frames] == list(range(slots))
+    assert [f.mono_ns for f in frames] == [due(t0, i) for i in range(slots)]  # captured at 30 fps
     assert src.dropped == 0 and src.passes == 1
 
 
+@pytest.fixture(scope="module")
+def video_60fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video60") / "clip60.mp4"
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=60)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for k in range(FILE_FRAMES):
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((64, 96, 3), grey_of(k), np.uint8),
+                                                            format="bgr24")))
+        c.mux(stream.encode())
+    return path
+
+
+def test_a_faster_file_drops_frames_to_keep_real_time(video_60fps: Path) -> None:
+    with file_source(video_60fps, loop=False) as src:
+        ks = [k_of(f.image) for f in iter(src.read, None)]
+    assert ks == [0, 2, 4, 6, 8, 10]  # 12 frames at 60 fps are 0.2 s: six slots at 30 fps
+
+
 def test_file_loops_when_asked(video: Path) -> None:
+    n = 2 * 15 + 3
     with file_source(video, loop=True) as src:
-        ks = [k_of(src.read().image) for _ in range(2 * FILE_FRAMES + 3)]
-    assert ks == [i % FILE_FRAMES for i in range(2 * FILE_FRAMES + 3)]
+        ks = [k_of(src.read().image) for _ in range(n)]
+    # each pass lasts 0.48 s, so pass p starts at 0.48 p s: the frame on screen keeps real time
+    assert ks == [int((i / FPS) % 0.48 * 25 + 1e-9) for i in range(n)]
     assert src.passes == 2
 
 
@@ -245,7 +274,7 @@ def test_file_drops_the_frames_of_missed_slots(video: Path) -> None:
         clock.sleep(3 / FPS)
         late = src.read()
     assert (first.index, k_of(first.image)) == (0, 0)
-    assert (late.index, k_of(late.image)) == (3, 3)  # the file kept playing while we were away
+    assert (late.index, k_of(late.image)) == (3, shown_at_30fps(3))  # the file kept playing meanwhile
     assert src.dropped == 2
 
 

@@ -1,9 +1,11 @@
 """A recorded video played back as if it were the camera, for demos and repeatable end-to-end runs.
 
-The file stands for the world in front of the lens, so it moves on in real time: one decoded frame per
-capture slot at the configured fps (the file's own frame rate is ignored), and when the consumer falls
-behind, the frames of the skipped slots are decoded and thrown away, just as a real camera would have
-lost them. Frames are converted to BGR at the configured size (stretched if the file's differs).
+The file stands for the world in front of the lens, so it moves on in real time by its own clock: each
+capture slot (at the configured fps) shows the file frame whose timestamp is the latest at or before
+the slot's time into the file. A 25 fps clip captured at 30 fps repeats one frame in six; a 60 fps
+clip drops every other one; either way it plays at its true speed, not 1.2x or 0.5x. When the consumer
+falls behind, the frames of the skipped time are decoded and thrown away, just as a real camera would
+have lost them. Frames are converted to BGR at the configured size (stretched if the file's differs).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class FileSource(SourceBase):
         self._frames_this_pass = 0
         self._last_slot = -1
         self._ended = False
+        self._current: tuple[av.VideoFrame, float] | None = None    # on screen, with its playback time
+        self._lookahead: tuple[av.VideoFrame, float] | None = None  # decoded, not yet due
+        self._frame_seconds = 1 / self.fps  # one frame's duration in the file (set from its rate)
+        self._pass_start: float | None = None  # first timestamp of the current pass
+        self._offset = 0.0    # playback time at which the current pass started
+        self._pass_end = 0.0  # playback time at which the frames decoded so far end
         self.passes = 0  # completed plays of the whole file, for logs and tests
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -57,11 +65,9 @@ class FileSource(SourceBase):
         if self._ended:
             return None
         slot, mono_ns = self._pacer.wait_next()
-        for _ in range(slot - self._last_slot - 1):  # slots the consumer missed: their frames are gone
-            if self._next_frame() is None:
-                return None
-        raw = self._next_frame()
+        raw = self._frame_at(slot / self.fps)
         if raw is None:
+            self._ended = True
             return None
         self._last_slot = slot
         try:
@@ -70,6 +76,34 @@ class FileSource(SourceBase):
             raise SourceError(f"cannot convert a frame of {self.path}: {e} ({_FIX})") from None
         return Frame(image=np.ascontiguousarray(image), index=slot, mono_ns=mono_ns,
                      utc_ns=utc_at(self._clock, mono_ns))
+
+    def _frame_at(self, t: float) -> av.VideoFrame | None:
+        """The frame on screen ``t`` seconds into playback (loops included); None once a file that does
+        not loop has ended (its last frame has been shown for its own duration)."""
+        while True:
+            if self._lookahead is None:
+                self._lookahead = self._timed(self._next_frame())
+            nxt = self._lookahead
+            if nxt is not None and (self._current is None or nxt[1] <= t + 1e-9):
+                self._current, self._lookahead = nxt, None
+                continue
+            if self._current is None:
+                return None
+            if nxt is None and t >= self._current[1] + self._frame_seconds:
+                return None
+            return self._current[0]
+
+    def _timed(self, frame: av.VideoFrame | None) -> tuple[av.VideoFrame, float] | None:
+        """``frame`` with its playback time: its timestamp from the start of its pass, plus the passes
+        played before it."""
+        if frame is None:
+            return None
+        own = frame.time if frame.time is not None else (self._frames_this_pass - 1) * self._frame_seconds
+        if self._pass_start is None:
+            self._pass_start = own
+        t = self._offset + own - self._pass_start
+        self._pass_end = max(self._pass_end, t + self._frame_seconds)
+        return frame, t
 
     def _close(self) -> None:
         self._frames = None
@@ -94,6 +128,9 @@ class FileSource(SourceBase):
             raise SourceError(f"video file {self.path} has no video stream ({_FIX})")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if rate:
+            self._frame_seconds = float(1 / rate)
         self._container = container
         self._frames = container.decode(stream)
         self._frames_this_pass = 0
@@ -123,6 +160,7 @@ class FileSource(SourceBase):
             self._ended = True
             return None
         # Reopening is the one restart that works for every container (seeking to 0 does not).
+        self._offset, self._pass_start = self._pass_end, None
         self._close()
         self._open_container()
         frame = self._decode_next()

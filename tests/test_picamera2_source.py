@@ -6,6 +6,7 @@ drops, timeouts that leave a job holding a buffer, and every open failure as one
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,33 @@ def test_a_dead_camera_is_a_one_line_source_error_after_the_retries(fake, clock)
     assert isinstance(e.value, BodycamError)  # what the pipeline's capture thread turns into a fault
     assert clock.monotonic_ns() - t0 == 6 * NS and src.timeouts == 3
     assert cam.free_buffers == cam.buffer_count and cam.closes == 1
+
+
+def test_a_dead_camera_becomes_a_device_fault_in_the_audit_log(tmp_path, monkeypatch) -> None:
+    """The capture thread's SourceError reaches RecordingDevice.faults (which the daemon's state machine
+    turns into its fault state, daemon/machine.py _check_faults) and the signed audit log, as one line."""
+    import time
+
+    from bodycam.clock import SystemClock
+    from bodycam.device import RecordingDevice
+    from bodycam.evidence.signer import generate_key
+    from rig import small_config
+
+    real = SystemClock()
+    fake = install(monkeypatch, real)
+    cfg = small_config(tmp_path, camera={"source": "picamera2"})
+    generate_key(cfg.key_path)
+    src = Picamera2Source(160, 120, 10, clock=real, timeout_s=0.1, retries=2)
+    with RecordingDevice(cfg, source=src) as dev:
+        dev.start()
+        deadline = time.monotonic() + 5
+        while dev.pipeline.stats.frames_captured < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.instances[0].stalled_until_ns = real.boottime_ns() + 3600 * NS  # the ribbon cable comes loose
+        while not dev.faults and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert dev.faults == ["camera delivered no frame in 2 tries of 0.1 s, restarting it after each; check "
+                              "the ribbon cable and power supply"]
+    entries = [json.loads(json.loads(line)["entry"]) for line in dev.layout.audit_log.read_text().splitlines()]
+    assert [e["data"]["message"] for e in entries if e["event"] == "fault"] == dev.faults
+    assert fake.instances[0].free_buffers == fake.instances[0].buffer_count

@@ -307,3 +307,11 @@ def test_a_dead_camera_becomes_a_device_fault_in_the_audit_log(tmp_path, monkeyp
     entries = [json.loads(json.loads(line)["entry"]) for line in dev.layout.audit_log.read_text().splitlines()]
     assert [e["data"]["message"] for e in entries if e["event"] == "fault"] == dev.faults
     assert fake.instances[0].free_buffers == fake.instances[0].buffer_count
+
+
+def test_a_picamera2_too_old_for_timeouts_is_refused_in_one_line(fake, clock, monkeypatch) -> None:
+    """Before 0.3.17 ``wait(job)`` had no timeout: a stalled camera would hang the capture thread forever."""
+    monkeypatch.setattr(FakePicamera2, "wait", lambda self, job: job.get_result())
+    with pytest.raises(SourceError, match=r"picamera2 is too old \(before 0.3.17.*sudo apt install python3-picamera2"):
+        source(clock).start()
+    assert fake.instances[0].closes == 1

@@ -13,7 +13,8 @@ B, G, R, exactly what OpenCV and the watermark expect, with no conversion.
 - Frame times: each request's ``SensorTimestamp``, mapped onto the injected clock
   (capture/frame_time.py), so times are those of the exposure, not of delivery. Drops are found from
   the same timestamps.
-- Timeouts: ``capture_request`` queues a picamera2 ``Job``; when waiting for it times out, the job
+- Timeouts (picamera2 0.3.17 or later, for ``wait(job, timeout)`` and ``sensor=``; Bookworm's apt has
+  it): ``capture_request`` queues a picamera2 ``Job``; when waiting for it times out, the job
   stays queued and later takes a request (a buffer) nobody would release. So a timed-out job is
   cancelled (``cancel_all_and_flush``, picamera2 >= 0.3.20; older ones: removed from the queue under
   the camera's lock), any request it took is released, the camera restarted, and the capture retried;
@@ -22,6 +23,7 @@ B, G, R, exactly what OpenCV and the watermark expect, with no conversion.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -87,6 +89,9 @@ class Picamera2Source(SourceBase):
             raise SourceError(f"cannot open camera {self.camera_num}: {_one_line(e)} (is another program "
                               "using it?)") from None
         self._cam = cam  # from here on _close() closes it, whatever fails next
+        if "timeout" not in inspect.signature(cam.wait).parameters:
+            raise SourceError("picamera2 is too old (before 0.3.17: no capture timeouts, no sensor modes); run "
+                              "'sudo apt update && sudo apt install python3-picamera2'")
         self.model = str(cam.camera_properties.get("Model", "unknown"))
         if self.model != "imx708_wide":
             log.warning("camera is %s, not the Camera Module 3 Wide (imx708_wide) bodycam is tuned for",
@@ -117,11 +122,9 @@ class Picamera2Source(SourceBase):
             display=None, encode=None)
         if mode is None:
             return cam.create_video_configuration(**kwargs)
-        try:  # picamera2 >= 0.3.17: the documented way to pick a mode
-            return cam.create_video_configuration(
-                **kwargs, sensor={"output_size": size_of(mode), "bit_depth": int(mode["bit_depth"])})
-        except TypeError:  # older: a raw stream of the mode's size and format selects it
-            return cam.create_video_configuration(**kwargs, raw={"size": size_of(mode), "format": str(mode["format"])})
+        # picamera2's documented way to pick a mode (0.3.17 on); it checks the pair against libcamera's list
+        return cam.create_video_configuration(
+            **kwargs, sensor={"output_size": size_of(mode), "bit_depth": int(mode["bit_depth"])})
 
     def _read_back(self, cam: Any, modes: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any]:
         """What the camera really runs, for the manifest: asked-for is not evidence, read-back is."""

@@ -20,7 +20,9 @@ back to its delivery time, a warning is logged, and ``fallbacks`` counts it so t
 
 Note: picamera2 itself compares ``SensorTimestamp`` with ``time.monotonic_ns()`` (picamera2.py,
 ``wait_for_timestamp_``); on a Pi, which never suspends, CLOCK_BOOTTIME and CLOCK_MONOTONIC are equal,
-so both readings agree there, and the check above catches any machine where they do not.
+so both readings agree there, and the check above catches any machine where they do not. picamera2
+itself reads no wall-clock metadata for frames (its camera-sync examples read ``SyncTimer`` only), so
+nothing here depends on one.
 """
 
 from __future__ import annotations

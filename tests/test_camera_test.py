@@ -80,6 +80,15 @@ def test_camera_test_reports_the_cropped_view_picamera2_would_choose(tmp_path, c
                         "field of view 67% x 67% of the sensor")
 
 
+def test_a_busy_camera_fails_the_camera_test_in_one_line(tmp_path, capsys, monkeypatch) -> None:
+    fake = install(monkeypatch, SystemClock())
+    monkeypatch.setattr(fake, "open_error", RuntimeError("Failed to acquire camera: Device or resource busy"))
+    rc, lines = camera_test(write_config(tmp_path, "picamera2"), capsys)
+    assert rc == 1
+    assert lines == ["FAIL camera nothing recorded: cannot open camera 0: Failed to acquire camera: Device or "
+                     "resource busy (is another program using it?)"]
+
+
 def test_a_camera_fault_fails_the_camera_test(tmp_path) -> None:
     (tmp_path / "segments").mkdir()
     lines = check_recording(tmp_path, fps=30, faults=["camera delivered no frame in 3 tries of 2 s"])

@@ -124,7 +124,7 @@ def test_config_rejects_a_bad_sensor_mode_in_one_line(value) -> None:
 
 def test_an_unsupported_mode_fails_start_and_closes_the_camera(fake, clock) -> None:
     with pytest.raises(SourceError, match="no such mode") as e:
-        source(clock, sensor_size=(1920, 1080)).start()
+        source(clock, sensor_mode="1920x1080").start()
     assert "\n" not in str(e.value)
     assert fake.instances[0].closes == 1
 

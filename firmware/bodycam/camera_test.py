@@ -31,6 +31,7 @@ from . import config as configmod
 from .cli_record import record
 from .device import RecordingDevice
 from .doctor import FAIL, OK, WARN
+from .errors import BodycamError
 from .evidence.signer import generate_key
 from .verify import verify_paths
 
@@ -54,10 +55,13 @@ def run_camera_test(config_path: str, *, seconds: float = 10.0, say: Callable[[s
         signer = generate_key(cfg.key_path)
         say(f"bodycam doctor --camera-test: recording {seconds:g} s with [camera] source = "
             f"{cfg.camera.source!r} at {cfg.camera.width}x{cfg.camera.height} @ {cfg.camera.fps:g} fps")
-        with RecordingDevice(cfg, signer=signer) as dev:
-            record(dev, wait=min(1.0, cfg.buffer.pre_event_seconds), seconds=seconds, stop=threading.Event(),
-                   say=lambda _line: None)
-            faults = list(dev.faults)
+        try:
+            with RecordingDevice(cfg, signer=signer) as dev:
+                record(dev, wait=min(1.0, cfg.buffer.pre_event_seconds), seconds=seconds,
+                       stop=threading.Event(), say=lambda _line: None)
+                faults = list(dev.faults)
+        except BodycamError as e:  # the camera or encoder would not open: that is the finding
+            faults = [str(e)]
         lines = check_recording(Path(tmp), fps=cfg.camera.fps, faults=faults)
     for line in lines:
         say(line.render())

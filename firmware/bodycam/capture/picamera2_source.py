@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from ..clock import Clock
+from ..config import parse_sensor_mode
 from ..errors import SourceError
 from .frame import Frame
 from .frame_time import SensorTimeMapper
@@ -52,14 +53,14 @@ class Picamera2Source(SourceBase):
 
     def __init__(self, width: int, height: int, fps: float, *, clock: Clock, tuning_file: str = "",
                  camera_num: int = 0, timeout_s: float = 2.0, sensor_mode: str = "full-fov",
-                 sensor_size: tuple[int, int] | None = None, retries: int = 3) -> None:
-        """``sensor_mode``: "full-fov", "auto" (picamera2's own choice) or "size" with ``sensor_size``."""
+                 retries: int = 3) -> None:
+        """``sensor_mode``: "full-fov", "auto" (picamera2's own choice) or a mode size "WxH"."""
         super().__init__(width, height, fps)
         self.tuning_file = tuning_file
         self.camera_num = camera_num
         self.timeout_s = timeout_s
-        self.sensor_mode = "size" if sensor_size else sensor_mode
-        self.sensor_size = sensor_size
+        self.sensor_mode = sensor_mode
+        self.sensor_size = parse_sensor_mode(sensor_mode)  # a ConfigError now rather than at start
         self.retries = max(1, retries)
         self._clock = clock
         self._cam: Any = None
@@ -140,9 +141,7 @@ class Picamera2Source(SourceBase):
         array = tuple(areas[0][2:4]) if areas else tuple(props.get("PixelArraySize") or ())
         if not array:  # the widest mode's crop is the array
             array = max((crop_of(m)[2:] for m in modes if "size" in m), key=lambda wh: wh[0] * wh[1], default=())
-        info: dict[str, Any] = {"source": "picamera2", "sensor": self.model,
-                                "sensor_mode_setting": self.sensor_mode if self.sensor_mode != "size" else
-                                f"{self.sensor_size[0]}x{self.sensor_size[1]}",  # type: ignore[index]
+        info: dict[str, Any] = {"source": "picamera2", "sensor": self.model, "sensor_mode_setting": self.sensor_mode,
                                 "sensor_mode": {"size": list(size), "bit_depth": depth} if size else None,
                                 "pixel_array": list(array) if array else None}
         if running is not None:
@@ -200,6 +199,9 @@ class Picamera2Source(SourceBase):
             job = cam.capture_request(wait=False)  # a Job: we keep it, so a timeout can be cleaned up
             try:
                 return cam.wait(job, timeout=self.timeout_s)
+            except (CancelledError, RuntimeError) as e:  # the job failed inside picamera2's event loop
+                raise SourceError(f"camera capture failed: {_one_line(e)}; check the ribbon cable and power "
+                                  "supply") from None
             except TimeoutError:
                 self.timeouts += 1
                 log.warning("camera delivered no frame for %g s (attempt %d of %d); restarting it",
@@ -211,7 +213,7 @@ class Picamera2Source(SourceBase):
     def _recover(self, job: Any) -> None:
         """Cancel the timed-out job, release whatever it took, restart the camera."""
         cam = self._cam
-        self._cancel_jobs()
+        self._cancel_jobs(cam)
         self._orphans.append(job)
         self._reap_orphans()
         try:
@@ -222,8 +224,8 @@ class Picamera2Source(SourceBase):
                               "check the ribbon cable and power supply") from None
         self.restarts += 1
 
-    def _cancel_jobs(self) -> None:
-        cam = self._cam
+    @staticmethod
+    def _cancel_jobs(cam: Any) -> None:
         if hasattr(cam, "cancel_all_and_flush"):
             cam.cancel_all_and_flush()
             return
@@ -264,10 +266,8 @@ class Picamera2Source(SourceBase):
             return
         try:
             if self._orphans:
-                self._cam = cam
-                self._cancel_jobs()  # so stop() inside close() is not queued behind a hung job
+                self._cancel_jobs(cam)  # so stop() inside close() is not queued behind a hung job
                 self._reap_orphans()
-                self._cam = None
             cam.close()  # stops the camera first
         except Exception as e:  # noqa: BLE001 - closing must not mask why we are closing
             log.warning("closing the camera failed: %s", e)

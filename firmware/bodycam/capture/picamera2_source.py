@@ -97,7 +97,7 @@ class Picamera2Source(SourceBase):
         if self.model != "imx708_wide":
             log.warning("camera is %s, not the Camera Module 3 Wide (imx708_wide) bodycam is tuned for",
                         self.model)
-        try:
+        try:  # the first listing configures the camera once per mode: a second or two, at start only
             modes = list(cam.sensor_modes)
         except Exception as e:  # noqa: BLE001 - listing modes reconfigures the camera; libcamera raises anything
             raise SourceError(f"cannot list the sensor modes of camera {self.camera_num}: {_one_line(e)} "
@@ -123,7 +123,8 @@ class Picamera2Source(SourceBase):
             display=None, encode=None)
         if mode is None:
             return cam.create_video_configuration(**kwargs)
-        # picamera2's documented way to pick a mode (0.3.17 on); it checks the pair against libcamera's list
+        # picamera2's documented way to pick a mode (0.3.17 on): it scores the modes against this size and
+        # depth, so the mode of exactly this size wins; what it really picked is read back after configure
         return cam.create_video_configuration(
             **kwargs, sensor={"output_size": size_of(mode), "bit_depth": int(mode["bit_depth"])})
 

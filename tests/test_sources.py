@@ -1,8 +1,8 @@
 """Camera sources, driven for real on a ManualClock: pacing, drops, determinism, files, failures.
 
 Nothing under test is mocked. The webcam is opened through OpenCV for real (there is none here, so
-only its failure is tested); picamera2, which only exists on a Pi, is replaced by a small fake module
-so our request handling and drop detection run, and its absence is tested too.
+only its failure is tested); picamera2, which only exists on a Pi, is tested against a fake modelled on
+its source in test_picamera2_source.py; its absence is tested here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import dataclasses
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 import av
@@ -317,106 +316,7 @@ def test_picamera2_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
     src.close()
 
 
-class FakeRequest:
-    def __init__(self, cam: FakePicamera2, sensor_ns: int) -> None:
-        self.cam, self.sensor_ns = cam, sensor_ns
-
-    def make_array(self, name: str) -> np.ndarray:
-        assert name == "main"
-        w, h = self.cam.config["main"]["size"]
-        return np.full((h, w, 3), self.sensor_ns % 251, np.uint8)
-
-    def get_metadata(self) -> dict:
-        return {"SensorTimestamp": self.sensor_ns}
-
-    def release(self) -> None:
-        self.cam.held -= 1
-
-
-class FakePicamera2:
-    """Stands in for picamera2.Picamera2 with the calls Picamera2Source makes, and no more."""
-
-    instances: list[FakePicamera2] = []
-    aligned_size: tuple[int, int] | None = None  # what libcamera's alignment makes of the asked size
-
-    def __init__(self, camera_num: int = 0, tuning=None) -> None:
-        self.camera_properties = {"Model": "imx708_wide"}
-        self.tuning, self.config, self.started, self.closes, self.held = tuning, None, False, 0, 0
-        self.timestamps: list[int] = []
-        FakePicamera2.instances.append(self)
-
-    @staticmethod
-    def load_tuning_file(name: str) -> dict:
-        if name != "imx708_wide.json":
-            raise RuntimeError("Tuning file not found")
-        return {"version": 2, "algorithms": []}
-
-    def create_video_configuration(self, main: dict, buffer_count: int, controls: dict, display: str | None,
-                                   encode: str | None) -> dict:
-        return {"main": dict(main), "buffer_count": buffer_count, "controls": controls}
-
-    def configure(self, config: dict) -> None:
-        self.config = config
-        if self.aligned_size:
-            config["main"]["size"] = self.aligned_size
-
-    def start(self) -> None:
-        self.started = True
-
-    def capture_request(self, wait: float) -> FakeRequest:
-        if not self.timestamps:
-            raise TimeoutError
-        self.held += 1
-        return FakeRequest(self, self.timestamps.pop(0))
-
-    def close(self) -> None:
-        self.closes += 1
-
-
-@pytest.fixture
-def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
-    FakePicamera2.instances = []
-    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
-    return FakePicamera2
-
-
-def test_picamera2_configures_and_detects_drops_from_sensor_timestamps(fake_picamera2) -> None:
-    clock = ManualClock()
-    with Picamera2Source(640, 480, FPS, clock=clock, tuning_file="imx708_wide.json") as src:
-        cam = fake_picamera2.instances[0]
-        assert cam.started and cam.tuning == {"version": 2, "algorithms": []}
-        assert cam.config["main"] == {"size": (640, 480), "format": "RGB888"}
-        assert cam.config["controls"]["FrameDurationLimits"] == (33333, 33333)
-        step = NS // FPS
-        cam.timestamps = [5 * NS + k * step for k in (0, 1, 2, 5, 6)]  # frames 3 and 4 never arrive
-        frames = []
-        for _ in range(5):
-            frames.append(src.read())
-            clock.advance(0.001)
-        assert [f.index for f in frames] == [0, 1, 2, 5, 6]
-        assert src.dropped == 2
-        assert cam.held == 0  # every request went back to the camera
-        assert frames[1].mono_ns == frames[0].mono_ns + 1_000_000  # stamped by our clock, at delivery
-        with pytest.raises(SourceError, match="no frame"):
-            src.read()
-    src.close()
-    assert cam.closes == 1
-
-
-def test_picamera2_resizes_an_aligned_stream(fake_picamera2, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FakePicamera2, "aligned_size", (656, 480))
-    with Picamera2Source(640, 480, FPS, clock=ManualClock()) as src:
-        fake_picamera2.instances[0].timestamps = [0]
-        f = src.read()
-    assert f.image.shape == (480, 640, 3) and f.image.flags.c_contiguous
-
-
-def test_picamera2_unknown_tuning_file_is_a_source_error(fake_picamera2, tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="tuning file"):
-        Picamera2Source(640, 480, FPS, clock=ManualClock(), tuning_file="imx999.json").start()
-    with pytest.raises(SourceError, match="tuning file not found"):
-        Picamera2Source(640, 480, FPS, clock=ManualClock(), tuning_file=str(tmp_path / "x.json")).start()
-    assert not fake_picamera2.instances  # the camera is not even opened
+# The fake picamera2 and the camera's own tests: tests/fake_picamera2.py, tests/test_picamera2_source.py.
 
 
 # ------------------------------------------------------------------------------------- Factory

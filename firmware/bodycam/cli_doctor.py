@@ -18,10 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backend", metavar="URL", help="backend URL to test (default: from the config)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--camera-test", action="store_true",
+                   help="record a short test with the configured camera and encoder, verify and decode it, "
+                        "and print what the camera did (stop the bodycam service first)")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the --camera-test recording (default: 10)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.camera_test:
+        from .camera_test import run_camera_test
+
+        return run_camera_test(args.config, seconds=args.seconds)
     from .doctor import System, run_checks
 
     report = run_checks(System(), config_path=args.config, url=args.backend)

@@ -11,6 +11,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import config as configmod
@@ -38,21 +39,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     wait = cfg.buffer.pre_event_seconds if args.wait is None else args.wait
     with RecordingDevice(cfg) as dev:
-        dev.start()
-        for r in dev.recovered:
-            print(f"recovered segment {r.sequence}: {r.frames} frames kept, {r.bytes_cut} torn bytes cut", flush=True)
-        stop.wait(wait)
-        trigger = time.monotonic()
-        if not stop.is_set():
-            dev.pipeline.start_recording()
-            print("recording", flush=True)
-        markers = sorted(args.marker_at)
-        while not stop.is_set() and (args.seconds <= 0 or time.monotonic() - trigger < args.seconds):
-            if markers and time.monotonic() - trigger >= markers[0]:
-                markers.pop(0)
-                dev.pipeline.marker()
-            stop.wait(0.02)
-        dev.pipeline.stop_recording("signal" if stop.is_set() else "end_of_run")
+        record(dev, wait=wait, seconds=args.seconds, stop=stop, markers=args.marker_at)
         stats = dev.pipeline.snapshot()
         summary = {"data_dir": str(dev.layout.root), "segments_sealed": dev.recorder.segments_sealed,
                    "frames_captured": stats.frames_captured, "dropped": stats.dropped, "faults": dev.faults}
@@ -60,3 +47,27 @@ def run(args: argparse.Namespace) -> int:
           f"sealed {summary['segments_sealed']} segments in {summary['data_dir']}/segments; "
           f"{stats.frames_captured} frames, {stats.dropped} dropped")
     return 1 if summary["faults"] else 0
+
+
+def record(dev: RecordingDevice, *, wait: float, seconds: float, stop: threading.Event,
+           markers: list[float] | tuple[float, ...] = (), say: Callable[[str], None] | None = None) -> None:
+    """Start ``dev``, buffer ``wait`` s, trigger, record ``seconds`` (0: until ``stop``), stop recording.
+
+    The headless recording path, shared by `bodycam record` and `bodycam doctor --camera-test`.
+    """
+    say = say or (lambda line: print(line, flush=True))  # flushed: scripts wait for "recording"
+    dev.start()
+    for r in dev.recovered:
+        say(f"recovered segment {r.sequence}: {r.frames} frames kept, {r.bytes_cut} torn bytes cut")
+    stop.wait(wait)
+    trigger = time.monotonic()
+    if not stop.is_set():
+        dev.pipeline.start_recording()
+        say("recording")
+    pending = sorted(markers)
+    while not stop.is_set() and (seconds <= 0 or time.monotonic() - trigger < seconds):
+        if pending and time.monotonic() - trigger >= pending[0]:
+            pending.pop(0)
+            dev.pipeline.marker()
+        stop.wait(0.02)
+    dev.pipeline.stop_recording("signal" if stop.is_set() else "end_of_run")

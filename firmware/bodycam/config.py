@@ -44,6 +44,15 @@ class CameraConfig:
     loop: bool = _opt(True, help="file source: start again at the end instead of stopping")
     device: str = _opt("/dev/video0", help="webcam device path or index")
     tuning_file: str = _opt("", help="picamera2: libcamera tuning file, e.g. imx708_wide.json")
+    sensor_mode: str = _opt("full-fov", help="picamera2: 'full-fov' (widest view that reaches fps), 'auto' "
+                            "(picamera2's choice, may crop), or a sensor mode size like '2304x1296'")
+    capture_retries: int = _opt(3, min=1, max=20, help="picamera2: capture timeouts in a row (camera "
+                                "restarted after each) before the camera is reported as faulty")
+
+    @property
+    def sensor_mode_size(self) -> tuple[int, int] | None:
+        """The explicit sensor mode size, or None for 'full-fov' and 'auto'."""
+        return parse_sensor_mode(self.sensor_mode)
 
 
 @dataclass(frozen=True)
@@ -240,7 +249,19 @@ def _resolve_paths(cfg: Config, base_dir: Path | None) -> Config:
     return dataclasses.replace(cfg, device=device, camera=camera, offload=offload)
 
 
+def parse_sensor_mode(value: str) -> tuple[int, int] | None:
+    """'full-fov' and 'auto' give None; 'WxH' gives (W, H); anything else is a one-line ConfigError."""
+    if value in ("full-fov", "auto"):
+        return None
+    w, sep, h = value.lower().partition("x")
+    if sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0:
+        return int(w), int(h)
+    raise ConfigError(f"[camera] sensor_mode = {value!r}: must be 'full-fov', 'auto' or a sensor mode size "
+                      "like '2304x1296' (list them with 'rpicam-hello --list-cameras')")
+
+
 def _cross_check(cfg: Config) -> None:
+    parse_sensor_mode(cfg.camera.sensor_mode)
     if cfg.camera.source == "file" and not cfg.camera.file:
         raise ConfigError("[camera] file: required when source = 'file'; give the path of a video file")
     if cfg.camera.width % 2 or cfg.camera.height % 2:

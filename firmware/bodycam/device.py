@@ -79,7 +79,8 @@ class RecordingDevice:
         self.recorder = Recorder(config=config, layout=self.layout, sealer=self.sealer, chain=self.chain,
                                  storage=self.storage, clock=self.clock,
                                  codec=self.encoder.codec_name,
-                                 clock_status=self.clock_status, events=self._event)
+                                 clock_status=self.clock_status, camera_info=self._camera_info,
+                                 events=self._event)
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
                                  on_fault=self._fault, drop_when_behind=not offline)
@@ -102,6 +103,11 @@ class RecordingDevice:
         if sync.get("boot_id") == self._boot_id:
             return {"status": "synced", **last}
         return {"status": "unsynced", "previous_boot_sync": last}
+
+    def _camera_info(self) -> dict[str, Any]:
+        """The manifest's ``camera`` object: what the source says about itself (docs/format.md 3.1)."""
+        info = getattr(self.source, "camera_info", None)
+        return dict(info()) if info else {"source": type(self.source).__name__}
 
     def _event(self, event: str, **data: Any) -> None:
         self.audit.append(event, **data)

@@ -44,6 +44,7 @@ class Recorder:
     def __init__(self, *, config: Config, layout: DataLayout, sealer: Sealer, chain: ChainState,
                  storage: StorageGuard, clock: Clock, codec: str,
                  clock_status: Callable[[], dict[str, Any]] = lambda: {"status": "unknown"},
+                 camera_info: Callable[[], dict[str, Any]] | None = None,
                  events: EventSink = _noop) -> None:
         self.cfg = config
         self.layout = layout
@@ -53,6 +54,7 @@ class Recorder:
         self.clock = clock
         self._codec = codec
         self._clock_status = clock_status
+        self._camera_info = camera_info  # sampled at opening (journal) and again at sealing (counters)
         self._events = events
         self._lock = threading.RLock()
         self._open: _Open | None = None
@@ -189,6 +191,7 @@ class Recorder:
             pre_event_seconds=self._pre_event_s if self._segment_index == 0 else None,
             first_frame=stamp(first.utc_ns, first.mono_ns) | {"pts": 0},
             encoder=self._codec,
+            camera=self._camera_info() if self._camera_info else None,
         )
         journal = SegmentJournal(paths.journal, header=facts.to_journal())
         if self.chain.reserve_sequence() != seq:
@@ -221,6 +224,8 @@ class Recorder:
         f.frame_count = o.writer.frame_count
         f.dropped_frames = o.writer.dropped_frames
         f.end_reason = end_reason
+        if self._camera_info:
+            f.camera = self._camera_info()
         self.sealer.seal(o.paths, f, media_sha256=sha, media_size=size)
         self.segments_sealed += 1
         self._events("segment_sealed", recording_id=f.recording_id, sequence=f.sequence,

@@ -26,7 +26,8 @@ def open_source(camera: CameraConfig, clock: Clock) -> CameraSource:
         case "webcam":
             return WebcamSource(camera.device, w, h, fps, clock=clock)
         case "picamera2":
-            return Picamera2Source(w, h, fps, clock=clock, tuning_file=camera.tuning_file)
+            return Picamera2Source(w, h, fps, clock=clock, tuning_file=camera.tuning_file,
+                                   sensor_mode=camera.sensor_mode, retries=camera.capture_retries)
         case other:
             raise SourceError(f"[camera] source = {other!r}: must be one of 'synthetic', 'file', 'webcam', "
                               "'picamera2'")

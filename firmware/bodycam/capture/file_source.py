@@ -112,6 +112,10 @@ class FileSource(SourceBase):
             self._container.close()
             self._container = None
 
+    def camera_info(self) -> dict[str, object]:
+        """A replayed file: its frames are stamped with the capture slots they are played in."""
+        return {"source": "file", "file": self.path.name, "frame_times": {"method": "paced"}}
+
     def _dropped(self) -> int:
         return self._pacer.dropped
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -14,7 +14,9 @@ class Frame:
 
     ``image`` is HxWx3 uint8 in BGR order (OpenCV's, so the watermark can draw on it in place).
     ``index`` counts frame slots since the source started, dropped ones included, so a gap in
-    indices is a dropped frame. Times come from the injected clock at capture.
+    indices is a dropped frame. Times are on the injected clock's timeline and are those of capture:
+    the sensor's own timestamp where the camera gives one (capture/frame_time.py), the capture slot
+    for paced sources, the delivery time otherwise (``CameraSource.camera_info()`` says which).
     """
 
     image: np.ndarray
@@ -39,6 +41,10 @@ class CameraSource(Protocol):
     @property
     def dropped(self) -> int:
         """Frames the source had to skip because its consumer fell behind real time."""
+        ...
+
+    def camera_info(self) -> dict[str, Any]:
+        """What the manifest's ``camera`` object records about this source (docs/format.md 3.1)."""
         ...
 
     def close(self) -> None: ...

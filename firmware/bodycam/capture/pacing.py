@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from ..clock import Clock
 from .frame import Frame
@@ -142,6 +142,14 @@ class SourceBase:
     def dropped(self) -> int:
         """Frames lost because the consumer (or the camera) fell behind real time."""
         return self._dropped()
+
+    def camera_info(self) -> dict[str, Any]:
+        """What the manifest's ``camera`` object says about this source (docs/format.md, section 3.1).
+
+        ``source`` names the kind; ``frame_times`` says where frame times come from. Subclasses add
+        what is meaningful for them (sensor, mode, crop for a real camera).
+        """
+        return {"source": "unknown", "frame_times": {"method": "delivery"}}
 
     @property
     def closed(self) -> bool:

@@ -77,6 +77,10 @@ class SyntheticSource(SourceBase):
     def _dropped(self) -> int:
         return self._pacer.dropped
 
+    def camera_info(self) -> dict[str, object]:
+        """No sensor: frames are rendered for capture slots, so their times are the slots' due times."""
+        return {"source": "synthetic", "seed": self.seed, "frame_times": {"method": "paced"}}
+
     # -- the picture -----------------------------------------------------------------------------
 
     def render(self, index: int) -> np.ndarray:

@@ -87,3 +87,10 @@ class WebcamSource(SourceBase):
 
     def _dropped(self) -> int:
         return self._gaps.dropped
+
+    def camera_info(self) -> dict[str, object]:
+        """A webcam gives no usable capture timestamp through OpenCV: frames are stamped at grab."""
+        info: dict[str, object] = {"source": "webcam", "device": self.device, "frame_times": {"method": "delivery"}}
+        if self.delivered_size:
+            info["delivered_size"] = list(self.delivered_size)
+        return info

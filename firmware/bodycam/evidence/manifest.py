@@ -81,6 +81,7 @@ class SegmentFacts:
     recovered: bool = False
     end_reason: str | None = None
     encoder: str = ""
+    camera: dict[str, Any] | None = None  # the source's camera_info(); None if unknown (recovered)
 
     def to_journal(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,5 +120,6 @@ def render(facts: SegmentFacts, *, previous_manifest_sha256: str, media_name: st
         "end_reason": facts.end_reason,
         "firmware_version": facts.firmware_version,
         "clock": facts.clock,
+        "camera": facts.camera,
     }
     return (json.dumps(doc, indent=2) + "\n").encode()

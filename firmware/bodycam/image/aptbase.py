@@ -125,18 +125,21 @@ def read_status(editor: Ext4Editor) -> dict[str, Installed]:
     if data is None:
         raise ImageError(f"base image: no {STATUS}; is it Raspberry Pi OS?")
     out: dict[str, Installed] = {}
-    for para in deb822.Packages.iter_paragraphs(data.decode("utf-8", "replace").splitlines(), use_apt_pkg=False):
+    for para in deb822.Packages.iter_paragraphs(
+        data.decode("utf-8", "replace").splitlines(), use_apt_pkg=False
+    ):
         words = para.get("Status", "").split()
         if len(words) == 3 and words[2] == "installed" and "Package" in para:
             out[para["Package"]] = Installed(
-                para["Package"], para.get("Version", ""), para.get("Architecture", ""), para.get("Provides", "")
+                para["Package"],
+                para.get("Version", ""),
+                para.get("Architecture", ""),
+                para.get("Provides", ""),
             )
     return out
 
 
-def _one_line(
-    editor: Ext4Editor, path: str, text: str, arch: str, notes: list[str]
-) -> Iterable[Source]:
+def _one_line(editor: Ext4Editor, path: str, text: str, arch: str, notes: list[str]) -> Iterable[Source]:
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:

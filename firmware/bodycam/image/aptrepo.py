@@ -39,7 +39,17 @@ from .tools import ImageError, human, run
 
 WEAK_HASHES = {"1": "MD5", "2": "SHA-1", "3": "RIPEMD-160"}  # OpenPGP hash algorithm ids
 TIMEOUT = 60
-FIELDS = ["Package", "Version", "Architecture", "Depends", "Pre-Depends", "Provides", "Filename", "Size", "SHA256"]
+FIELDS = [
+    "Package",
+    "Version",
+    "Architecture",
+    "Depends",
+    "Pre-Depends",
+    "Provides",
+    "Filename",
+    "Size",
+    "SHA256",
+]
 
 
 def default_cache() -> Path:
@@ -107,7 +117,9 @@ class Repo:
                     )
                 with open(tmp, "wb") as f:
                     if label:
-                        with self.progress.bytes(label, size or int(resp.headers.get("content-length", 0))) as c:
+                        with self.progress.bytes(
+                            label, size or int(resp.headers.get("content-length", 0))
+                        ) as c:
                             for chunk in resp.iter_content(1 << 16):
                                 f.write(chunk)
                                 c.add(len(chunk))
@@ -172,7 +184,15 @@ class Repo:
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             home = Path(tmp)
             home.chmod(0o700)
-            cmd: list[str | Path] = ["gpgv", "--homedir", home, "--status-fd", "1", "--output", home / "signed"]
+            cmd: list[str | Path] = [
+                "gpgv",
+                "--homedir",
+                home,
+                "--status-fd",
+                "1",
+                "--output",
+                home / "signed",
+            ]
             for n, k in enumerate(source.keyrings):
                 (home / f"k{n}.gpg").write_bytes(k.data)
                 cmd += ["--keyring", home / f"k{n}.gpg"]
@@ -216,7 +236,9 @@ class Repo:
         for entry in self.index_files(source, rel):
             local = self.lists_dir(source) / entry.path
             url = f"{source.uri}/dists/{source.suite}/{entry.path}"
-            if not (local.exists() and local.stat().st_size == entry.size and sha256_file(local) == entry.sha256):
+            if not (
+                local.exists() and local.stat().st_size == entry.size and sha256_file(local) == entry.sha256
+            ):
                 if self.offline:
                     raise ImageError(
                         f"--offline: the cache {self.cache} has no verified {entry.path} for {source.name} "
@@ -259,7 +281,9 @@ def _decompress(path: Path) -> bytes:
 def parse_packages(data: bytes, base_uri: str, arch: str) -> list[Candidate]:
     out = []
     for p in deb822.Packages.iter_paragraphs(data.decode("utf-8", "replace").splitlines(), use_apt_pkg=False):
-        if p.get("Architecture") not in (arch, "all") or not all(k in p for k in ("Package", "Filename", "SHA256")):
+        if p.get("Architecture") not in (arch, "all") or not all(
+            k in p for k in ("Package", "Filename", "SHA256")
+        ):
             continue
         depends = ", ".join(x for x in (p.get("Pre-Depends", ""), p.get("Depends", "")) if x.strip())
         out.append(

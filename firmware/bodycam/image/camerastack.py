@@ -60,9 +60,7 @@ def gather(
 ) -> Stack:
     base = aptbase.read(editor)
     if base.architecture != ARCH:
-        raise ImageError(
-            f"base image is {base.architecture}, not {ARCH}: use Raspberry Pi OS Lite (64-bit)"
-        )
+        raise ImageError(f"base image is {base.architecture}, not {ARCH}: use Raspberry Pi OS Lite (64-bit)")
     for note in base.notes:
         progress.info(f"note: {note}")
     if not base.sources:
@@ -73,7 +71,9 @@ def gather(
     repo = Repo(cache, stage.parent / "apt-verify", arch=ARCH, offline=offline, progress=progress, env=env)
     candidates: list[Candidate] = []
     for source in base.sources:
-        progress.info(f"apt source {source.name} ({', '.join(source.components)})" + (" [cache]" if offline else ""))
+        progress.info(
+            f"apt source {source.name} ({', '.join(source.components)})" + (" [cache]" if offline else "")
+        )
         candidates += repo.packages(source)
     chosen = closure(candidates, base.installed, ROOTS)
     upgrades = [c.package for c in chosen if c.package in base.installed]

@@ -237,13 +237,6 @@ def _build(
     info = bootfs.read_info(boot_img)
     rootfs.fsck(root_img, env, "base image root file system")
 
-    cache = (opts.wheels or default_cache()).resolve()
-    progress.step("gathering aarch64 wheels" + (" (offline)" if opts.offline else ""))
-    if not opts.offline:
-        wheels.refresh(source, cache, env, progress)
-    wheel_files = wheels.stage(source, cache, work / "wheels", env, progress)
-    wheel_bytes = sum(w.stat().st_size for w in wheel_files)
-
     stack = camerastack.Stack()
     if camera_stack:
         progress.step(
@@ -262,6 +255,13 @@ def _build(
         notes += stack.notes
     else:
         progress.step("camera stack: not included (--no-camera-stack, or [camera] source is not picamera2)")
+
+    cache = (opts.wheels or default_cache()).resolve()
+    progress.step("gathering aarch64 wheels" + (" (offline)" if opts.offline else ""))
+    if not opts.offline:
+        wheels.refresh(source, cache, env, progress)
+    wheel_files = wheels.stage(source, cache, work / "wheels", env, progress)
+    wheel_bytes = sum(w.stat().st_size for w in wheel_files)
 
     progress.step("boot partition: copying out, cleaning, rebuilding (mtools, mkfs.vfat)")
     boot_stage = work / "boot"

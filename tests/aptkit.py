@@ -49,7 +49,14 @@ PACKAGES: list[tuple[str, str, str, dict[str, str]]] = [
     ("python3-simplejpeg", "1.6.6-1", ARCH, {"Provides": "python3-jpeg-backend"}),
     ("python3-unrelated", "1.0-1", ARCH, {}),
 ]
-CLOSURE = ["libavtiny59", "libcamera0.3", "python3-av", "python3-libcamera", "python3-picamera2", "python3-simplejpeg"]
+CLOSURE = [
+    "libavtiny59",
+    "libcamera0.3",
+    "python3-av",
+    "python3-libcamera",
+    "python3-picamera2",
+    "python3-simplejpeg",
+]
 
 # The fake base's /var/lib/dpkg/status: what Lite has that the graph above touches.
 INSTALLED = [
@@ -64,8 +71,9 @@ INSTALLED = [
 def status_file() -> str:
     stanzas = []
     for name, version, arch in INSTALLED:
+        multi = "Multi-Arch: allowed\n" if name == "python3" else ""  # as Debian's: python3:any works
         stanzas.append(
-            f"Package: {name}\nStatus: install ok installed\nPriority: optional\nSection: misc\n"
+            f"Package: {name}\nStatus: install ok installed\nPriority: optional\nSection: misc\n{multi}"
             f"Maintainer: Test <t@example.org>\nArchitecture: {arch}\nVersion: {version}\n"
             f"Description: {name} (fake)\n"
         )
@@ -146,11 +154,30 @@ class Archive:
         )
         (dists / "Release").write_text(release)
         (dists / "InRelease").unlink(missing_ok=True)
-        gpg(gnupg or self.gnupg, "--digest-algo", "SHA256", "--clearsign", "-o", dists / "InRelease", dists / "Release")
+        gpg(
+            gnupg or self.gnupg,
+            "--digest-algo",
+            "SHA256",
+            "--clearsign",
+            "-o",
+            dists / "InRelease",
+            dists / "Release",
+        )
 
 
 def gpg(home: Path, *args: str | Path) -> bytes:
-    return sh("gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", *args)
+    return sh(
+        "gpg",
+        "--homedir",
+        home,
+        "--batch",
+        "--quiet",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        *args,
+    )
 
 
 def make_key(home: Path, uid: str) -> None:
@@ -179,7 +206,9 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(directory)))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), partial(Quiet, directory=str(directory))
+        )
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -197,7 +226,9 @@ def base_files(url: str, key: bytes, *, key_style: str = "trusted.gpg.d") -> dic
     """
     files: dict[str, bytes | str] = {"var/lib/dpkg/status": status_file()}
     if key_style == "trusted.gpg.d":
-        files["etc/apt/sources.list"] = f"# the Debian line is left out of the test\ndeb {url}/ {SUITE} main\n"
+        files["etc/apt/sources.list"] = (
+            f"# the Debian line is left out of the test\ndeb {url}/ {SUITE} main\n"
+        )
         files["etc/apt/trusted.gpg.d/test-archive.gpg"] = key
     elif key_style == "signed-by":
         files["usr/share/keyrings/test-archive.gpg"] = key

@@ -124,7 +124,7 @@ class FakeCamera:
         if name == "apt-get":
             assert f"Dir::Etc::SourceList={self.root}/opt/bodycam/debs/local.list" in cmd
             assert (
-                "Dir::Etc::SourceParts=-" in cmd
+                f"Dir::Etc::SourceParts={self.root}/var/lib/bodycam-firstboot/apt-sources.d" in cmd
                 and (self.root / "var/lib/bodycam-firstboot/apt-lists").is_dir()
             )
             self.apt.append(cmd[7])

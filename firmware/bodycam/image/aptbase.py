@@ -19,7 +19,6 @@ import base64
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from debian import deb822
 
@@ -73,13 +72,14 @@ class BaseApt:
 def dearmor(text: bytes, origin: str) -> bytes:
     """An ASCII-armored key block as binary OpenPGP packets (what ``gpg --dearmor`` does)."""
     m = re.search(
-        rb"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(.*?)\r?\n\r?\n(.*?)-----END PGP PUBLIC KEY BLOCK-----",
-        text,
-        re.S,
+        rb"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(.*?)-----END PGP PUBLIC KEY BLOCK-----", text, re.S
     )
     if not m:
         raise ImageError(f"base image: {origin} is not an OpenPGP key (no armored key block)")
-    body = b"".join(ln.strip() for ln in m.group(2).splitlines() if ln.strip() and not ln.startswith(b"="))
+    lines = [ln.strip() for ln in m.group(1).splitlines()]
+    if b"" in lines:  # armor headers ("Comment: ...") end at the first blank line
+        lines = lines[lines.index(b"") + 1 :]
+    body = b"".join(ln for ln in lines if ln and not ln.startswith(b"="))  # "=XXXX" is the CRC-24
     try:
         return base64.b64decode(body, validate=True)
     except ValueError:
@@ -252,7 +252,3 @@ def read(editor: Ext4Editor) -> BaseApt:
                 "the base trusts nothing to verify it with"
             )
     return BaseApt(arch, sources, installed, notes)
-
-
-def posix(path: str) -> str:
-    return str(PurePosixPath(path))

@@ -47,6 +47,7 @@ WHEELS = "/opt/bodycam/wheels"
 DEBS = "/opt/bodycam/debs"
 CAMERA_PACKAGES = ("python3-picamera2",)
 APT_LISTS = "/var/lib/bodycam-firstboot/apt-lists"
+APT_PARTS = "/var/lib/bodycam-firstboot/apt-sources.d"
 SYSUSERS = "/usr/lib/sysusers.d/bodycam.conf"
 USER = "bodycam"
 VENV_MARKER = ".bodycam-complete"
@@ -312,7 +313,7 @@ def apt_options(host: Host) -> list[str]:
         "-o",
         f"Dir::Etc::SourceList={host.path(DEBS)}/local.list",
         "-o",
-        "Dir::Etc::SourceParts=-",
+        f"Dir::Etc::SourceParts={host.path(APT_PARTS)}",  # empty: not the system's sources.list.d
         "-o",
         f"Dir::State::Lists={host.path(APT_LISTS)}",
     ]
@@ -331,6 +332,7 @@ def step_camera(host: Host) -> str:
     if not host.path(f"{DEBS}/local.list").exists():
         return "no camera stack on this image (built with --no-camera-stack or for another camera source)"
     (host.path(APT_LISTS) / "partial").mkdir(parents=True, exist_ok=True)
+    host.path(APT_PARTS).mkdir(parents=True, exist_ok=True)
     host.check(["dpkg", "--configure", "-a"], "finishing an interrupted package install")
     host.check(["apt-get", *apt_options(host), "update"], f"reading the camera stack's index in {DEBS}")
     host.check(

@@ -199,21 +199,27 @@ class Repo:
             proc = run([*cmd, path], what=f"verifying {url}", env=self.env, ok_codes=(0, 1, 2))
             status = proc.stdout.decode(errors="replace")
             keys = ", ".join(sorted({k.origin for k in source.keyrings}))
-            if proc.returncode != 0 or "[GNUPG:] GOODSIG" not in status:
-                if "NO_PUBKEY" in status:
-                    why = "signed by a key the base image does not trust"
-                elif "BADSIG" in status:
+            # As apt: good if some trusted key made a good signature and no signature is bad; another
+            # signature by a key the base does not have (archives sign with two) does not matter.
+            strong = [
+                f.split()
+                for f in re.findall(r"^\[GNUPG:\] VALIDSIG (.*)$", status, re.M)
+                if len(f.split()) > 7 and f.split()[7] not in WEAK_HASHES
+            ]
+            signed = home / "signed"
+            if "[GNUPG:] GOODSIG" not in status or "[GNUPG:] BADSIG" in status or not signed.exists():
+                if "[GNUPG:] BADSIG" in status:
                     why = "BAD signature (the file was altered)"
                 elif "EXPKEYSIG" in status or "REVKEYSIG" in status:
                     why = "signed by an expired or revoked key"
+                elif "NO_PUBKEY" in status:
+                    why = "signed by a key the base image does not trust"
                 else:
                     why = "not a valid clear-signed InRelease"
                 raise ImageError(f"{url}: {why} (keys from {keys}); check {source.origin} and its signed-by")
-            valid = re.search(r"^\[GNUPG:\] VALIDSIG (.*)$", status, re.M)
-            algo = valid.group(1).split()[7] if valid and len(valid.group(1).split()) > 7 else ""
-            if algo in WEAK_HASHES:
-                raise ImageError(f"{url}: signed with {WEAK_HASHES[algo]}, which apt no longer accepts")
-            return (home / "signed").read_text(errors="replace")
+            if not strong:
+                raise ImageError(f"{url}: signed only with MD5/SHA-1/RIPEMD-160, which apt no longer accepts")
+            return signed.read_text(errors="replace")
 
     # -- Packages ---------------------------------------------------------------------------------
 

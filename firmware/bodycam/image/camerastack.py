@@ -29,7 +29,7 @@ from .aptrepo import Repo, copy_into, sha256_file
 from .debclosure import ROOTS, Candidate, closure
 from .progress import Progress
 from .rootfs import Ext4Editor
-from .tools import ImageError, human
+from .tools import ImageError, human, require
 
 DEBS_DIR = "/opt/bodycam/debs"
 LIST_NAME = "local.list"
@@ -58,6 +58,7 @@ def gather(
     progress: Progress,
     env: Mapping[str, str] | None = None,
 ) -> Stack:
+    require("gpgv")  # checks the archives' signatures
     base = aptbase.read(editor)
     if base.architecture != ARCH:
         raise ImageError(f"base image is {base.architecture}, not {ARCH}: use Raspberry Pi OS Lite (64-bit)")

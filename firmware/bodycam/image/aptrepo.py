@@ -39,17 +39,6 @@ from .tools import ImageError, human, run
 
 WEAK_HASHES = {"1": "MD5", "2": "SHA-1", "3": "RIPEMD-160"}  # OpenPGP hash algorithm ids
 TIMEOUT = 60
-FIELDS = [
-    "Package",
-    "Version",
-    "Architecture",
-    "Depends",
-    "Pre-Depends",
-    "Provides",
-    "Filename",
-    "Size",
-    "SHA256",
-]
 
 
 def default_cache() -> Path:

@@ -141,15 +141,15 @@ class Archive:
         (self.packages_path / "Packages.xz").write_bytes(lzma.compress(packages))
         self.sign_release()
 
-    def sign_release(self, gnupg: Path | None = None) -> None:
+    def sign_release(self, gnupg: Path | None = None, *, codename: str = SUITE, extra: str = "") -> None:
         dists = self.root / "dists" / SUITE
         lines = []
         for f in sorted(self.packages_path.iterdir()):
             data = f.read_bytes()
             lines.append(f" {_sha256(data)} {len(data):>8} {f.relative_to(dists).as_posix()}")
         release = (
-            f"Origin: Test\nLabel: Test\nSuite: stable\nCodename: {SUITE}\n"
-            "Date: Tue, 14 Nov 2023 22:13:20 UTC\n"
+            f"Origin: Test\nLabel: Test\nSuite: stable\nCodename: {codename}\n"
+            f"Date: Tue, 14 Nov 2023 22:13:20 UTC\n{extra}"
             f"Architectures: {ARCH}\nComponents: main\nSHA256:\n" + "\n".join(lines) + "\n"
         )
         (dists / "Release").write_text(release)

@@ -215,6 +215,26 @@ def test_foreign_or_altered_signatures_are_refused(
     assert not list((tmp_path / "cache").rglob("InRelease")), "nothing unverified enters the cache"
 
 
+@pytest.mark.parametrize(
+    "mutate, expect",
+    [
+        (lambda a: a.sign_release(extra="Valid-Until: Wed, 01 Jan 2020 00:00:00 UTC\n"), "expired"),
+        (lambda a: a.sign_release(codename="trixie"), "signed for suite 'stable' / codename 'trixie'"),
+    ],
+)
+def test_stale_or_wrong_release_is_refused(
+    mutate: Callable[[Archive], None],
+    expect: str,
+    serve: Callable[..., Server],
+    archive: Archive,
+    tmp_path: Path,
+) -> None:
+    server = serve(mutate)
+    with pytest.raises(ImageError, match=expect):
+        _repo(tmp_path).packages(_source(server.url, archive.key))
+    assert not list((tmp_path / "cache").rglob("*InRelease*")), "nothing unverified enters the cache"
+
+
 # ---- whole builds ----------------------------------------------------------------------------------
 
 

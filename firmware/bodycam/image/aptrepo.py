@@ -151,22 +151,29 @@ class Repo:
         else:
             path = self._download(url, cached)
         try:
-            signed = self.verify_signature(path, source, url)
-        except ImageError:
+            rel = self._check_release(self.verify_signature(path, source, url), source, url)
+            if path != cached:
+                os.replace(path, cached)  # only now: a verified InRelease
+        finally:
             if path != cached:
                 path.unlink(missing_ok=True)
-            raise
+        return rel
+
+    def _check_release(self, signed: str, source: Source, url: str) -> deb822.Release:
         rel = deb822.Release(signed)
         if source.suite not in (rel.get("Suite"), rel.get("Codename")):
             raise ImageError(
                 f"{url}: signed for suite {rel.get('Suite')!r} / codename {rel.get('Codename')!r}, not "
                 f"{source.suite!r}: the mirror serves the wrong release; check {source.origin}"
             )
-        if not self.offline:
-            until = rel.get("Valid-Until")
-            if until and parsedate_to_datetime(until) < datetime.now(UTC):
+        until = rel.get("Valid-Until")
+        if until and not self.offline:  # offline, the cache is taken as it was when it was verified
+            try:
+                expired = parsedate_to_datetime(until) < datetime.now(UTC)
+            except (TypeError, ValueError):
+                raise ImageError(f"{url}: unreadable Valid-Until {until!r}") from None
+            if expired:
                 raise ImageError(f"{url}: expired (Valid-Until {until}): the mirror is stale; try another")
-            os.replace(path, cached)
         return rel
 
     def verify_signature(self, path: Path, source: Source, url: str) -> str:

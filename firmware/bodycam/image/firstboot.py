@@ -338,7 +338,6 @@ def step_camera(host: Host) -> str:
     host.check(
         ["apt-get", *apt_options(host), "install", "-y", "--no-install-recommends", *CAMERA_PACKAGES],
         f"installing the camera stack from {DEBS}",
-        timeout=1800,
     )
     for pkg in CAMERA_PACKAGES:
         proc = host.run(["dpkg-query", "-W", "-f=${Status}", pkg])

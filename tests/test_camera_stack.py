@@ -21,7 +21,7 @@ import aptkit
 import pytest
 from aptkit import CLOSURE, Archive, Server, base_files
 from bodycam import cli
-from bodycam.image import aptbase, aptrepo, debclosure
+from bodycam.image import aptbase, aptrepo, debclosure, firstboot
 from bodycam.image.aptbase import Installed, Keyring, Source
 from bodycam.image.build import BuildOptions, build
 from bodycam.image.progress import Progress
@@ -301,32 +301,46 @@ def test_offline_rebuild_from_the_cache_is_byte_identical(
     assert sh("sha256sum", again).split()[0] == sh("sha256sum", img).split()[0]
 
 
-def test_card_repo_resolves_with_real_apt(stack_build: dict[str, object], tmp_path: Path) -> None:
-    """apt-get, pointed at a throwaway root with the base's dpkg status and the card's repository only,
-    installs python3-picamera2 (simulated) with exactly the packages the build put on the card."""
-    img = stack_build["img"]
-    assert isinstance(img, Path)
+def _throwaway_root(img: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A root with the base's dpkg status and the card's /opt/bodycam/debs, and an environment in which
+    apt and dpkg see that root only (APT_CONFIG is read before, and instead of, the host's apt.conf.d).
+    dpkg here is the build machine's (amd64): --force-architecture lets it unpack the arm64 test .debs, and
+    --force-depends lets it configure them, because to an amd64 dpkg an Architecture: all package's
+    dependencies on arm64 packages are unmet (apt has resolved the graph as arm64 before dpkg runs)."""
     p2 = partitions(img)[1]
     root = tmp_path / "root"
-    (root / "var/lib/dpkg").mkdir(parents=True)
+    for d in (
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/apt/lists/partial",
+        "var/log",
+        "opt/bodycam",
+    ):
+        (root / d).mkdir(parents=True)
     (root / "var/lib/dpkg/status").write_text(aptkit.status_file())
-    (root / "opt/bodycam").mkdir(parents=True)
     sh("debugfs", "-R", f"rdump /opt/bodycam/debs {root / 'opt/bodycam'}", f"{img}?offset={p2.offset}")
-    conf = tmp_path / "apt.conf"
+    # The card's list names file:/opt/bodycam/debs; here that folder is under the throwaway root.
+    (root / "opt/bodycam/debs/local.list").write_text(f"deb [trusted=yes] file:{root}/opt/bodycam/debs ./\n")
     empty = root / "empty.d"
     empty.mkdir()
+    conf = tmp_path / "apt.conf"
     conf.write_text(
         f'Dir "{root}/";\nDir::State::status "{root}/var/lib/dpkg/status";\n'
         f'Dir::Etc::SourceList "{root}/opt/bodycam/debs/local.list";\nDir::Etc::SourceParts "{empty}";\n'
         f'Dir::Etc::Parts "{empty}";\nDir::Etc::PreferencesParts "{empty}";\n'
         'APT::Architecture "arm64";\nAPT::Architectures { "arm64"; };\nAPT::Sandbox::User "root";\n'
-        'Debug::NoLocking "true";\n'
+        f'Debug::NoLocking "true";\nDPkg::Options {{ "--root={root}"; "--log={root}/var/log/dpkg.log";\n'
+        '  "--force-architecture"; "--force-depends"; };\n'
     )
-    # The card's list names file:/opt/bodycam/debs; here that folder is under the throwaway root.
-    (root / "opt/bodycam/debs/local.list").write_text(f"deb [trusted=yes] file:{root}/opt/bodycam/debs ./\n")
-    for d in ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "etc/apt"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, APT_CONFIG=str(conf), LC_ALL="C")
+    return root, dict(os.environ, APT_CONFIG=str(conf), LC_ALL="C")
+
+
+def test_card_repo_resolves_with_real_apt(stack_build: dict[str, object], tmp_path: Path) -> None:
+    """apt-get, pointed at a throwaway root with the base's dpkg status and the card's repository only,
+    installs python3-picamera2 (simulated) with exactly the packages the build put on the card."""
+    img = stack_build["img"]
+    assert isinstance(img, Path)
+    root, env = _throwaway_root(img, tmp_path)
     run = lambda *a: subprocess.run(["apt-get", *a], capture_output=True, text=True, env=env)  # noqa: E731
     update = run("update")
     out = update.stdout + update.stderr
@@ -336,6 +350,37 @@ def test_card_repo_resolves_with_real_apt(stack_build: dict[str, object], tmp_pa
     inst = sorted(ln.split()[1] for ln in sim.stdout.splitlines() if ln.startswith("Inst "))
     assert inst == CLOSURE, sim.stdout
     assert "Inst libcamera0.3 [0.3.0-1] (0.3.2-1" in sim.stdout, "an upgrade of the base's version"
+
+
+def test_first_boot_step_installs_the_card_repo_with_real_apt_and_dpkg(
+    stack_build: dict[str, object], tmp_path: Path
+) -> None:
+    """firstboot.step_camera's own commands, run for real by apt-get and dpkg on a throwaway root (dpkg
+    --root, its database there too), twice: the second run changes nothing."""
+    img = stack_build["img"]
+    assert isinstance(img, Path)
+    root, env = _throwaway_root(img, tmp_path)
+    admindir = f"--admindir={root}/var/lib/dpkg"
+    ran: list[str] = []
+
+    def run(cmd: list[str], *, input: str | None = None, timeout: float | None = None):  # type: ignore[no-untyped-def]  # noqa: A002
+        ran.append(cmd[0])
+        extra = {"dpkg": [f"--root={root}"], "dpkg-query": [admindir], "apt-get": []}[cmd[0]]
+        return subprocess.run([cmd[0], *extra, *cmd[1:]], capture_output=True, text=True, env=env)
+
+    host = firstboot.Host(root=root, run=run, log=lambda _: None)
+    assert firstboot.step_camera(host) == "installed python3-picamera2 from /opt/bodycam/debs"
+    assert ran == ["dpkg", "apt-get", "apt-get", "dpkg-query"]
+    status = sh("dpkg-query", admindir, "-W", "-f=${Package} ${Version} ${Status}\n")
+    installed = {ln.split()[0]: ln.split()[1] for ln in status.splitlines() if ln.endswith("ok installed")}
+    assert set(CLOSURE) <= set(installed) and installed["libcamera0.3"] == "0.3.2-1"
+    assert "python3-bar" not in installed and "python3-pyav" not in installed
+    assert (root / "usr/share/doc/python3-picamera2/README").exists()
+    auto = (root / "var/lib/apt/extended_states").read_text()
+    assert "Package: python3-libcamera\nArchitecture: arm64\nAuto-Installed: 1" in auto
+    before = (root / "var/lib/dpkg/status").read_bytes()
+    assert firstboot.step_camera(host).startswith("installed python3-picamera2")
+    assert (root / "var/lib/dpkg/status").read_bytes() == before
 
 
 # ---- failures: one line, no image ----------------------------------------------------------------

@@ -331,8 +331,9 @@ def step_camera(host: Host) -> str:
     """
     if not host.path(f"{DEBS}/local.list").exists():
         return "no camera stack on this image (built with --no-camera-stack or for another camera source)"
-    (host.path(APT_LISTS) / "partial").mkdir(parents=True, exist_ok=True)
-    host.path(APT_PARTS).mkdir(parents=True, exist_ok=True)
+    # apt refuses to start without these; images trimmed for size may lack the archive cache folder.
+    for d in (f"{APT_LISTS}/partial", APT_PARTS, "/var/cache/apt/archives/partial"):
+        host.path(d).mkdir(parents=True, exist_ok=True)
     host.check(["dpkg", "--configure", "-a"], "finishing an interrupted package install")
     host.check(["apt-get", *apt_options(host), "update"], f"reading the camera stack's index in {DEBS}")
     host.check(

@@ -1,13 +1,14 @@
 """`bodycam image build`: base Raspberry Pi OS Lite image + device config + agency CA -> flashable .img.
 
 Unprivileged and without loop devices or mounts (see the package docstring for the stages). The output
-is a function of the inputs: the base image, the config, the CA, the SSH key, the wheel cache, the
-source tree and SOURCE_DATE_EPOCH (default 2025-01-01). Same inputs, same bytes: tests build twice
-and compare SHA-256.
+is a function of the inputs: the base image, the config, the CA, the SSH key, the wheel cache, the .deb
+cache (the camera stack), the source tree and SOURCE_DATE_EPOCH (default 2025-01-01). Same inputs, same
+bytes: tests build twice and compare SHA-256.
 
 Output layout (MBR, the base's disk id, so Raspberry Pi OS's PARTUUIDs stay valid):
   1  FAT   the base's boot partition, same start and size, rebuilt
-  2  ext4  the base's root, grown to hold the wheels and the venv first boot installs from them
+  2  ext4  the base's root, grown to hold the wheels, the camera stack's .debs, and what first boot
+           installs from them
   3  ext4  evidence (``bodycam-data``), small here; first boot grows it to the end of the card
 """
 

@@ -167,6 +167,25 @@ def test_base_apt_config_is_read_from_the_image(tmp_path: Path, archive: Archive
     assert [k.data for k in aptbase.default_keyrings(editor)] == [archive.key], "the .asc, dearmored"
 
 
+def test_inline_signed_by_and_skipped_sources(archive: Archive) -> None:
+    """deb822 may carry the key itself in Signed-By ("." lines are blank lines); one-line sources for
+    another architecture, deb-src, trusted=yes and non-http schemes are not used (the last two with a note)."""
+    armored = archive.key_asc.decode().strip().splitlines()
+    inline = "\n".join(" " + (ln if ln else ".") for ln in armored)
+    text = "Types: deb deb-src\nURIs: https://archive.example/debian/\nSuites: bookworm\nComponents: main\n"
+    notes: list[str] = []
+    [src] = aptbase._deb822(None, "t.sources", text + f"Signed-By:\n{inline}\n", "arm64", notes)  # type: ignore[arg-type]
+    assert src.uri == "https://archive.example/debian" and [k.data for k in src.keyrings] == [archive.key]
+    lines = (
+        "deb [arch=armhf] http://a.example/ bookworm main\n"
+        "deb-src http://a.example/ bookworm main\n"
+        "deb [trusted=yes] http://b.example/ bookworm main\n"
+        "deb cdrom:[Debian]/ bookworm main\n"
+    )
+    assert list(aptbase._one_line(None, "sources.list", lines, "arm64", notes)) == []  # type: ignore[arg-type]
+    assert len(notes) == 2 and "trusted=yes" in notes[0] and "only http and https" in notes[1]
+
+
 # ---- fetching and verifying ---------------------------------------------------------------------------
 
 

@@ -207,6 +207,18 @@ def _sources(
     if trusted.lower() == "yes":
         notes.append(f"apt source {origin} not used: trusted=yes means it has no signature to check")
         return
+    usable = []
+    for uri in uris:
+        if not uri.startswith(("http://", "https://")):
+            notes.append(f"apt source {origin} not used: only http and https archives are fetched ({uri})")
+            continue
+        for suite in suites:
+            if suite.endswith("/") or not components:
+                notes.append(f"apt source {origin} not used: flat repositories are not supported ({suite})")
+                continue
+            usable.append((uri.rstrip("/"), suite))
+    if not usable:
+        return
     if "BEGIN PGP PUBLIC KEY BLOCK" in signed_by:  # deb822 allows the key itself in Signed-By
         text = "\n".join("" if ln.strip() == "." else ln.strip() for ln in signed_by.splitlines())
         keyrings: tuple[Keyring, ...] = (_keyring(text.encode(), f"{origin} Signed-By"),)
@@ -218,15 +230,8 @@ def _sources(
         keyrings = tuple(_read_keyring(editor, p, origin) for p in paths)
     else:
         keyrings = default_keyrings(editor)
-    for uri in uris:
-        if not uri.startswith(("http://", "https://")):
-            notes.append(f"apt source {origin} not used: only http and https archives are fetched ({uri})")
-            continue
-        for suite in suites:
-            if suite.endswith("/") or not components:
-                notes.append(f"apt source {origin} not used: flat repositories are not supported ({suite})")
-                continue
-            yield Source(uri.rstrip("/"), suite, tuple(components), keyrings, origin)
+    for uri, suite in usable:
+        yield Source(uri, suite, tuple(components), keyrings, origin)
 
 
 def read(editor: Ext4Editor) -> BaseApt:

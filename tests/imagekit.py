@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,16 @@ def _write(root: Path, rel: str, text: str | bytes) -> None:
     p.write_bytes(text.encode() if isinstance(text, str) else text)
 
 
-def make_base(out: Path, *, boot_mb: int = 64, root_mb: int = 256, xz: bool = False) -> Path:
+def make_base(
+    out: Path,
+    *,
+    boot_mb: int = 64,
+    root_mb: int = 256,
+    xz: bool = False,
+    extra: Mapping[str, str | bytes] | None = None,
+    links: Mapping[str, str] | None = None,
+) -> Path:
+    """``extra``: more root files (relative path -> content); ``links``: symlinks (path -> target)."""
     work = out.parent / (out.name + ".parts")
     work.mkdir(parents=True, exist_ok=True)
     boot, root = work / "boot", work / "root"
@@ -91,6 +101,11 @@ def make_base(out: Path, *, boot_mb: int = 64, root_mb: int = 256, xz: bool = Fa
     ):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "etc/systemd/system/sshd.service").symlink_to("/usr/lib/systemd/system/ssh.service")
+    for rel, content in (extra or {}).items():
+        _write(root, rel, content)
+    for rel, target in (links or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(target)
     for tree in (boot, root):
         for p in [*tree.rglob("*"), tree]:
             os.utime(p, (1_700_000_000, 1_700_000_000), follow_symlinks=False)

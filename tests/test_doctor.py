@@ -81,6 +81,7 @@ class FakeCamera:
             "fault": None,
         }
         self.enrol_command = True
+        self.camera_stack = subprocess.CompletedProcess([], 0, "", "")
         w = self.write
         uid = os.getuid()
         w(
@@ -136,6 +137,9 @@ class FakeCamera:
         if cmd[0] == "systemctl":
             out = self.services.get(cmd[2])
             return subprocess.CompletedProcess(list(cmd), 0 if out else 1, out or "", "")
+        if cmd[0] == str(self.root / "opt/bodycam/venv/bin/python"):
+            assert cmd[1:] == ["-c", "import picamera2, libcamera"]
+            return self.camera_stack
         if cmd[0] == "rpicam-hello":
             return subprocess.CompletedProcess(list(cmd), 0, self.cameras, "")
         return subprocess.CompletedProcess(list(cmd), 127, "", "not found")
@@ -189,6 +193,7 @@ def test_a_healthy_camera(cam: FakeCamera) -> None:
         "service",
         "daemon",
         "camera",
+        "camera stack",
         "pins",
         "key",
         "certificate",
@@ -241,6 +246,18 @@ def test_camera_missing(cam: FakeCamera) -> None:
     cam.status = None
     cam.cameras = "No cameras available!\n"
     assert cam.check("camera").status == FAIL
+
+
+def test_camera_stack(cam: FakeCamera) -> None:
+    assert cam.check("camera stack").status == OK
+    cam.camera_stack = subprocess.CompletedProcess(
+        [], 1, "", "Traceback (most recent call last):\nModuleNotFoundError: No module named 'picamera2'\n"
+    )
+    c = cam.check("camera stack")
+    assert c.status == FAIL and c.detail.endswith("No module named 'picamera2'")
+    assert c.fix == "first boot did not install the camera stack: see 'journalctl -u bodycam-firstboot'"
+    cam.write("etc/bodycam/device.toml", '[device]\nserial = "BC-0417"\n[camera]\nsource = "synthetic"\n')
+    assert "camera stack" not in [c.name for c in cam.report().checks], "only for the Pi camera"
 
 
 def test_pins(cam: FakeCamera) -> None:

@@ -26,10 +26,17 @@ class FakeCamera:
     """A root tree that looks enough like a fresh card on a Pi, and the system commands acting on it."""
 
     def __init__(
-        self, root: Path, *, serial: str = "BC-0042", enrol: bool = False, mounted: bool = True
+        self,
+        root: Path,
+        *,
+        serial: str = "BC-0042",
+        enrol: bool = False,
+        mounted: bool = True,
+        camera_stack: bool = True,
     ) -> None:
         self.root = root
         self.enrol = enrol
+        self.apt: list[str] = []
         self.hostname_set: str | None = None
         self.started: set[str] = set()
         w = self.write
@@ -46,6 +53,9 @@ class FakeCamera:
         w("opt/bodycam/wheels/pip-26.3-py3-none-any.whl", "zip")
         w("opt/bodycam/wheels/bodycam-0.1.0-py3-none-any.whl", "zip")
         w("proc/device-tree/serial-number", "10000000abcdef12\0")
+        if camera_stack:
+            w("opt/bodycam/debs/local.list", "deb [trusted=yes] file:/opt/bodycam/debs ./\n")
+            w("opt/bodycam/debs/Packages", "Package: python3-picamera2\n")
         (root / "var/lib/bodycam").mkdir(parents=True)
         if mounted:
             w(
@@ -108,6 +118,23 @@ class FakeCamera:
             assert cmd[1] == "/dev/mmcblk0p3"
             self.write("fake/fs_size", self.read("sys/block/mmcblk0/mmcblk0p3/size"))
             return ok()
+        if name == "dpkg":
+            assert cmd[1:] == ["--configure", "-a"]
+            return ok()
+        if name == "apt-get":
+            assert f"Dir::Etc::SourceList={self.root}/opt/bodycam/debs/local.list" in cmd
+            assert (
+                f"Dir::Etc::SourceParts={self.root}/var/lib/bodycam-firstboot/apt-sources.d" in cmd
+                and (self.root / "var/lib/bodycam-firstboot/apt-lists").is_dir()
+            )
+            self.apt.append(cmd[7])
+            if cmd[7] == "install":
+                assert cmd[8:] == ["-y", "--no-install-recommends", "python3-picamera2"]
+                self.write("fake/dpkg-installed", "python3-picamera2\n")
+            return ok()
+        if name == "dpkg-query":
+            installed = (self.root / "fake/dpkg-installed").exists()
+            return subprocess.CompletedProcess(cmd, 0, "install ok installed" if installed else "", "")
         if name == "rm":
             shutil.rmtree(cmd[-1])
             return ok()
@@ -267,3 +294,44 @@ def test_the_script_runs_on_a_bare_system_python(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "bodycam first boot" in proc.stdout, proc.stderr
     assert script.read_text().startswith("#!/usr/bin/python3\n")
     assert "from bodycam" not in script.read_text() and "from ." not in script.read_text()
+
+
+def test_camera_stack_is_installed_from_the_image_before_the_venv(tmp_path: Path) -> None:
+    cam = FakeCamera(tmp_path)
+    log: list[str] = []
+    assert firstboot.run_all(cam.host(log)) == 0
+    assert cam.apt == ["update", "install"]
+    assert cam.read("fake/dpkg-installed") == "python3-picamera2\n"
+    names = [name for name, _ in firstboot.STEPS]
+    assert names.index("camera") < names.index("venv")
+    assert any("camera: installed python3-picamera2 from /opt/bodycam/debs" in line for line in log)
+
+
+def test_no_camera_stack_on_the_image_is_skipped(tmp_path: Path) -> None:
+    cam = FakeCamera(tmp_path, camera_stack=False)
+    log: list[str] = []
+    assert firstboot.run_all(cam.host(log)) == 0
+    assert cam.apt == [] and any("camera: no camera stack on this image" in line for line in log)
+
+
+def test_camera_stack_not_installed_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cam = FakeCamera(tmp_path)
+    real = cam.run
+
+    def apt_fails(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if Path(cmd[0]).name == "apt-get" and "install" in cmd:
+            return subprocess.CompletedProcess(
+                cmd, 100, "", "E: Unable to correct problems, you have held broken packages."
+            )
+        return real(cmd, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cam, "run", apt_fails)
+    log: list[str] = []
+    assert firstboot.run_all(cam.host(log)) == 1
+    assert log[-1].endswith(
+        "camera: FAILED: installing the camera stack from /opt/bodycam/debs: apt-get exited 100: "
+        "E: Unable to correct problems, you have held broken packages."
+    )
+    assert firstboot.pending(cam.host())[0] == "camera" and not (tmp_path / "opt/bodycam/venv").exists()

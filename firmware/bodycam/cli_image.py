@@ -40,7 +40,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="wheel cache (default ~/.cache/bodycam/wheels); filled from PyPI unless --offline",
     )
-    b.add_argument("--offline", action="store_true", help="use only the wheel cache, no network")
+    b.add_argument(
+        "--debs",
+        type=Path,
+        metavar="DIR",
+        help="cache of verified .debs and apt indexes for the camera stack (default ~/.cache/bodycam/debs)",
+    )
+    b.add_argument(
+        "--offline", action="store_true", help="use only the wheel and .deb caches (re-verified), no network"
+    )
+    b.add_argument(
+        "--no-camera-stack",
+        dest="camera_stack",
+        action="store_false",
+        help="leave out python3-picamera2 and libcamera (simulation images; a camera needs them)",
+    )
     b.add_argument(
         "--data-size",
         default="64M",
@@ -85,6 +99,8 @@ def run_build(args: argparse.Namespace) -> int:
         ssh_key=args.ssh_key,
         wheels=args.wheels,
         offline=args.offline,
+        debs=args.debs,
+        camera_stack=args.camera_stack,
         data_size=parse_size(args.data_size),
         root_grow=parse_size(args.root_grow) if args.root_grow else None,
         epoch=args.epoch,

@@ -35,6 +35,7 @@ OK, WARN, FAIL = "ok", "warn", "FAIL"
 CONFIG = "/etc/bodycam/device.toml"
 CA = "/etc/bodycam/ca.pem"
 VENV_BODYCAM = "/opt/bodycam/venv/bin/bodycam"
+VENV_PYTHON = "/opt/bodycam/venv/bin/python"
 TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 MAX_SKEW_SECONDS = 2.0
 
@@ -264,6 +265,24 @@ def check_camera(sys_: System, ctx: Context) -> Check:
         WARN,
         f"camera devices present ({', '.join(nodes[:4])}) but not confirmed",
         "install rpicam-apps to list cameras, or check the daemon's log",
+    )
+
+
+def check_camera_stack(sys_: System, ctx: Context) -> Check | None:
+    """picamera2 and libcamera as the daemon imports them: apt's packages seen through the venv
+    (--system-site-packages), next to the venv's own PyAV and NumPy. Only for the Pi camera."""
+    assert ctx.cfg is not None
+    if ctx.cfg.camera.source != "picamera2":
+        return None
+    proc = sys_.run([str(sys_.path(VENV_PYTHON)), "-c", "import picamera2, libcamera"])
+    if proc.returncode == 0:
+        return Check("camera stack", OK, "picamera2 and libcamera import in the firmware's Python")
+    lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+    return Check(
+        "camera stack",
+        FAIL,
+        f"picamera2/libcamera do not import: {lines[-1] if lines else f'exit status {proc.returncode}'}",
+        "first boot did not install the camera stack: see 'journalctl -u bodycam-firstboot'",
     )
 
 
@@ -578,8 +597,9 @@ def run_checks(
     checks = [check_config(sys_, ctx, config_path), check_firstboot(sys_, ctx), check_service(sys_, ctx)]
     if ctx.cfg is None:
         return Report(checks, None)
-    for fn in (check_daemon, check_camera, check_pins, check_key, check_certificate):
-        checks.append(fn(sys_, ctx))
+    for fn in (check_daemon, check_camera, check_camera_stack, check_pins, check_key, check_certificate):
+        if (check := fn(sys_, ctx)) is not None:
+            checks.append(check)
     checks.append(check_enrolment(sys_, ctx, has_enrol))
     checks.append(check_clock(sys_, ctx))
     checks.append(check_storage(sys_, ctx))

@@ -4,7 +4,9 @@ The build is a pipeline of small stages, each a module that can be run and teste
 
     base .img[.xz] --disk.read_layout--> boot FAT + root ext4 extracted as plain files
       boot FAT  --bootfs.rebuild (mtools + mkfs.vfat)-->   clean, reproducible FAT
-      root ext4 --rootfs.Ext4Editor (debugfs -w)-------->  overlay.plan(): units, config, wheels,
+      root ext4 --aptbase (debugfs, read only)--------->   the base's apt sources, keys, dpkg status
+                --camerastack (aptrepo, debclosure)--->   python3-picamera2's missing .debs, verified
+      root ext4 --rootfs.Ext4Editor (debugfs -w)-------->  overlay.plan(): units, config, wheels, .debs,
                                                            first-boot script, locked passwords, SSH
       data ext4 --datafs.make (mkfs.ext4 -d)----------->   empty evidence partition (noatime)
     disk.assemble (sfdisk on the output file) --> flashable .img

@@ -1,13 +1,14 @@
 """`bodycam image build`: base Raspberry Pi OS Lite image + device config + agency CA -> flashable .img.
 
 Unprivileged and without loop devices or mounts (see the package docstring for the stages). The output
-is a function of the inputs: the base image, the config, the CA, the SSH key, the wheel cache, the
-source tree and SOURCE_DATE_EPOCH (default 2025-01-01). Same inputs, same bytes: tests build twice
-and compare SHA-256.
+is a function of the inputs: the base image, the config, the CA, the SSH key, the wheel cache, the .deb
+cache (the camera stack), the source tree and SOURCE_DATE_EPOCH (default 2025-01-01). Same inputs, same
+bytes: tests build twice and compare SHA-256.
 
 Output layout (MBR, the base's disk id, so Raspberry Pi OS's PARTUUIDs stay valid):
   1  FAT   the base's boot partition, same start and size, rebuilt
-  2  ext4  the base's root, grown to hold the wheels and the venv first boot installs from them
+  2  ext4  the base's root, grown to hold the wheels, the camera stack's .debs, and what first boot
+           installs from them
   3  ext4  evidence (``bodycam-data``), small here; first boot grows it to the end of the card
 """
 
@@ -24,7 +25,7 @@ from cryptography import x509
 
 from .. import __version__
 from .. import config as configmod
-from . import bootfs, datafs, disk, overlay, rootfs, wheels
+from . import aptrepo, bootfs, camerastack, datafs, disk, overlay, rootfs, wheels
 from .progress import Progress
 from .tools import BUILD_TOOLS, ImageError, epoch_env, human, require
 
@@ -32,7 +33,8 @@ DEFAULT_EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z
 DEFAULT_DATA_SIZE = 64 << 20
 IMAGE_DATA_DIR = "/var/lib/bodycam"
 ROOT_HEADROOM = 256 << 20
-STEPS = 8
+STEPS = 9
+DEBS_UNPACKED = 3  # root space for the camera stack: its .debs and, after first boot, their files
 
 
 @dataclass
@@ -44,8 +46,10 @@ class BuildOptions:
     ssh_key: Path | None = None
     wheels: Path | None = None  # wheel cache; default ~/.cache/bodycam/wheels
     offline: bool = False
+    debs: Path | None = None  # verified .deb and apt index cache; default ~/.cache/bodycam/debs
+    camera_stack: bool = True  # False: --no-camera-stack, for simulation images
     data_size: int = DEFAULT_DATA_SIZE
-    root_grow: int | None = None  # None: 4 x the wheels + 256 MiB (the venv unpacks them)
+    root_grow: int | None = None  # None: 4 x the wheels + 3 x the .debs + 256 MiB (both get unpacked)
     epoch: int | None = None
     source: Path | None = None
     keep_workdir: bool = False
@@ -192,10 +196,15 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     )
     for note in config_notes(cfg, fleet):
         progress.info(f"note: {note}")
+    camera_stack = opts.camera_stack and cfg.camera.source == "picamera2"
+    if cfg.camera.source == "picamera2" and not opts.camera_stack:
+        progress.info("note: --no-camera-stack: this camera needs picamera2 installed some other way")
 
     work = Path(tempfile.mkdtemp(prefix=".bodycam-image-", dir=out.parent))
     try:
-        return _build(opts, progress, env, epoch, source, out, work, set_clock=set_clock(cfg))
+        return _build(
+            opts, progress, env, epoch, source, out, work, set_clock=set_clock(cfg), camera_stack=camera_stack
+        )
     finally:
         if not opts.keep_workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -211,6 +220,7 @@ def _build(
     work: Path,
     *,
     set_clock: bool,
+    camera_stack: bool,
 ) -> BuildResult:
     notes: list[str] = []
     progress.step(f"reading the base image {opts.base.name}")
@@ -228,6 +238,25 @@ def _build(
     info = bootfs.read_info(boot_img)
     rootfs.fsck(root_img, env, "base image root file system")
 
+    stack = camerastack.Stack()
+    if camera_stack:
+        progress.step(
+            "camera stack: python3-picamera2 from the base's own apt sources, verified"
+            + (" (offline)" if opts.offline else "")
+        )
+        stack = camerastack.gather(
+            rootfs.Ext4Editor(root_img, env),
+            cache=(opts.debs or aptrepo.default_cache()).resolve(),
+            offline=opts.offline,
+            stage=work / "debs",
+            epoch=epoch,
+            progress=progress,
+            env=env,
+        )
+        notes += stack.notes
+    else:
+        progress.step("camera stack: not included (--no-camera-stack, or [camera] source is not picamera2)")
+
     cache = (opts.wheels or default_cache()).resolve()
     progress.step("gathering aarch64 wheels" + (" (offline)" if opts.offline else ""))
     if not opts.offline:
@@ -243,7 +272,11 @@ def _build(
         notes.append(f"boot partition: removed {', '.join(removed)}")
     bootfs.rebuild(boot_stage, boot_img, boot_part.length, info, epoch, env)
 
-    grow = opts.root_grow if opts.root_grow is not None else 4 * wheel_bytes + ROOT_HEADROOM
+    grow = (
+        opts.root_grow
+        if opts.root_grow is not None
+        else 4 * wheel_bytes + DEBS_UNPACKED * stack.size + ROOT_HEADROOM
+    )
     root_sectors = disk.align_up(root_part.end + grow // disk.SECTOR) - root_part.start
     new_root = disk.Partition(2, root_part.start, root_sectors, disk.LINUX_TYPE)
     progress.step(f"root partition: growing to {human(new_root.length)} and adding bodycam (debugfs)")
@@ -259,6 +292,8 @@ def _build(
         epoch=epoch,
         partuuid_prefix=layout.partuuid_prefix,
         set_clock=set_clock,
+        debs=stack.debs,
+        debs_index=stack.index,
     )
     ops, plan_notes = overlay.plan(editor, inputs, work / "root")
     notes += plan_notes

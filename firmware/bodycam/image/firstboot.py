@@ -12,6 +12,8 @@ stamps are written (temp file, fsync, rename, fsync directory) only after the st
   serial    a fleet image's serial "auto" becomes BC-<last 8 hex digits of the board serial>
   datapart  grow the evidence partition to the end of the card (sfdisk, then an online resize2fs,
             which the kernel journals) and give it to `bodycam`
+  camera    apt installs python3-picamera2 and libcamera from the image's own repository
+            /opt/bodycam/debs (verified at build time), offline; skipped on an image built without it
   venv      /opt/bodycam/venv (--system-site-packages, so picamera2/libcamera from apt are seen),
             installed offline from /opt/bodycam/wheels; removed and redone if a cut left it partial
   key       `bodycam provision` as the bodycam user: device key (on the device, never the build
@@ -42,6 +44,10 @@ DATA_DIR = "/var/lib/bodycam"
 STATE_DIR = "/var/lib/bodycam-firstboot"
 VENV = "/opt/bodycam/venv"
 WHEELS = "/opt/bodycam/wheels"
+DEBS = "/opt/bodycam/debs"
+CAMERA_PACKAGES = ("python3-picamera2",)
+APT_LISTS = "/var/lib/bodycam-firstboot/apt-lists"
+APT_PARTS = "/var/lib/bodycam-firstboot/apt-sources.d"
 SYSUSERS = "/usr/lib/sysusers.d/bodycam.conf"
 USER = "bodycam"
 VENV_MARKER = ".bodycam-complete"
@@ -301,6 +307,49 @@ def step_datapart(host: Host) -> str:
     return f"{grew}{part.device} fills its partition, owned by {USER}"
 
 
+def apt_options(host: Host) -> list[str]:
+    """apt sees the image's repository and nothing else: no network source, the system's lists untouched."""
+    return [
+        "-o",
+        f"Dir::Etc::SourceList={host.path(DEBS)}/local.list",
+        "-o",
+        f"Dir::Etc::SourceParts={host.path(APT_PARTS)}",  # empty: not the system's sources.list.d
+        "-o",
+        f"Dir::State::Lists={host.path(APT_LISTS)}",
+    ]
+
+
+def step_camera(host: Host) -> str:
+    """python3-picamera2 and what it needs, from the local repo the build verified (camerastack.py).
+
+    apt-get rather than ``dpkg -i *.deb``: apt orders the unpacking and configuring itself, checks the
+    whole graph (Breaks/Conflicts too) against the installed system before it changes anything, and
+    marks the dependencies as automatically installed, exactly as ``apt install python3-picamera2``
+    would on a networked Pi, so later upgrades from the real archive treat them normally. The one
+    source is ``file:``, so nothing can be downloaded. A power cut mid-install leaves dpkg's journal;
+    ``dpkg --configure -a`` finishes it first, and installing what is already installed does nothing.
+    """
+    if not host.path(f"{DEBS}/local.list").exists():
+        return "no camera stack on this image (built with --no-camera-stack or for another camera source)"
+    # apt refuses to start without these; images trimmed for size may lack the archive cache folder.
+    for d in (f"{APT_LISTS}/partial", APT_PARTS, "/var/cache/apt/archives/partial"):
+        host.path(d).mkdir(parents=True, exist_ok=True)
+    host.check(["dpkg", "--configure", "-a"], "finishing an interrupted package install")
+    host.check(["apt-get", *apt_options(host), "update"], f"reading the camera stack's index in {DEBS}")
+    host.check(
+        ["apt-get", *apt_options(host), "install", "-y", "--no-install-recommends", *CAMERA_PACKAGES],
+        f"installing the camera stack from {DEBS}",
+    )
+    for pkg in CAMERA_PACKAGES:
+        proc = host.run(["dpkg-query", "-W", "-f=${Status}", pkg])
+        if proc.returncode != 0 or proc.stdout.strip() != "install ok installed":
+            raise StepError(
+                f"apt-get finished but {pkg} is not installed ({proc.stdout.strip() or 'unknown'})"
+            )
+    os.sync()
+    return f"installed {', '.join(CAMERA_PACKAGES)} from {DEBS}"
+
+
 def step_venv(host: Host) -> str:
     venv = host.path(VENV)
     if (venv / VENV_MARKER).exists():
@@ -389,6 +438,7 @@ STEPS: list[tuple[str, Callable[[Host], str]]] = [
     ("users", step_users),
     ("serial", step_serial),
     ("datapart", step_datapart),
+    ("camera", step_camera),
     ("venv", step_venv),
     ("key", step_key),
     ("hostname", step_hostname),
@@ -431,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0 and args.root == "/":
         print("firstboot: must run as root (it is started by bodycam-firstboot.service)", file=sys.stderr)
         return 2
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")  # no debconf questions on a headless camera
     return run_all(Host(root=Path(args.root)))
 
 

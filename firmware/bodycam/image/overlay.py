@@ -3,6 +3,8 @@
 Read top to bottom, ``plan()`` is the answer to "what is on a bodycam card besides Raspberry Pi OS":
 
 * /opt/bodycam/wheels       the firmware and every dependency, aarch64 wheels (installed at first boot)
+* /opt/bodycam/debs         python3-picamera2 and what it needs beyond the base, a local apt repository
+                            (camerastack.py; installed at first boot before the venv)
 * /usr/lib/bodycam/firstboot, the systemd units, sysusers.d entry, sshd drop-in (from the repo's
   systemd/ and image/overlay/), the technician guide
 * /etc/bodycam               device.toml (per device or fleet; 0640), ca.pem (agency CA), image.json
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .camerastack import DEBS_DIR
 from .datafs import MOUNT_OPTIONS
 from .rootfs import Ext4Editor, Mkdir, Op, Remove, Symlink, Write, parents
 from .tools import ImageError
@@ -46,6 +49,8 @@ class Inputs:
     epoch: int
     partuuid_prefix: str
     set_clock: bool = False
+    debs: list[Path] = field(default_factory=list)  # the camera stack (camerastack.py), may be empty
+    debs_index: list[Path] = field(default_factory=list)  # its Packages, Release and apt source line
 
 
 def lock_passwords(shadow: str) -> tuple[str, list[str]]:
@@ -110,6 +115,9 @@ def plan(editor: Ext4Editor, inp: Inputs, stage: Path) -> tuple[list[Op], list[s
     )
     dirs(DATA_MOUNT, mode=0o750)
     ops += [Write(f"/opt/bodycam/wheels/{w.name}", w) for w in inp.wheels]
+    if inp.debs:
+        dirs(DEBS_DIR)
+        ops += [Write(f"{DEBS_DIR}/{p.name}", p) for p in [*inp.debs, *inp.debs_index]]
 
     firstboot = Path(__file__).with_name("firstboot.py")
     ops.append(
@@ -149,6 +157,7 @@ def plan(editor: Ext4Editor, inp: Inputs, stage: Path) -> tuple[list[Op], list[s
         "firmware_version": inp.firmware_version,
         "source_date_epoch": inp.epoch,
         "wheels": [{"file": w.name, "sha256": _sha256(w)} for w in inp.wheels],
+        "debs": [{"file": d.name, "sha256": _sha256(d)} for d in inp.debs],
     }
     ops.append(
         Write(

@@ -9,6 +9,7 @@ on stderr but still exits 0: any error line fails the build.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,26 @@ class Ext4Editor:
         if self.lookup(path) is None:
             return None
         return self._debugfs(f"cat {_check_path(path)}")
+
+    def readlink(self, path: str) -> str | None:
+        """A symlink's target, or None if ``path`` is not a symlink (debugfs follows no final link)."""
+        entry = self.lookup(path)
+        if entry is None or entry.mode & 0o170000 != S_IFLNK:
+            return None
+        stat = self._debugfs(f"stat {_check_path(path)}").decode(errors="replace")
+        m = re.search(r'Fast link dest: "(.*)"', stat)
+        return m.group(1) if m else self._debugfs(f"cat {path}").decode(errors="replace")
+
+    def read_followed(self, path: str, hops: int = 8) -> bytes | None:
+        """A file's bytes with symlinks resolved inside this file system (apt keyrings are often
+        links into /usr/share/keyrings), or None if absent or dangling."""
+        for _ in range(hops):
+            target = self.readlink(path)
+            if target is None:
+                return self.read(path)
+            path = str(PurePosixPath(path).parent / target) if not target.startswith("/") else target
+            path = os.path.normpath(path)
+        return None
 
     def script(self, ops: Sequence[Op], cwd: Path) -> str:
         """The debugfs commands for ``ops``; file sources are named relative to ``cwd``."""

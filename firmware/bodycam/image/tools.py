@@ -33,6 +33,7 @@ PACKAGES = {
     "e2fsck": "e2fsprogs",
     "resize2fs": "e2fsprogs",
     "xz": "xz-utils",
+    "gpgv": "gpgv",
 }
 
 BUILD_TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mdir", "mmd", "mkfs.ext4", "debugfs", "e2fsck", "resize2fs")

@@ -10,8 +10,9 @@ Two pip runs, so that a build is a function of a local wheel cache:
    isolated from any configuration, copying exactly the wheels the image needs; the firmware's own
    wheel is built from the source tree, offline, with SOURCE_DATE_EPOCH.
 
-picamera2 and libcamera are not here: they come from Raspberry Pi OS's apt packages, and the venv
-is created with --system-site-packages to see them.
+picamera2 and libcamera are not here: they are apt packages (camerastack.py puts them on the card and
+first boot installs them), and the venv is created with --system-site-packages to see them. The venv's
+own numpy and av wheels come first on its path, so picamera2 runs with them, not apt's: hence numpy<2.
 """
 
 from __future__ import annotations

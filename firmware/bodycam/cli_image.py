@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .errors import BodycamError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -87,7 +89,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .image.build import BuildOptions, build
+    try:
+        from .image.build import BuildOptions, build
+    except ModuleNotFoundError as e:
+        if e.name != "debian":
+            raise
+        raise BodycamError("the image build needs python-debian: pip install 'bodycam[image]' "
+                           "(scripts/build-image installs it)") from None
     from .image.progress import Progress
     from .image.tools import parse_size
 

@@ -82,7 +82,9 @@ class FakeCamera:
         }
         self.enrol_command = True
         self.camera_stack = subprocess.CompletedProcess([], 0, "", "")
+        self.pyav_h264 = "h264 h264_v4l2m2m libx264"  # PyPI's aarch64 PyAV wheel
         w = self.write
+        w("sys/class/video4linux/video11/name", "bcm2835-codec-encode\n")  # a Pi 4's H.264 block
         uid = os.getuid()
         w(
             "etc/bodycam/device.toml",
@@ -138,6 +140,8 @@ class FakeCamera:
             out = self.services.get(cmd[2])
             return subprocess.CompletedProcess(list(cmd), 0 if out else 1, out or "", "")
         if cmd[0] == str(self.root / "opt/bodycam/venv/bin/python"):
+            if cmd[2] == doctor._LIST_H264:
+                return subprocess.CompletedProcess(list(cmd), 0, self.pyav_h264, "")
             assert cmd[1:] == ["-c", "import picamera2, libcamera"]
             return self.camera_stack
         if cmd[0] == "rpicam-hello":
@@ -194,6 +198,7 @@ def test_a_healthy_camera(cam: FakeCamera) -> None:
         "daemon",
         "camera",
         "camera stack",
+        "encoder",
         "pins",
         "key",
         "certificate",
@@ -258,6 +263,21 @@ def test_camera_stack(cam: FakeCamera) -> None:
     assert c.fix == "first boot did not install the camera stack: see 'journalctl -u bodycam-firstboot'"
     cam.write("etc/bodycam/device.toml", '[device]\nserial = "BC-0417"\n[camera]\nsource = "synthetic"\n')
     assert "camera stack" not in [c.name for c in cam.report().checks], "only for the Pi camera"
+
+
+def test_encoder(cam: FakeCamera) -> None:
+    c = cam.check("encoder")
+    assert c.status == OK and c.detail == "h264_v4l2m2m (hardware: bcm2835-codec at /dev/video11)"
+    cam.pyav_h264 = "h264 libx264"  # a PyAV build without V4L2 M2M
+    c = cam.check("encoder")
+    assert c.status == WARN and "/dev/video11) is unused because this PyAV build has no h264_v4l2m2m" in c.detail
+    (cam.root / "sys/class/video4linux/video11/name").unlink()  # a Pi 5: no H.264 block
+    c = cam.check("encoder")
+    assert c.status == OK and c.detail.startswith("libx264 (software: no bcm2835-codec")
+    cam.write("etc/bodycam/device.toml", '[device]\nserial = "BC-0417"\n[camera]\nsource = "picamera2"\n'
+              '[encoder]\ncodec = "h264_v4l2m2m"\n')
+    c = cam.check("encoder")
+    assert c.status == FAIL and "no H.264 hardware encoder" in c.detail and c.fix == 'set [encoder] codec = "auto"'
 
 
 def test_pins(cam: FakeCamera) -> None:

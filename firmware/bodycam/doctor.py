@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import __version__
 from . import config as configmod
 from .device import CLOCK_PLAUSIBLE_AFTER_NS
+from .encode.platform import HARDWARE_CODEC, Platform, choose_codec
 from .errors import BodycamError
 from .image import firstboot
 
@@ -284,6 +285,38 @@ def check_camera_stack(sys_: System, ctx: Context) -> Check | None:
         f"picamera2/libcamera do not import: {lines[-1] if lines else f'exit status {proc.returncode}'}",
         "first boot did not install the camera stack: see 'journalctl -u bodycam-firstboot'",
     )
+
+
+_LIST_H264 = "import av, sys; sys.stdout.write(' '.join(sorted(c for c in av.codecs_available if 'h264' in c)))"
+
+
+def check_encoder(sys_: System, ctx: Context) -> Check:
+    """The H.264 encoder the daemon will open: the one ``[encoder] codec`` picks on this board, with the
+    PyAV build the daemon's own Python imports (PyPI's aarch64 wheels carry h264_v4l2m2m; a build
+    without it silently costs a Pi 4 its hardware encoder, so that is a warning)."""
+    assert ctx.cfg is not None
+    configured = ctx.cfg.encoder.codec
+    proc = sys_.run([str(sys_.path(VENV_PYTHON)), "-c", _LIST_H264])
+    if proc.returncode != 0:
+        return Check("encoder", FAIL, "PyAV does not import in the firmware's Python",
+                     "first boot did not finish the venv: see 'journalctl -u bodycam-firstboot'")
+    board = Platform(root=sys_.root, codecs=set(proc.stdout.split()))
+    device = board.hardware_encoder_device()
+    choice = choose_codec(configured, board)
+    if configured == HARDWARE_CODEC and device is None:
+        return Check("encoder", FAIL, f"[encoder] codec = {HARDWARE_CODEC!r}, but this board has no H.264 "
+                     "hardware encoder (a Pi 5 has none)", 'set [encoder] codec = "auto"')
+    if choice.codec not in board.codecs:
+        return Check("encoder", FAIL, f"this PyAV build has no {choice.codec}",
+                     'set [encoder] codec = "auto", or install a PyAV wheel that has it')
+    if device is not None and HARDWARE_CODEC not in board.codecs:
+        return Check("encoder", WARN, f"{choice.codec} in software: the board's H.264 block ({device}) is "
+                     f"unused because this PyAV build has no {HARDWARE_CODEC}",
+                     "install PyPI's PyAV wheel (it has V4L2 M2M) for lower CPU and heat")
+    if device is not None and not choice.hardware:
+        return Check("encoder", WARN, f"{choice.codec} in software although {device} is a hardware encoder",
+                     'set [encoder] codec = "auto" to use it')
+    return Check("encoder", OK, choice.description)
 
 
 def check_pins(sys_: System, ctx: Context) -> Check:
@@ -597,7 +630,8 @@ def run_checks(
     checks = [check_config(sys_, ctx, config_path), check_firstboot(sys_, ctx), check_service(sys_, ctx)]
     if ctx.cfg is None:
         return Report(checks, None)
-    for fn in (check_daemon, check_camera, check_camera_stack, check_pins, check_key, check_certificate):
+    for fn in (check_daemon, check_camera, check_camera_stack, check_encoder, check_pins, check_key,
+               check_certificate):
         if (check := fn(sys_, ctx)) is not None:
             checks.append(check)
     checks.append(check_enrolment(sys_, ctx, has_enrol))

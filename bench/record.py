@@ -198,9 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench record")
     ap.add_argument("--quick", action="store_true", help="seconds instead of minutes (checks the bench runs)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pi", action="store_true",
+                    help="CPU per frame of each encoder path (software, hardware) instead; on a machine without "
+                         "the Pi 4's encoder the hardware path is its stand-in from tests/v4l2fake.py")
     args = ap.parse_args(argv)
     q = args.quick
     results: dict = {}
+    if args.pi:
+        return encoder_paths_report(quick=q, as_json=args.json)
     with tempfile.TemporaryDirectory(prefix="bodycam-bench-") as d:
         tmp = Path(d)
         print("bench record: throughput (pipeline vs bare PyAV encode, 1280x720)...", file=sys.stderr, flush=True)
@@ -230,6 +235,25 @@ def main(argv: list[str] | None = None) -> int:
         print()
         for name, (value, target, ok) in checks.items():
             print(f"  {name:32} {value!s:>10}  target {target:10} {'ok' if ok else 'MISSED'}")
+    return 0
+
+
+def encoder_paths_report(*, quick: bool, as_json: bool) -> int:
+    import encoder_paths
+
+    with tempfile.TemporaryDirectory(prefix="bodycam-bench-") as d:
+        tmp = Path(d)
+        print("bench record --pi: CPU per frame of each encoder path (watermark, encode, mux, hash), 1280x720...",
+              file=sys.stderr, flush=True)
+        result = encoder_paths.run(tmp, make_config(tmp, "pi", width=1280, height=720, pre=0), quick=quick)
+    print(json.dumps(result, indent=2))
+    if not as_json:
+        print()
+        baseline = "bare PyAV libx264 encode (baseline)"
+        print(f"  {baseline:46} {result['bare_libx264_cpu_ms_per_frame']:8.2f} ms CPU/frame")
+        for name, p in result["paths"].items():
+            print(f"  {name:46} {p['cpu_ms_per_frame']:8.2f} ms CPU/frame  x{p['ratio_to_bare_libx264']:.2f} of "
+                  f"baseline  {p['cpu_share_at_fps'] * 100:.0f}% of a core at 30 fps")
     return 0
 
 

@@ -8,6 +8,8 @@ os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["image_fixtures"]  # session fixtures of the image tests, made once for every module
+
 
 @pytest.fixture
 def mock_factory():

@@ -27,8 +27,8 @@ from bodycam.image.build import BuildOptions, build
 from bodycam.image.progress import Progress
 from bodycam.image.rootfs import Ext4Editor
 from bodycam.image.tools import ImageError, require
+from image_fixtures import ROOT_GROW
 from imagekit import Ext4View, make_base, partitions, sh
-from test_image import ROOT_GROW, inputs, source, wheel_cache  # noqa: F401 (fixtures)
 
 
 def test_tools_are_installed() -> None:
@@ -66,9 +66,9 @@ def _base(tmp_path: Path, url: str, key: bytes, name: str = "base", **kw: str) -
 
 
 def _build(
-    inputs: dict[str, Path],  # noqa: F811
-    wheel_cache: Path,  # noqa: F811
-    source: Path,  # noqa: F811
+    inputs: dict[str, Path],
+    wheel_cache: Path,
+    source: Path,
     base: Path,
     out: Path,
     debs: Path,
@@ -260,9 +260,9 @@ def test_stale_or_wrong_release_is_refused(
 @pytest.fixture(scope="module")
 def stack_build(
     archive: Archive,
-    inputs: dict[str, Path],  # noqa: F811
-    wheel_cache: Path,  # noqa: F811
-    source: Path,  # noqa: F811
+    inputs: dict[str, Path],
+    wheel_cache: Path,
+    source: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, object]:
     """An online build against the archive on 127.0.0.1, whose server is gone afterwards."""
@@ -308,9 +308,9 @@ def test_image_carries_exactly_the_closure(stack_build: dict[str, object], archi
 
 def test_offline_rebuild_from_the_cache_is_byte_identical(
     stack_build: dict[str, object],
-    inputs: dict[str, Path],  # noqa: F811
-    wheel_cache: Path,  # noqa: F811
-    source: Path,  # noqa: F811
+    inputs: dict[str, Path],
+    wheel_cache: Path,
+    source: Path,
     tmp_path: Path,
 ) -> None:
     """The archive's server is gone: only the cache, re-verified, can give the same bytes."""
@@ -450,7 +450,7 @@ def test_bad_archive_or_cache_gets_one_line_and_no_image(
     expect: str,
     serve: Callable[..., Server],
     archive: Archive,
-    inputs: dict[str, Path],  # noqa: F811
+    inputs: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -475,7 +475,7 @@ def test_bad_archive_or_cache_gets_one_line_and_no_image(
 
 
 def test_no_camera_stack_flag_and_other_sources_skip_the_fetch(
-    inputs: dict[str, Path],  # noqa: F811
+    inputs: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

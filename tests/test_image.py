@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,82 +19,13 @@ from bodycam.image import wheels
 from bodycam.image.build import BuildOptions, build
 from bodycam.image.progress import Progress
 from bodycam.image.tools import BUILD_TOOLS, epoch_env, require
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from imagekit import LABEL_ID, PARTUUID, Ext4View, make_base, partitions, sh
-
-REPO = Path(__file__).resolve().parents[1]
-ROOT_GROW = 160 << 20  # enough for the wheels; keeps test images small
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk4pYbSxbm5Wc2ZsO6TzB0cAqUaX3QnA2iG1pYqzM0F tech@depot\n"
+from image_fixtures import REPO, ROOT_GROW, SSH_KEY
+from imagekit import LABEL_ID, PARTUUID, Ext4View, partitions, sh
 
 
 def test_tools_are_installed() -> None:
     """Fail loudly (scripts/_bootstrap.sh installs them as root): a skipped image test proves nothing."""
     require(*BUILD_TOOLS, "fsck.vfat", "xz")
-
-
-@pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A snapshot of the source tree, so both builds of a pair see the same firmware."""
-    snap = tmp_path_factory.mktemp("source")
-    meta = wheels.pyproject(REPO)
-    where = meta["tool"]["setuptools"]["packages"]["find"]["where"]
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copy(REPO / "pyproject.toml", snap)
-    for name in [*where, "systemd", "image", "docs"]:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, snap / name, ignore=ignore)
-    return snap
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(
-    request: pytest.FixtureRequest, source: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The real gathering step, once per session: pip download for aarch64 / CPython 3.11."""
-    pytest_cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
-    cache = Path(pytest_cache.mkdir("bodycam-wheels")) if pytest_cache else tmp_path_factory.mktemp("wheels")
-    wheels.refresh(source, cache, epoch_env(1_735_689_600), Progress(quiet=True))
-    return cache
-
-
-@pytest.fixture(scope="session")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("inputs")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Test Agency CA")])
-    import datetime as dt
-
-    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(t0)
-        .not_valid_after(t0 + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    config = (REPO / "config/device.toml").read_text().replace('serial = "BC-0001"', 'serial = "BC-0417"')
-    (d / "device.toml").write_text(config)
-    (d / "enrolled.toml").write_text(
-        config + '\n[offload]\nbackend_url = "https://evidence.example"\n'
-        'enrol_token = "bce_test"\nset_clock = true\nca_file = "/etc/bodycam/ca.pem"\n'
-    )
-    (d / "tech.pub").write_text(SSH_KEY)
-    (d / "base.img").parent.mkdir(exist_ok=True)
-    make_base(d / "base.img")
-    return {
-        "base": d / "base.img",
-        "ca": d / "ca.pem",
-        "config": d / "device.toml",
-        "ssh": d / "tech.pub",
-        "enrolled": d / "enrolled.toml",
-    }
 
 
 def _build(

@@ -3,6 +3,7 @@ and says what to fix, exit status 2, never a traceback. Real processes, real fil
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,43 @@ def test_verify_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
 def test_out_of_range_arguments_are_usage_errors(args: list[str], complaint: str) -> None:
     r = bodycam(*args)
     assert r.returncode == 2 and complaint in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["--seconds", "-5"], ["--wait", "-3"], ["--seconds", "nan"], ["--marker-at", "x"]])
+def test_record_refuses_negative_or_bad_durations(args: list[str], tmp_path: Path) -> None:
+    r = bodycam("record", "--config", str(config_for(tmp_path, tmp_path / "d")), *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "seconds" in r.stderr.splitlines()[-1]
+
+
+def test_record_stops_and_says_why_when_the_reserve_is_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The card fills (here: 5 MB of room above the reserve, 2 s segments of at most 3 MB): the recording is sealed, `record` stops at once
+    with the reason on stderr and exit 1, instead of buffering on silently for the rest of --seconds."""
+    import functools
+    import time
+
+    from bodycam import cli, cli_record
+    from bodycam.device import RecordingDevice
+
+    data = tmp_path / "evidence"
+    cfg = config_for(tmp_path, data)
+    assert bodycam("keygen", "--config", str(cfg)).returncode == 0
+
+    def free_bytes(_path: Path) -> int:
+        written = sum(p.stat().st_size for p in (data / "segments").glob("seg-*") if p.is_file())
+        return max(0, 1_000_000 + 5_000_000 - written)  # a 1 MB reserve (below) and 5 MB to record into
+
+    monkeypatch.setattr(cli_record, "RecordingDevice", functools.partial(RecordingDevice, free_bytes=free_bytes))
+    text = cfg.read_text()
+    assert "reserve_megabytes = 256" in text
+    cfg.write_text(text.replace("reserve_megabytes = 256", "reserve_megabytes = 1")
+                   .replace("segment_seconds = 10", "segment_seconds = 2"))
+    started = time.monotonic()
+    code = cli.main(["record", "--config", str(cfg), "--wait", "0.5", "--seconds", "60"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert time.monotonic() - started < 50, "it stopped at the reserve, not after --seconds"
+    assert "bodycam: recording stopped early:" in err and "storage" in err, err
+    manifests = sorted((data / "segments").glob("seg-*.json"))
+    assert manifests and json.loads(manifests[-1].read_text())["end_reason"] == "storage_full", (out, err)

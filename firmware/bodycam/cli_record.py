@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import config as configmod
+from .cli_args import seconds as duration
 from .device import RecordingDevice
 
 
@@ -22,10 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="buffer, then record for a while, headless")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
-    p.add_argument("--wait", type=float, default=None,
+    p.add_argument("--wait", type=duration, default=None,
                    help="seconds of buffering before the trigger (default: the pre-event seconds)")
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds to record after the trigger (0 = until killed)")
-    p.add_argument("--marker-at", type=float, action="append", default=[],
+    p.add_argument("--seconds", type=duration, default=10.0,
+                   help="seconds to record after the trigger (0 = until killed)")
+    p.add_argument("--marker-at", type=duration, action="append", default=[],
                    help="add a marker this many seconds after the trigger (repeatable)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(run=run)
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary) if args.json else
           f"sealed {summary['segments_sealed']} segments in {summary['data_dir']}/segments; "
           f"{stats.frames_captured} frames, {stats.dropped} dropped")
+    for fault in summary["faults"]:
+        print(f"bodycam: recording stopped early: {fault}", file=sys.stderr)
     return 1 if summary["faults"] else 0
 
 
@@ -66,6 +71,8 @@ def record(dev: RecordingDevice, *, wait: float, seconds: float, stop: threading
         say("recording")
     pending = sorted(markers)
     while not stop.is_set() and (seconds <= 0 or time.monotonic() - trigger < seconds):
+        if dev.faults:  # storage full, camera lost...: the recording is sealed; do not buffer on silently
+            break
         if pending and time.monotonic() - trigger >= pending[0]:
             pending.pop(0)
             dev.pipeline.marker()

@@ -144,9 +144,12 @@ class Recorder:
                 if packet.mono_ns - self._recording_first_ns >= self.cfg.recording.max_recording_seconds * 1e9:
                     self._roll_recording(packet)
                 elif packet.mono_ns - o.writer.first.mono_ns >= self._segment_ns():  # type: ignore[union-attr]
-                    self.storage.check(self.segment_budget())  # before closing: a full disk ends it here
+                    # Checked once, before closing: a full disk ends the recording here, sealed with
+                    # end_reason "storage_full". Not again on opening the next one: a segment sealed with
+                    # null ("continues") must be followed by one, or it would look like a deleted tail.
+                    self.storage.check(self.segment_budget())
                     self._close_segment(end_reason=None)
-                    self._open_segment(packet)
+                    self._open_segment(packet, checked=True)
         except StorageFullError as e:
             self._storage_fault(str(e))
             return
@@ -176,8 +179,9 @@ class Recorder:
         self._recording_first_ns = packet.mono_ns
         self._open_segment(packet)
 
-    def _open_segment(self, first: EncodedPacket) -> None:
-        self.storage.check(self.segment_budget())
+    def _open_segment(self, first: EncodedPacket, *, checked: bool = False) -> None:
+        if not checked:
+            self.storage.check(self.segment_budget())
         seq = self.chain.peek_sequence()  # journal first: recovery must see every reserved number
         paths = SegmentPaths(self.layout.segments, seq)
         enc, cam = self.cfg.encoder, self.cfg.camera

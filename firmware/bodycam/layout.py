@@ -59,6 +59,11 @@ class DataLayout:
         return self.state / "clock.json"
 
     @property
+    def emergency_space(self) -> Path:
+        """Room held back for sealing and the audit entry when a write hits a full card."""
+        return self.state / "emergency-space"
+
+    @property
     def audit_log(self) -> Path:
         return self.root / "audit" / "audit.log"
 

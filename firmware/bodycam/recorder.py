@@ -21,8 +21,10 @@ from .evidence.chain import ChainState
 from .evidence.manifest import SegmentFacts, SegmentPaths, stamp
 from .evidence.sealer import Sealer
 from .layout import DataLayout
+from .recovery import seal_partial
 from .segments.journal import SegmentJournal
 from .segments.writer import SegmentWriter, ticks
+from .storage.emergency import EmergencySpace
 from .storage.reserve import StorageGuard
 
 EventSink = Callable[..., None]
@@ -66,6 +68,9 @@ class Recorder:
         self._pending_markers: list[dict[str, Any]] = []
         self.segments_sealed = 0
         self.fault: str | None = None
+        self.emergency = EmergencySpace(layout.emergency_space)
+        self.emergency.ensure()
+        self._unsealed: SegmentPaths | None = None  # a segment even the emergency space could not seal
 
     @property
     def recording(self) -> bool:
@@ -85,6 +90,7 @@ class Recorder:
                 return self.recording_id
             self.storage.check(self.segment_budget())
             self.fault = None
+            self.emergency.ensure()  # given back after a full card; held again now that there is room
             self._begin(trigger_mono_ns, trigger_utc_ns, reason="button")
             if preroll:
                 self._pre_event_s = max(0.0, (trigger_mono_ns - preroll[0].mono_ns) / 1e9)
@@ -158,7 +164,7 @@ class Recorder:
         try:
             o.writer.write(packet)
         except OSError as e:
-            self._storage_fault(f"write failed: {e.strerror or e}")
+            self._storage_fault(f"write failed: {e.strerror or e}", write_failed=True)
             return
         if o.writer.frame_count % max(1, round(self.cfg.camera.fps)) == 0:
             try:
@@ -235,20 +241,45 @@ class Recorder:
         self._events("segment_sealed", recording_id=f.recording_id, sequence=f.sequence,
                      segment_index=f.segment_index, frames=f.frame_count, bytes=size, media_sha256=sha)
 
-    def _storage_fault(self, message: str) -> None:
-        """Keep what is written (sealed), refuse more; never delete anything to make room."""
+    def _storage_fault(self, message: str, *, write_failed: bool = False) -> None:
+        """Keep what is written (sealed), refuse more; never delete anything to make room.
+
+        Stopped by the reserve check, the segment closes normally. When a write itself failed (the
+        card filled under us), the muxer's view of the file is no longer the file: the emergency space
+        is given back, and the segment is sealed from what is on disk, cut back to its last complete
+        fragment, as crash recovery would (``recovered: true``). The audit entry that follows fits in
+        the same freed space. Only if even that fails is the segment left for recovery at next start.
+        """
         self.fault = message
         rid = self.recording_id
-        try:
-            self._close_segment(end_reason="storage_full")
-        except OSError:
-            if self._open is not None:  # not even the manifest fits: leave it for recovery
-                self._open.writer.abandon()
-                self._open.journal.close()
-                self._open = None
+        if not write_failed:
+            try:
+                self._close_segment(end_reason="storage_full")
+            except OSError:
+                write_failed = True
+        if write_failed and self._open is not None:
+            o, self._open = self._open, None
+            self.emergency.release()
+            o.writer.abandon()
+            o.journal.close()
+            self._seal_from_disk(o.paths)
+        elif write_failed:
+            self.emergency.release()
         self.recording_id = None
         self._trigger = None
         self._events("storage_full", recording_id=rid, message=message)
 
+    def _seal_from_disk(self, paths: SegmentPaths) -> None:
+        try:
+            seal_partial(paths, sealer=self.sealer, serial=self.cfg.device.serial, end_reason="storage_full")
+        except OSError:
+            self._unsealed = paths  # tried again at close; else `bodycam recover` / the next start seal it
+            return
+        self._unsealed = None
+        self.segments_sealed += 1
+
     def close(self, reason: str = "shutdown") -> None:
         self.stop(reason)
+        with self._lock:
+            if self._unsealed is not None:  # space may have come back since the card filled
+                self._seal_from_disk(self._unsealed)

@@ -85,32 +85,41 @@ def recover(segments: Path, *, chain: ChainState, sealer: Sealer, serial: str) -
         if paths.media.exists():  # sealed already; only the journal was left behind
             paths.journal.unlink(missing_ok=True)
             continue
-        header, entries = read_journal(paths.journal) if paths.journal.exists() else (None, [])
-        facts = SegmentFacts.from_journal(header) if header else _fallback_facts(seq, serial,
-                                                                                 sealer.signer.key_id)
-        if not paths.partial.exists():
-            paths.partial.touch(mode=0o644)
-        original = paths.partial.stat().st_size
-        keep = complete_length(paths.partial)
-        with open(paths.partial, "r+b") as f:
-            f.truncate(keep)
-            os.fsync(f.fileno())
-        frames, last_pts = _probe(paths.partial)
-        facts.markers = [e["marker"] for e in entries if "marker" in e]
-        facts.recovered = True
-        facts.end_reason = "crash"
-        facts.frame_count = frames
-        first = facts.first_frame
-        if frames and first:
-            offset_ns = last_pts * 1_000_000_000 // TIME_BASE
-            facts.last_frame = stamp(first["utc_ns"] + offset_ns, first["monotonic_ns"] + offset_ns)
-            facts.last_frame["pts"] = last_pts
-            interval = TIME_BASE / facts.fps if facts.fps else 0
-            expected = round(last_pts / interval) + 1 if interval else frames
-            facts.dropped_frames = max(0, expected - frames)
-        else:
-            facts.first_frame = facts.last_frame = None
-        data = paths.partial.read_bytes()
-        sealer.seal(paths, facts, media_sha256=hashlib.sha256(data).hexdigest(), media_size=len(data))
-        results.append(Recovered(seq, frames, keep, original - keep, facts.recording_id))
+        results.append(seal_partial(paths, sealer=sealer, serial=serial, end_reason="crash"))
     return results
+
+
+def seal_partial(paths: SegmentPaths, *, sealer: Sealer, serial: str, end_reason: str) -> Recovered:
+    """Seal an open segment from what is on disk: its complete fragments, its journal's facts.
+
+    After a power cut (``end_reason`` "crash", at start) and when a write failed mid-recording (a full
+    card: "storage_full"), when the muxer's own idea of the file can no longer be trusted.
+    """
+    seq = paths.sequence
+    header, entries = read_journal(paths.journal) if paths.journal.exists() else (None, [])
+    facts = SegmentFacts.from_journal(header) if header else _fallback_facts(seq, serial, sealer.signer.key_id)
+    if not paths.partial.exists():
+        paths.partial.touch(mode=0o644)
+    original = paths.partial.stat().st_size
+    keep = complete_length(paths.partial)
+    with open(paths.partial, "r+b") as f:
+        f.truncate(keep)
+        os.fsync(f.fileno())
+    frames, last_pts = _probe(paths.partial)
+    facts.markers = [e["marker"] for e in entries if "marker" in e]
+    facts.recovered = True
+    facts.end_reason = end_reason
+    facts.frame_count = frames
+    first = facts.first_frame
+    if frames and first:
+        offset_ns = last_pts * 1_000_000_000 // TIME_BASE
+        facts.last_frame = stamp(first["utc_ns"] + offset_ns, first["monotonic_ns"] + offset_ns)
+        facts.last_frame["pts"] = last_pts
+        interval = TIME_BASE / facts.fps if facts.fps else 0
+        expected = round(last_pts / interval) + 1 if interval else frames
+        facts.dropped_frames = max(0, expected - frames)
+    else:
+        facts.first_frame = facts.last_frame = None
+    data = paths.partial.read_bytes()
+    sealer.seal(paths, facts, media_sha256=hashlib.sha256(data).hexdigest(), media_size=len(data))
+    return Recovered(seq, frames, keep, original - keep, facts.recording_id)

@@ -197,8 +197,8 @@ class VerifyReport:
                          f"{d.frames} frames, {d.duration_seconds:.1f} s")
             if d.first_utc:
                 lines.append(f"  {d.first_utc} .. {d.last_utc}; key {keys}"
-                             + (f"; {d.recovered_segments} recovered after a crash" if d.recovered_segments
-                                else ""))
+                             + (f"; {d.recovered_segments} sealed from disk after a power cut or a full card"
+                                if d.recovered_segments else ""))
         for a in self.audit:
             span = f"seq {a.first_seq}-{a.last_seq}" if a.first_seq is not None else "empty"
             lines.append(f"audit {a.path}: {a.entries} entries ({span}), {a.boots} boot(s)")

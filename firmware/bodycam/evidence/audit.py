@@ -75,11 +75,26 @@ class AuditLog:
             text = json.dumps(entry, separators=(",", ":"), sort_keys=True)
             sig = base64.b64encode(self.signer.sign(text.encode())).decode()
             line = json.dumps({"entry": text, "sig": sig}, separators=(",", ":")) + "\n"
-            os.write(self._fd, line.encode())
-            os.fsync(self._fd)
+            self._write_whole(line.encode())
             self._seq += 1
             self._prev = hashlib.sha256(text.encode()).hexdigest()
             return self._seq
+
+    def _write_whole(self, data: bytes) -> None:
+        """The line goes on disk whole or not at all: a full disk (ENOSPC after part of it) must not
+        leave a torn line that hides the entries after it; the caller learns of the failure."""
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the torn tail is cut at the next start (_cut_torn_tail)
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -31,11 +31,12 @@ class HashingFile(io.RawIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         n = len(view)
-        self._sha.update(view)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.size += n
-        self._unsynced += n
+        while view:  # the hash and size follow what reached the file, even if a write fails part way
+            written = os.write(self._fd, view)
+            self._sha.update(view[:written])
+            self.size += written
+            self._unsynced += written
+            view = view[written:]
         return n
 
     def sync(self) -> bool:
@@ -51,7 +52,9 @@ class HashingFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed and self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
         super().close()

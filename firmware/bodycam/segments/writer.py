@@ -105,9 +105,16 @@ class SegmentWriter:
         return self._file.hexdigest(), self._file.size
 
     def abandon(self) -> None:
-        """Close without caring about the result (the file is left for crash recovery)."""
+        """Close without caring about the result: the file is left for crash recovery.
+
+        The file is closed first, so the muxer cannot append its trailer behind a fragment a failed
+        write left torn (recovery cuts a torn tail, not a torn middle).
+        """
+        try:
+            self._file.close()
+        except OSError:
+            pass  # fsync on a full card: what reached the file is what recovery works from
         try:
             self._container.close()
-        except Exception:  # noqa: BLE001 - the partial file is recovered later either way
+        except Exception:  # noqa: BLE001 - writes into the closed file fail, as intended
             pass
-        self._file.close()

@@ -16,12 +16,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def _write_synced(path: Path, data: bytes, flags: int, mode: int) -> None:
+    """Write and fsync ``path``; if that fails (a full disk), the half-written file is removed."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     finally:
         os.close(fd)
 

@@ -7,6 +7,7 @@ is returned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +39,8 @@ log = logging.getLogger("bodycam.backend.api")
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
+async def read_json(request: Request, limit: int, who: DeviceIdentity | None = None) -> dict[str, Any]:
+    """The JSON object in the body; for a device, only once the body matches its signed Content-Digest."""
     declared = request.headers.get("content-length")
     if declared is not None and (not is_decimal(declared) or int(declared) > limit):
         raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
@@ -47,6 +49,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
+    if who is not None:
+        who.check_body(hashlib.sha256(body).digest())
     if not body:
         return {}
     try:
@@ -70,8 +74,15 @@ def backend_of(request: Request) -> Backend:
     return request.app.state.backend
 
 
+def request_target(request: Request) -> str:
+    """The path and query exactly as the client sent them (still percent-encoded): what it signed."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    query = request.scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
 def device(request: Request) -> DeviceIdentity:
-    return backend_of(request).auth.device(request.method, request.url.path, request.headers)
+    return backend_of(request).auth.device(request.method, request_target(request), request.headers)
 
 
 def person(request: Request, role: str = "reviewer") -> tuple[Person, Actor]:
@@ -203,7 +214,7 @@ async def upload(request: Request) -> Response:
 async def finalize(request: Request) -> Response:
     b = backend_of(request)
     who = device(request)
-    body = await read_json(request, b.cfg.limits.max_json_bytes)
+    body = await read_json(request, b.cfg.limits.max_json_bytes, who)
     return JSONResponse(await b.ingest.finalize(request.path_params["upload_id"], who, body))
 
 

@@ -1,9 +1,10 @@
 """A small tus 1.0.0 client (core + creation + termination + sha256 checksum) over ``BackendClient``.
 
-Why not tuspy: the backend authenticates every request with a signature over method, path and a
-fresh nonce (backend-api.md 4a). tuspy only sends static headers (``TusClient(url, headers=...)``),
-so it could only work with a bearer session token; it also keeps its own URL store, retries with a
-fixed delay (no exponential backoff, no Retry-After) and cannot stop between chunks on an Event.
+Why not tuspy: the backend authenticates every request with a signature over the method, path, query,
+tus headers, body digest and a fresh nonce (backend-api.md 4a). tuspy only sends static headers
+(``TusClient(url, headers=...)``), so it could only work with a bearer session token; it also keeps
+its own URL store, retries with a fixed delay (no exponential backoff, no Retry-After) and cannot stop
+between chunks on an Event.
 What we need of tus is four requests, so they are written here, each signed by the client.
 
 Resuming is tus's own rule: ``HEAD`` gives the server's durable offset and the next ``PATCH`` starts
@@ -80,7 +81,7 @@ class TusClient:
         try:
             r = self.client.request("POST", self.endpoint, data=first, headers=headers)
         except ApiError as e:
-            if e.status == 460:         # damaged in transit: nothing was created, so create again
+            if e.status == 460 or e.code == "digest_mismatch":   # damaged in transit: nothing was created
                 raise Retryable(e.status, e.code, e.message, e.body) from None
             raise
         receipt = None
@@ -113,7 +114,7 @@ class TusClient:
                 return e.body["offset"]         # the server has more (or less) than we thought: follow it
             if e.status in (404, 410):
                 raise UploadGone(f"upload {location} is gone at the backend ({e.code})") from None
-            if e.status == 460:
+            if e.status == 460 or e.code == "digest_mismatch":
                 return offset                   # chunk damaged in transit and discarded: send it again
             raise
         return int(r.headers["Upload-Offset"])

@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from . import enrol as enrolmod
+from . import openapi
 from .audit import Actor, verify_lines
 from .auth import DeviceIdentity, Person
 from .context import Backend
@@ -103,6 +104,10 @@ def _utc(ns: int | None) -> str | None:
 
 
 # --- public ---------------------------------------------------------------------------------------
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.document())
 
 
 async def healthz(request: Request) -> Response:
@@ -556,6 +561,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
     routes = [
+        Route("/openapi.json", openapi_json),
         Route("/healthz", healthz),
         Route("/v1/time", time_now),
         Route("/v1/backend", backend_info),

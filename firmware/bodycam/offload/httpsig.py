@@ -191,6 +191,8 @@ def verify(method: str, url: str, headers: Any, claimed: SignatureInput, key: ec
         verifier.verify(_Request(method.upper(), url, headers), max_age=datetime.timedelta(0),
                         require_components=[*ALWAYS])
     except HTTPMessageSignaturesException as e:
-        raise SignatureError(f"signature does not verify for this request ({e})") from None
+        why = str(e) or ("a covered component (method, path, query, a tus header or Content-Digest) is not "
+                         "what was signed, or another key signed it")
+        raise SignatureError(f"signature does not verify for this request: {why}") from None
     digest = _field(headers, "content-digest")
     return digest_sha256(digest) if digest is not None else None

@@ -213,7 +213,8 @@ def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> dict:
     whole = chunk >= len(seg.media)
     if whole:
         meta.update(manifest=seg.manifest, signature=seg.signature)
-    created = tus.create_with(len(seg.media), meta, seg.media[:chunk], checksum=not whole)
+    created = tus.create_with(len(seg.media), meta, seg.media[:chunk], checksum=not whole,
+                              known_sha256=bytes.fromhex(str(meta["sha256"])) if whole else None)
     body = created.receipt
     if body is None:
         done = tus.send(created.location, lambda at, n: seg.media[at:at + n], offset=created.offset,

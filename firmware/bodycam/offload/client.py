@@ -105,8 +105,9 @@ class BackendClient:
     def server_time_ns(self) -> int:
         return self.clock.utc_ns() + self.offset_ns
 
-    def sign(self, request: requests.PreparedRequest) -> None:
-        """Sign a prepared request in place, exactly as it will be sent: a fresh nonce every time."""
+    def sign(self, request: requests.PreparedRequest, *, body_sha256: bytes | None = None) -> None:
+        """Sign a prepared request in place, exactly as it will be sent: a fresh nonce every time.
+        ``body_sha256``: the body's SHA-256 if the caller has just computed it (see httpsig)."""
         body = request.body
         if isinstance(body, str):
             body = body.encode()
@@ -114,16 +115,17 @@ class BackendClient:
             raise OffloadError(f"cannot sign a streamed body for {request.method} {request.url}; pass bytes")
         request.headers.update(httpsig.sign_headers(
             self.signer, str(request.method), str(request.url), request.headers, body,
-            created=self.server_time_ns() // 1_000_000_000, nonce=secrets.token_urlsafe(24)))
+            created=self.server_time_ns() // 1_000_000_000, nonce=secrets.token_urlsafe(24),
+            body_sha256=body_sha256))
 
     def request(self, method: str, path: str, *, signed: bool = True, headers: dict[str, str] | None = None,
-                data: bytes | None = None, json: Any = None) -> requests.Response:
+                data: bytes | None = None, json: Any = None, body_sha256: bytes | None = None) -> requests.Response:
         """A 2xx response, or raises (Unreachable, Retryable, Refused, ApiError)."""
         for attempt in (1, 2):
             prepared = self.session.prepare_request(requests.Request(
                 method, self.base_url + path, headers=headers, data=data, json=json))
             if signed:
-                self.sign(prepared)
+                self.sign(prepared, body_sha256=body_sha256)
             settings = self.session.merge_environment_settings(prepared.url, {}, None, self.session.verify, None)
             try:
                 r = self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)

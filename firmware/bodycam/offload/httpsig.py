@@ -81,17 +81,21 @@ class _Fields(dict[str, str]):
 
 
 def sign_headers(signer: Signer, method: str, url: str, headers: Mapping[str, str] | None = None,
-                 body: bytes | None = None, *, created: int, nonce: str) -> dict[str, str]:
+                 body: bytes | None = None, *, created: int, nonce: str,
+                 body_sha256: bytes | None = None) -> dict[str, str]:
     """The headers to add to a request so that it is signed: ``Content-Digest`` (when there is a body,
     even an empty one), ``Signature-Input`` and ``Signature``.
 
     ``url`` is the absolute URL as sent (encoded); ``headers`` are the request's other headers: every
     one of ``ACTED_ON`` among them is covered. ``created`` is server time in Unix seconds.
+    ``body_sha256``: the body's SHA-256 when the caller just computed it from these same bytes (a tus
+    chunk's Upload-Checksum), so a chunk is hashed once on the camera, not twice.
     """
     fields = _Fields({k: v for k, v in (headers or {}).items()
                       if k.lower() not in ("content-digest", "signature", "signature-input")})
     if body is not None:
-        fields["Content-Digest"] = content_digest(body)
+        fields["Content-Digest"] = (content_digest(body) if body_sha256 is None
+                                    else "sha-256=:" + base64.b64encode(body_sha256).decode() + ":")
     present = {k.lower() for k in fields}
     covered = [*ALWAYS, *(h for h in ACTED_ON if h in present)]
     msg = _Request(method.upper(), url, fields)

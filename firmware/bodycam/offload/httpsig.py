@@ -52,7 +52,12 @@ class SignatureError(ValueError):
 
 def content_digest(body: bytes) -> str:
     """The Content-Digest field value of ``body``: ``sha-256=:<base64>:``."""
-    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+    return digest_field(hashlib.sha256(body).digest())
+
+
+def digest_field(sha256: bytes) -> str:
+    """The Content-Digest field value for a body whose SHA-256 is ``sha256``."""
+    return "sha-256=:" + base64.b64encode(sha256).decode() + ":"
 
 
 def digest_sha256(value: str) -> bytes:
@@ -76,10 +81,6 @@ class _Request:
     headers: Any
 
 
-class _Fields(dict[str, str]):
-    """Writable header fields for the signer (it adds Content-Digest, Signature-Input, Signature)."""
-
-
 def sign_headers(signer: Signer, method: str, url: str, headers: Mapping[str, str] | None = None,
                  body: bytes | None = None, *, created: int, nonce: str,
                  body_sha256: bytes | None = None) -> dict[str, str]:
@@ -88,14 +89,14 @@ def sign_headers(signer: Signer, method: str, url: str, headers: Mapping[str, st
 
     ``url`` is the absolute URL as sent (encoded); ``headers`` are the request's other headers: every
     one of ``ACTED_ON`` among them is covered. ``created`` is server time in Unix seconds.
-    ``body_sha256``: the body's SHA-256 when the caller just computed it from these same bytes (a tus
-    chunk's Upload-Checksum), so a chunk is hashed once on the camera, not twice.
+    ``body_sha256``: the body's SHA-256 when the caller has it already (a tus chunk's Upload-Checksum,
+    a whole segment's manifest sha256), so the camera does not hash the bytes again. The backend
+    checks it against what it receives either way.
     """
-    fields = _Fields({k: v for k, v in (headers or {}).items()
-                      if k.lower() not in ("content-digest", "signature", "signature-input")})
+    fields = {k: v for k, v in (headers or {}).items()
+              if k.lower() not in ("content-digest", "signature", "signature-input")}
     if body is not None:
-        fields["Content-Digest"] = (content_digest(body) if body_sha256 is None
-                                    else "sha-256=:" + base64.b64encode(body_sha256).decode() + ":")
+        fields["Content-Digest"] = content_digest(body) if body_sha256 is None else digest_field(body_sha256)
     present = {k.lower() for k in fields}
     covered = [*ALWAYS, *(h for h in ACTED_ON if h in present)]
     msg = _Request(method.upper(), url, fields)

@@ -107,7 +107,7 @@ def _utc(ns: int | None) -> str | None:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.document())
+    return JSONResponse(openapi.document(optional=request.app.state.bench_put))
 
 
 async def healthz(request: Request) -> Response:
@@ -592,4 +592,5 @@ def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
         exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found},
     )
     app.state.backend = backend
+    app.state.bench_put = bench_put_route
     return app

@@ -9,6 +9,7 @@ checks the real server's answers against it.
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,25 @@ import yaml
 SOURCE = Path(__file__).with_name("openapi.yaml")
 
 
+ONLY_WITH = "x-bodycam-only-with"  # an operation routed only with a config switch (e.g. the bench PUT)
+
+
 @cache
-def document() -> dict[str, Any]:
-    """The document as a JSON-able dict, parsed once per process."""
+def _source() -> dict[str, Any]:
     doc = yaml.safe_load(SOURCE.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3.1"):
         raise ValueError(f"{SOURCE} is not an OpenAPI 3.1 document; restore it from git")
+    return doc
+
+
+@cache
+def document(*, optional: bool = False) -> dict[str, Any]:
+    """The document as a JSON-able dict: what this server routes. Operations marked ``x-bodycam-only-with``
+    are left out unless ``optional`` (the server was started with their switch on)."""
+    doc = copy.deepcopy(_source())
+    for path, item in list(doc["paths"].items()):
+        for method in [m for m, op in item.items() if isinstance(op, dict) and ONLY_WITH in op and not optional]:
+            del item[method]
+        if not any(isinstance(op, dict) and "responses" in op for op in item.values()):
+            del doc["paths"][path]
     return doc

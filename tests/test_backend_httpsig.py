@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import requests
 from backendkit import TUS, BackendProcess, enrolled_device, record, segments_of
 from bodycam.evidence.signer import FileKeySigner
 from bodycam.offload import httpsig
+from bodycam.offload.client import BackendClient
+from bodycam.offload.tus import TusClient
 from cryptography.hazmat.primitives.asymmetric import ec
 from http_message_signatures import HTTPMessageVerifier, InvalidSignature, MappingKeyResolver
 from http_message_signatures.algorithms import ECDSA_P256_SHA256
@@ -303,3 +306,38 @@ def test_rfc9421_appendix_b24_ecdsa_p256_sha256() -> None:
     assert result.parameters == {"created": 1618884473, "keyid": "test-key-ecc-p256"}
     with pytest.raises(InvalidSignature):
         verifier.verify(_Response(200, {**headers, "Content-Length": "24"}), max_age=None)
+
+
+# --- the camera's own client through a man in the middle -----------------------------------------
+
+
+class FlipFirstBody(requests.Session):
+    """Flips one bit in the body of the first ``n`` requests that carry one, after they were signed."""
+
+    def __init__(self, n: int = 1) -> None:
+        super().__init__()
+        self.left = n
+        self.flipped: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:  # type: ignore[override]
+        if self.left and isinstance(request.body, bytes) and request.body:
+            self.left -= 1
+            request.body = bytes([request.body[0] ^ 1]) + request.body[1:]
+            self.flipped.append(f"{request.method} {request.path_url}")
+        return super().send(request, **kw)
+
+
+def test_the_camera_client_resends_a_chunk_changed_in_transit(backend, device, tmp_path) -> None:
+    """The device's tus client (BackendClient + TusClient) PATCHes through a man in the middle that
+    changes the first chunk: refused (digest_mismatch), sent again, and the stored bytes are the segment's."""
+    dev, segs = device
+    seg = segs[0]
+    data = seg.media.read_bytes()
+    loc = new_upload(dev, seg, 1006)
+    mitm = FlipFirstBody()
+    tus = TusClient(BackendClient(backend.url, dev.signer, session=mitm))
+    done = tus.send(loc, lambda at, n: data[at : at + n], offset=0, length=len(data), chunk_bytes=10_000,
+                    stop=threading.Event())
+    assert done == len(data) and mitm.flipped == [f"PATCH {loc}"]
+    part = backend.data / "uploads" / (loc.rsplit("/", 1)[1] + ".part")
+    assert part.read_bytes() == data, "only the bytes the camera signed were stored"

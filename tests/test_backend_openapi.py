@@ -218,8 +218,9 @@ def test_known_good_requests_answer_what_the_document_says(backend, world, schem
         ("/v1/recordings", "GET", {}, {"device": dev.serial}),
         ("/v1/recordings/{recording_id}", "GET", {"recording_id": recording}, {}),
         ("/v1/segments/{serial}/{sequence}", "GET", {"serial": dev.serial, "sequence": seg.sequence}, {}),
-        ("/v1/segments/{serial}/{sequence}/{part}", "GET",
-         {"serial": dev.serial, "sequence": seg.sequence, "part": "manifest"}, {}),
+        *(("/v1/segments/{serial}/{sequence}/{part}", "GET",
+           {"serial": dev.serial, "sequence": seg.sequence, "part": part}, {})
+          for part in ("media", "manifest", "signature")),
         ("/v1/gaps", "GET", {}, {"device": dev.serial, "open": "1"}),
         ("/v1/flags", "GET", {}, {"device": dev.serial}),
         ("/v1/audit", "GET", {}, {"after": 0, "limit": 5}),

@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from bodycam.config import OffloadConfig  # noqa: E402
 from bodycam.evidence.chain import GENESIS  # noqa: E402
 from bodycam.evidence.manifest import SegmentFacts, render, segment_stem  # noqa: E402
 from bodycam.evidence.signer import FileKeySigner  # noqa: E402
+from bodycam.offload import httpsig  # noqa: E402
 from bodycam.offload.client import BackendClient, Retryable  # noqa: E402
 from bodycam.offload.tus import TusClient  # noqa: E402
 from bodycam_backend.receipts import verify_receipt  # noqa: E402
@@ -122,11 +124,10 @@ class SimDevice:
             },
         )
         assert r.status_code == 201, r.text
-        from bodycam_backend.auth import sign_headers
-
-        s = self.http.post(
-            f"{url}/v1/device/session", headers=sign_headers(self.signer, "POST", "/v1/device/session")
-        )
+        session_url = f"{url}/v1/device/session"
+        signed = httpsig.sign_headers(self.signer, "POST", session_url, {}, None, created=int(time.time()),
+                                      nonce=secrets.token_urlsafe(18))
+        s = self.http.post(session_url, headers=signed)
         self.http.headers["Authorization"] = f"Bearer {s.json()['token']}"
         self.busy = 0
         self.admitted_at = 0.0
@@ -212,7 +213,8 @@ def device_upload(tus: TusClient, seg: Seg, pub: bytes, *, chunk: int) -> dict:
     whole = chunk >= len(seg.media)
     if whole:
         meta.update(manifest=seg.manifest, signature=seg.signature)
-    created = tus.create_with(len(seg.media), meta, seg.media[:chunk], checksum=not whole)
+    created = tus.create_with(len(seg.media), meta, seg.media[:chunk], checksum=not whole,
+                              known_sha256=bytes.fromhex(str(meta["sha256"])) if whole else None)
     body = created.receipt
     if body is None:
         done = tus.send(created.location, lambda at, n: seg.media[at:at + n], offset=created.offset,

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from bodycam_backend.auth import sign_headers
+from bodycam.offload import httpsig
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
@@ -158,6 +159,7 @@ class Device:
     def __init__(self, url: str, signer: Any, serial: str) -> None:
         self.url, self.signer, self.serial = url, signer, serial
         self.http = requests.Session()
+        self.token: str | None = None  # set: requests carry this session token instead of a signature
 
     def csr_pem(self, key_path: Path) -> str:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -181,14 +183,36 @@ class Device:
             }
         return self.http.post(self.url + "/v1/enrol", json=body, timeout=10)
 
-    def headers(self, method: str, path: str) -> dict[str, str]:
-        return sign_headers(self.signer, method, path)
+    def headers(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+                *, created: int | None = None, nonce: str | None = None) -> dict[str, str]:
+        """The RFC 9421 headers (Content-Digest, Signature-Input, Signature) for a request sent by hand."""
+        return httpsig.sign_headers(
+            self.signer, method, self.url + path, headers or {}, body,
+            created=int(time.time()) if created is None else created,
+            nonce=nonce or secrets.token_urlsafe(18))
+
+    def prepare(self, method: str, path: str, *, signed_body: bytes | None = None,
+                **kw: Any) -> requests.PreparedRequest:
+        """A signed request exactly as it will be sent (tests alter it to play a man in the middle).
+        A body streamed from an iterator is signed as ``signed_body``: the bytes it will yield."""
+        p = self.http.prepare_request(requests.Request(method, self.url + path, **kw))
+        if self.token is not None:
+            p.headers["Authorization"] = f"Bearer {self.token}"
+            return p
+        body = p.body.encode() if isinstance(p.body, str) else p.body
+        if body is not None and not isinstance(body, bytes):
+            assert signed_body is not None, "a streamed body needs signed_body= (its bytes) for Content-Digest"
+            body = signed_body
+        fields = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in p.headers.items()}
+        p.headers.update(self.headers(method, p.path_url, fields, body))
+        return p
+
+    def send(self, prepared: requests.PreparedRequest, timeout: float = 30) -> requests.Response:
+        return self.http.send(prepared, timeout=timeout, allow_redirects=False)
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
-        headers = {**kw.pop("headers", {}), **self.headers(method, path)}
-        return self.http.request(
-            method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw
-        )
+        timeout = kw.pop("timeout", 30)
+        return self.send(self.prepare(method, path, **kw), timeout=timeout)
 
     def session_token(self) -> str:
         r = self.request("POST", "/v1/device/session")
@@ -203,7 +227,8 @@ class Device:
         kind: str = "segment",
         extra_meta: dict[str, str | bytes] | None = None,
         headers: dict[str, str] | None = None,
-        data: bytes | None = None,
+        data: Any = None,
+        signed_body: bytes | None = None,
     ) -> requests.Response:
         meta = {"kind": kind, "sequence": str(seg.sequence), "sha256": seg.sha256, **(extra_meta or {})}
         if kind == "audit":
@@ -217,7 +242,7 @@ class Device:
             ),
             **(headers or {}),
         }
-        return self.request("POST", "/v1/uploads", headers=h, data=data)
+        return self.request("POST", "/v1/uploads", headers=h, data=data, signed_body=signed_body)
 
     def create_whole(self, seg: Segment, *, media: bytes | None = None, **extra: str | bytes) -> requests.Response:
         """The whole segment and its signed manifest in the creation request (finalize on creation)."""
@@ -233,14 +258,15 @@ class Device:
             headers={"Content-Type": "application/offset+octet-stream"},
         )
 
-    def patch(self, location: str, offset: int, data: Any, **headers: str) -> requests.Response:
+    def patch(self, location: str, offset: int, data: Any, *, signed_body: bytes | None = None,
+              **headers: str) -> requests.Response:
         h = {
             **TUS,
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
             **headers,
         }
-        return self.request("PATCH", location, headers=h, data=data)
+        return self.request("PATCH", location, headers=h, data=data, signed_body=signed_body)
 
     def head(self, location: str) -> requests.Response:
         return self.request("HEAD", location, headers=TUS)

@@ -65,7 +65,7 @@ def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -
         half = len(data) // 2
         assert dev.patch(loc, 0, data[:half]).status_code == 204
         # killed mid-PATCH, with bytes past the durable offset on disk
-        kill_mid_body(backend, lambda body: dev.patch(loc, half, body), data, half)
+        kill_mid_body(backend, lambda body: dev.patch(loc, half, body, signed_body=data[half:]), data, half)
         backend.start()
         offset = int(dev.head(loc).headers["Upload-Offset"])
         assert offset == half, "HEAD gives the durable offset: the acknowledged bytes, no more"
@@ -94,7 +94,8 @@ def test_backend_killed_during_a_creation_with_upload_leaves_no_stray_upload(tmp
             assert [p.suffix for p in staging.iterdir()] == [".part"], "the POST is mid-body"
 
         octets = {"Content-Type": "application/offset+octet-stream"}
-        kill_mid_body(backend, lambda body: dev.create(seg, data=body, headers=octets), data, 0, mid_body)
+        kill_mid_body(backend, lambda body: dev.create(seg, data=body, headers=octets, signed_body=data), data, 0,
+                      mid_body)
         backend.start()
         assert list(staging.iterdir()) == [], "the orphaned staged file is swept at start"
         assert dev.upload(seg).status_code == 200, "the device simply uploads the segment again"

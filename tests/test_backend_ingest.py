@@ -104,9 +104,7 @@ def test_signed_requests_refuse_replay_and_skew(backend, tmp_path) -> None:
     assert requests.get(backend.url + "/v1/device/status", headers=h).status_code == 200
     replay = requests.get(backend.url + "/v1/device/status", headers=h)
     assert replay.status_code == 401 and replay.json()["error"] == "replayed"
-    from bodycam_backend.auth import sign_headers
-
-    old = sign_headers(rig.signer, "GET", "/v1/device/status", now=1_000_000_000)
+    old = dev.headers("GET", "/v1/device/status", created=1_000_000_000)
     skew = requests.get(backend.url + "/v1/device/status", headers=old)
     assert skew.status_code == 401 and skew.json()["error"] == "clock_skew" and "server_utc_ns" in skew.json()
     wrong_path = dev.headers("GET", "/v1/device/other")

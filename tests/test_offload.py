@@ -584,12 +584,12 @@ def test_service_starts_on_dock_stops_on_undock_and_reports_progress(backend, tm
     class SlowSession(requests.Session):
         """PATCHes wait for the test, so undock lands mid-upload deterministically."""
 
-        def request(self, method: str, url: str, *a: Any, **kw: Any) -> requests.Response:  # type: ignore[override]
-            if method == "PATCH":
+        def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:  # type: ignore[override]
+            if request.method == "PATCH":
                 slowed.append(1)
                 if len(slowed) > 3:
                     gate.wait(10)
-            return super().request(method, url, *a, **kw)
+            return super().send(request, **kw)
 
     svc = OffloadService(cam.rig.cfg, layout=cam.rig.layout, signer=cam.rig.signer, audit=cam.audit.append,
                          clock=SystemClock(), session_factory=SlowSession)

@@ -7,6 +7,7 @@ is returned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from . import enrol as enrolmod
+from . import openapi
 from .audit import Actor, verify_lines
 from .auth import DeviceIdentity, Person
 from .context import Backend
@@ -38,7 +40,8 @@ log = logging.getLogger("bodycam.backend.api")
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
+async def read_json(request: Request, limit: int, who: DeviceIdentity | None = None) -> dict[str, Any]:
+    """The JSON object in the body; for a device, only once the body matches its signed Content-Digest."""
     declared = request.headers.get("content-length")
     if declared is not None and (not is_decimal(declared) or int(declared) > limit):
         raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
@@ -47,6 +50,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "upload_too_large", f"JSON body over the limit of {limit} bytes")
+    if who is not None:
+        who.check_body(hashlib.sha256(body).digest())
     if not body:
         return {}
     try:
@@ -70,8 +75,15 @@ def backend_of(request: Request) -> Backend:
     return request.app.state.backend
 
 
+def request_target(request: Request) -> str:
+    """The path and query exactly as the client sent them (still percent-encoded): what it signed."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    query = request.scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
 def device(request: Request) -> DeviceIdentity:
-    return backend_of(request).auth.device(request.method, request.url.path, request.headers)
+    return backend_of(request).auth.device(request.method, request_target(request), request.headers)
 
 
 def person(request: Request, role: str = "reviewer") -> tuple[Person, Actor]:
@@ -92,6 +104,10 @@ def _utc(ns: int | None) -> str | None:
 
 
 # --- public ---------------------------------------------------------------------------------------
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.document(optional=request.app.state.bench_put))
 
 
 async def healthz(request: Request) -> Response:
@@ -203,7 +219,7 @@ async def upload(request: Request) -> Response:
 async def finalize(request: Request) -> Response:
     b = backend_of(request)
     who = device(request)
-    body = await read_json(request, b.cfg.limits.max_json_bytes)
+    body = await read_json(request, b.cfg.limits.max_json_bytes, who)
     return JSONResponse(await b.ingest.finalize(request.path_params["upload_id"], who, body))
 
 
@@ -545,6 +561,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
     routes = [
+        Route("/openapi.json", openapi_json),
         Route("/healthz", healthz),
         Route("/v1/time", time_now),
         Route("/v1/backend", backend_info),
@@ -575,4 +592,5 @@ def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
         exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found},
     )
     app.state.backend = backend
+    app.state.bench_put = bench_put_route
     return app

@@ -19,36 +19,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bodycam.evidence.signer import verify_signature
+from bodycam.offload import httpsig
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .db import Database, now_ns
 from .errors import ApiError
-from .parsing import is_decimal, loads
+from .parsing import loads
 
-REQUEST_PREFIX = "bodycam-request/1"
 SESSION_PREFIX = "bcd1"
 ROLES = ("admin", "reviewer")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
-def string_to_sign(method: str, path: str, key_id: str, timestamp: str, nonce: str) -> bytes:
-    return "\n".join((REQUEST_PREFIX, method.upper(), path, key_id, timestamp, nonce)).encode()
-
-
-def sign_headers(signer: Any, method: str, path: str, *, now: float | None = None) -> dict[str, str]:
-    """Headers for a signed device request (used by tests, the bench, and usable by the device)."""
-    ts = str(int(time.time() if now is None else now))
-    nonce = secrets.token_urlsafe(18)
-    sig = signer.sign(string_to_sign(method, path, signer.key_id, ts, nonce))
-    return {
-        "Bodycam-Key-Id": signer.key_id,
-        "Bodycam-Timestamp": ts,
-        "Bodycam-Nonce": nonce,
-        "Bodycam-Signature": base64.b64encode(sig).decode(),
-    }
 
 
 def token_sha256(token: str) -> str:
@@ -57,8 +38,19 @@ def token_sha256(token: str) -> str:
 
 @dataclass(frozen=True)
 class DeviceIdentity:
+    """A device the request came from. ``body_sha256`` is the SHA-256 of the body its signature covers
+    (Content-Digest): whoever reads the body must compare it with the bytes received (``check_body``)
+    before acting on them. None for a session token or a signed request without a body."""
+
     serial: str
     key_id: str
+    body_sha256: bytes | None = None
+
+    def check_body(self, got: bytes) -> None:
+        """Refuse a body that is not the one the device signed (401 digest_mismatch)."""
+        if self.body_sha256 is not None and not hmac.compare_digest(got, self.body_sha256):
+            raise ApiError(401, "digest_mismatch", "the request body does not match its signed Content-Digest; "
+                           "it was discarded, send it again")
 
 
 @dataclass(frozen=True)
@@ -124,43 +116,45 @@ class Authenticator:
                 cached = self._keys[key_id] = (row["serial"], pub, row["not_after_ns"])
         return cached[0], cached[1]
 
-    def device(self, method: str, path: str, headers: Any) -> DeviceIdentity:
+    def device(self, method: str, target: str, headers: Any) -> DeviceIdentity:
+        """Who sent this request: a device session token, or an RFC 9421 signature by an enrolled key
+        (docs/backend-api.md 4a). ``target`` is the path and query exactly as received."""
         authz = headers.get("authorization", "")
         if authz.lower().startswith("bearer "):
             return self._session(authz[7:].strip())
-        key_id = headers.get("bodycam-key-id", "")
-        ts, nonce, sig_b64 = (
-            headers.get(h, "") for h in ("bodycam-timestamp", "bodycam-nonce", "bodycam-signature")
-        )
-        if not (key_id or sig_b64):
+        if "signature-input" not in headers and "signature" not in headers:
             raise ApiError(
                 401,
                 "unauthenticated",
-                "device request without credentials: sign it "
-                "(Bodycam-Key-Id/-Timestamp/-Nonce/-Signature) or send a device session token",
-                headers={"WWW-Authenticate": 'Bodycam-Signature realm="bodycam"'},
+                "device request without credentials: sign it (Signature-Input, Signature and "
+                "Content-Digest, RFC 9421) or send a device session token",
+                headers={"WWW-Authenticate": 'Signature realm="bodycam"'},
             )
-        if not _HEX64.match(key_id) or not is_decimal(ts, max_digits=12) or not _NONCE.match(nonce):
-            raise ApiError(401, "unauthenticated", "malformed Bodycam-Key-Id, -Timestamp or -Nonce header")
         try:
-            sig = base64.b64decode(sig_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(401, "unauthenticated", "Bodycam-Signature is not base64") from None
+            claimed = httpsig.parse_input(headers)
+        except httpsig.SignatureError as e:
+            raise ApiError(401, "unauthenticated", str(e)) from None
+        if not _HEX64.match(claimed.key_id):
+            raise ApiError(401, "unauthenticated", "Signature-Input keyid must be the device key_id (64 hex)")
         server = time.time()
-        if abs(int(ts) - server) > self.max_skew_s:
+        if abs(claimed.created - server) > self.max_skew_s:
             raise ApiError(
                 401,
                 "clock_skew",
-                f"Bodycam-Timestamp is {int(ts) - server:+.0f} s off server time "
+                f"signature created {claimed.created - server:+.0f} s off server time "
                 f"(limit {self.max_skew_s} s); set the clock from GET /v1/time",
                 server_utc_ns=time.time_ns(),
             )
-        serial, pub = self._device_key(key_id)
-        if not verify_signature(pub, sig, string_to_sign(method, path, key_id, ts, nonce)):
-            raise ApiError(401, "unauthenticated", "device signature does not verify for this request")
-        if not self.nonces.add(nonce):
-            raise ApiError(401, "replayed", "Bodycam-Nonce already used: this request was replayed")
-        return DeviceIdentity(serial, key_id)
+        serial, pub = self._device_key(claimed.key_id)
+        has_body = bool(headers.get("transfer-encoding")) or headers.get("content-length", "0") not in ("", "0")
+        try:
+            digest = httpsig.verify(method, "http://backend" + target, headers, claimed, pub,
+                                    max_skew_s=self.max_skew_s, has_body=has_body)
+        except httpsig.SignatureError as e:
+            raise ApiError(401, "unauthenticated", str(e)) from None
+        if not self.nonces.add(claimed.nonce):
+            raise ApiError(401, "replayed", "signature nonce already used: this request was replayed")
+        return DeviceIdentity(serial, claimed.key_id, digest)
 
     def issue_session(self, who: DeviceIdentity) -> dict[str, Any]:
         exp = now_ns() + self.session_s * 1_000_000_000

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -295,7 +296,8 @@ class TusService:
                 # the body's writes on the filesystem journal more than they save.)
                 stage = partial(self.stage_signed, upload_id, *signed) if signed else partial(fsync_dir, self.staging)
                 beside = [stage]
-                offset, complete = await self._write(request, upload_id, 0, length, checksum, beside=beside)
+                offset, complete = await self._write(request, upload_id, 0, length, checksum, digest=who.body_sha256,
+                                                      beside=beside)
                 if not complete:  # the client went away or stalled mid-body and never learned the Location
                     if request.scope.get("bodycam.stalled"):
                         raise ApiError(408, "request_timeout", f"no body bytes for {self.body_idle_s:g} s; "
@@ -472,7 +474,7 @@ class TusService:
             self._busy.add(upload_id)
         try:
             self.admission.admit(upload_id)
-            new, complete = await self._write(request, upload_id, offset, length, checksum)
+            new, complete = await self._write(request, upload_id, offset, length, checksum, digest=who.body_sha256)
             if new != offset:
                 self.db.set_offset(upload_id, new)
         finally:
@@ -516,9 +518,13 @@ class TusService:
         length: int,
         checksum: tuple[str, bytes] | None,
         *,
+        digest: bytes | None = None,
         beside: list[Callable[[], None]] | None = None,
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
+
+        ``digest`` is the SHA-256 the request's signature covers (Content-Digest): the bytes written are
+        compared with it before the caller may advance the offset, and dropped if they differ.
 
         The new bytes are hashed by reading them back from the page cache (``_hash_range``) in a worker
         thread, a step behind the writes while the body streams in and the rest beside the fsync.
@@ -538,7 +544,18 @@ class TusService:
         running = hs.h.copy() if hs is not None else None
         reuse = checksum is not None and checksum[0] == "sha256" and offset == 0 and running is not None
         chk = CHECKSUMS[checksum[0]]() if checksum and not reuse else None
+        # The SHA-256 of this body, for the signed Content-Digest: one of those two if it is one already.
+        signed = None
+        if digest is not None:
+            if checksum is not None and checksum[0] == "sha256":
+                signed = running if reuse else chk
+            elif offset == 0 and running is not None:
+                signed = running
+            else:
+                signed = hashlib.sha256()
         hashers = [h for h in (running, chk) if h is not None]
+        if signed is not None and all(signed is not h for h in hashers):
+            hashers.append(signed)
 
         pos = offset
         hashed = offset
@@ -581,7 +598,7 @@ class TusService:
                         hashed = pos
             except ClientDisconnect:
                 complete = False
-            if checksum and not complete:  # a checksummed chunk is kept whole or not at all
+            if (checksum or digest) and not complete:  # a checksummed or signed chunk is kept whole or not at all
                 os.ftruncate(fd, offset)
                 return offset, False
             async with anyio.create_task_group() as tg:
@@ -600,6 +617,13 @@ class TusService:
                         f"chunk does not match its {checksum[0]} Upload-Checksum; "
                         "it was discarded, send it again",
                     )
+            if digest is not None and signed is not None and not hmac.compare_digest(signed.digest(), digest):
+                os.ftruncate(fd, offset)
+                raise ApiError(
+                    401,
+                    "digest_mismatch",
+                    "the request body does not match its signed Content-Digest; it was discarded, send it again",
+                )
         finally:
             os.close(fd)
         if hs is not None and running is not None:

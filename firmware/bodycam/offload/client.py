@@ -1,4 +1,6 @@
-"""HTTP to the evidence backend, every device request signed with the device key (backend-api.md 4a).
+"""HTTP to the evidence backend, every device request signed with the device key (backend-api.md 4a:
+RFC 9421 HTTP Message Signatures over the method, path, query, the tus headers and the body's
+Content-Digest; ``httpsig`` builds them).
 
 Signing goes through the ``Signer`` seam, never the key file, so a TPM or secure element works the
 same. The timestamp in each signature is *server* time (device clock + the offset measured from
@@ -12,7 +14,6 @@ acts; any other ``ApiError`` carries the backend's stable ``code`` for the calle
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Any
 
@@ -21,8 +22,8 @@ import requests
 from ..clock import Clock, SystemClock
 from ..errors import BodycamError
 from ..evidence.signer import Signer
+from . import httpsig
 
-REQUEST_PREFIX = "bodycam-request/1"
 USER_AGENT = "bodycam-device"
 
 
@@ -61,11 +62,6 @@ class Refused(ApiError, PermissionError):
     """The backend will not talk to this device (not enrolled, revoked, certificate expired)."""
 
 
-def string_to_sign(method: str, path: str, key_id: str, timestamp: str, nonce: str) -> bytes:
-    """backend-api.md 4a: six lines, joined with newlines, no trailing newline."""
-    return "\n".join((REQUEST_PREFIX, method.upper(), path, key_id, timestamp, nonce)).encode()
-
-
 def _retry_after(r: requests.Response, body: dict[str, Any]) -> float | None:
     raw = r.headers.get("Retry-After", body.get("retry_after"))
     try:
@@ -84,7 +80,7 @@ def error_from(r: requests.Response) -> ApiError:
         body = {}
     code = str(body.get("error") or f"http_{r.status_code}")
     message = str(body.get("message") or r.reason or "no message")
-    if r.status_code >= 500 or r.status_code == 423 or code in ("replayed", "clock_skew"):
+    if r.status_code >= 500 or r.status_code == 423 or code in ("replayed", "clock_skew", "digest_mismatch"):
         return Retryable(r.status_code, code, message, body, retry_after=_retry_after(r, body))
     if r.status_code == 403 and code in ("device_revoked", "forbidden") or (
             r.status_code == 401 and code == "unauthenticated"):
@@ -109,25 +105,30 @@ class BackendClient:
     def server_time_ns(self) -> int:
         return self.clock.utc_ns() + self.offset_ns
 
-    def sign(self, method: str, path: str) -> dict[str, str]:
-        """The four Bodycam-* headers for one request; a fresh nonce every time."""
-        ts = str(self.server_time_ns() // 1_000_000_000)
-        nonce = secrets.token_urlsafe(24)
-        key_id = self.signer.key_id
-        sig = self.signer.sign(string_to_sign(method, path, key_id, ts, nonce))
-        return {"Bodycam-Key-Id": key_id, "Bodycam-Timestamp": ts, "Bodycam-Nonce": nonce,
-                "Bodycam-Signature": base64.b64encode(sig).decode()}
+    def sign(self, request: requests.PreparedRequest, *, body_sha256: bytes | None = None) -> None:
+        """Sign a prepared request in place, exactly as it will be sent: a fresh nonce every time.
+        ``body_sha256``: the body's SHA-256 if the caller has just computed it (see httpsig)."""
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode()
+        if body is not None and not isinstance(body, bytes):
+            raise OffloadError(f"cannot sign a streamed body for {request.method} {request.url}; pass bytes")
+        request.headers.update(httpsig.sign_headers(
+            self.signer, str(request.method), str(request.url), request.headers, body,
+            created=self.server_time_ns() // 1_000_000_000, nonce=secrets.token_urlsafe(24),
+            body_sha256=body_sha256))
 
     def request(self, method: str, path: str, *, signed: bool = True, headers: dict[str, str] | None = None,
-                data: bytes | None = None, json: Any = None) -> requests.Response:
+                data: bytes | None = None, json: Any = None, body_sha256: bytes | None = None) -> requests.Response:
         """A 2xx response, or raises (Unreachable, Retryable, Refused, ApiError)."""
         for attempt in (1, 2):
-            h = dict(headers or {})
+            prepared = self.session.prepare_request(requests.Request(
+                method, self.base_url + path, headers=headers, data=data, json=json))
             if signed:
-                h.update(self.sign(method, path))
+                self.sign(prepared, body_sha256=body_sha256)
+            settings = self.session.merge_environment_settings(prepared.url, {}, None, self.session.verify, None)
             try:
-                r = self.session.request(method, self.base_url + path, headers=h, data=data, json=json,
-                                         timeout=self.timeout, allow_redirects=False)
+                r = self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
             except requests.RequestException as e:
                 raise Unreachable(self.base_url, e) from None
             if r.status_code < 300:

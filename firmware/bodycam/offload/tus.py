@@ -1,9 +1,10 @@
 """A small tus 1.0.0 client (core + creation + termination + sha256 checksum) over ``BackendClient``.
 
-Why not tuspy: the backend authenticates every request with a signature over method, path and a
-fresh nonce (backend-api.md 4a). tuspy only sends static headers (``TusClient(url, headers=...)``),
-so it could only work with a bearer session token; it also keeps its own URL store, retries with a
-fixed delay (no exponential backoff, no Retry-After) and cannot stop between chunks on an Event.
+Why not tuspy: the backend authenticates every request with a signature over the method, path, query,
+tus headers, body digest and a fresh nonce (backend-api.md 4a). tuspy only sends static headers
+(``TusClient(url, headers=...)``), so it could only work with a bearer session token; it also keeps
+its own URL store, retries with a fixed delay (no exponential backoff, no Retry-After) and cannot stop
+between chunks on an Event.
 What we need of tus is four requests, so they are written here, each signed by the client.
 
 Resuming is tus's own rule: ``HEAD`` gives the server's durable offset and the next ``PATCH`` starts
@@ -64,23 +65,30 @@ class TusClient:
         return path
 
     def create_with(self, length: int, metadata: dict[str, str | bytes], first: bytes, *,
-                    checksum: bool = True) -> Created:
+                    checksum: bool = True, known_sha256: bytes | None = None) -> Created:
         """Create and send the first chunk in one request (creation-with-upload): one round trip and one
         server fsync fewer per segment, which is most of the cost of a segment on a fast dock link.
 
         If ``first`` is the whole segment and ``metadata`` carries its ``sha256``, signed ``manifest``
         and ``signature``, the backend verifies and stores it at once and ``receipt`` holds its answer:
         one request per segment. The declared sha256 then guards the bytes, so ``checksum`` (a sha256
-        of ``first`` computed here) can be left off.
+        of ``first`` computed here) can be left off, and ``known_sha256`` (that declared sha256, hashed
+        as the segment was written) can stand for the signed Content-Digest: the segment is not hashed
+        again on the camera. If the backend finds the bytes are not those (401 digest_mismatch: torn
+        in transit, or damaged on the device), they go again with a digest of the bytes read, so a
+        segment damaged on the device still reaches finalize, which rejects and flags it.
         """
         headers = {**TUS, "Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata),
                    "Content-Type": "application/offset+octet-stream"}
+        digest = known_sha256 if known_sha256 is not None and not checksum else hashlib.sha256(first).digest()
         if checksum:
-            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(hashlib.sha256(first).digest()).decode()
+            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(digest).decode()
         try:
-            r = self.client.request("POST", self.endpoint, data=first, headers=headers)
+            r = self.client.request("POST", self.endpoint, data=first, headers=headers, body_sha256=digest)
         except ApiError as e:
-            if e.status == 460:         # damaged in transit: nothing was created, so create again
+            if e.code == "digest_mismatch" and known_sha256 is not None:
+                return self.create_with(length, metadata, first, checksum=checksum)
+            if e.status == 460 or e.code == "digest_mismatch":   # damaged in transit: nothing was created
                 raise Retryable(e.status, e.code, e.message, e.body) from None
             raise
         receipt = None
@@ -103,17 +111,17 @@ class TusClient:
 
     def patch(self, location: str, offset: int, chunk: bytes) -> int:
         """Append ``chunk`` at ``offset``; returns the server's new offset (even after a 409)."""
-        digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+        digest = hashlib.sha256(chunk).digest()     # one hash for Upload-Checksum and the signed Content-Digest
         try:
-            r = self.client.request("PATCH", location, data=chunk, headers={
+            r = self.client.request("PATCH", location, data=chunk, body_sha256=digest, headers={
                 **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
-                "Upload-Checksum": f"sha256 {digest}"})
+                "Upload-Checksum": f"sha256 {base64.b64encode(digest).decode()}"})
         except ApiError as e:
             if e.status == 409 and isinstance(e.body.get("offset"), int):
                 return e.body["offset"]         # the server has more (or less) than we thought: follow it
             if e.status in (404, 410):
                 raise UploadGone(f"upload {location} is gone at the backend ({e.code})") from None
-            if e.status == 460:
+            if e.status == 460 or e.code == "digest_mismatch":
                 return offset                   # chunk damaged in transit and discarded: send it again
             raise
         return int(r.headers["Upload-Offset"])

@@ -291,7 +291,8 @@ class Uploader:
                 first = f.read(self.cfg.chunk_bytes)
             # A segment that fits in one chunk goes up with its signed manifest in one request, and the
             # answer is the receipt. Its declared sha256 guards the bytes (a mismatch is not kept and the
-            # upload continues below, in checksummed chunks), so no chunk checksum is computed.
+            # upload continues below, in checksummed chunks), so no chunk checksum is computed, and it
+            # stands for the signed Content-Digest too: the segment is not hashed again here.
             whole = len(first) == item.size and sha is not None
             if whole and len(encode_metadata({**meta, "manifest": manifest, "signature": signature})) <= \
                     MAX_METADATA_CHARS:
@@ -299,7 +300,8 @@ class Uploader:
             else:
                 whole = False
             try:
-                created = self.tus.create_with(item.size, meta, first, checksum=not whole)
+                created = self.tus.create_with(item.size, meta, first, checksum=not whole,
+                                               known_sha256=bytes.fromhex(sha) if whole and sha else None)
             except ApiError as e:
                 if e.status == 413:      # over the backend's size limit: no retry will change that
                     self._rejected(seq, "upload_too_large", e.message, None, res)

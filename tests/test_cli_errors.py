@@ -115,8 +115,9 @@ def test_record_refuses_negative_or_bad_durations(args: list[str], tmp_path: Pat
 
 def test_record_stops_and_says_why_when_the_reserve_is_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """The card fills (here: 5 MB of room above the reserve, 2 s segments of at most 3 MB): the recording is sealed, `record` stops at once
-    with the reason on stderr and exit 1, instead of buffering on silently for the rest of --seconds."""
+    """The card fills (here: 5 MB of room above the reserve, 2 s segments of at most 3 MB): the recording
+    is sealed, `record` stops at once with the reason on stderr and exit 1, instead of buffering on
+    silently for the rest of --seconds."""
     import functools
     import time
 

@@ -180,9 +180,20 @@ def gpg(home: Path, *args: str | Path) -> bytes:
     )
 
 
+HOMES: list[Path] = []  # every GNUPGHOME made here: each has a gpg-agent to stop when the tests end
+
+
 def make_key(home: Path, uid: str) -> None:
     home.mkdir(parents=True, mode=0o700)
+    HOMES.append(home)
     gpg(home, "--quick-gen-key", uid, "ed25519", "sign", "never")
+
+
+def stop_agents() -> None:
+    """gpg starts an agent per home that outlives it; a test run must not leave processes behind."""
+    while HOMES:
+        subprocess.run(["gpgconf", "--homedir", str(HOMES.pop()), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
 
 
 def make_archive(root: Path, gnupg: Path) -> Archive:

@@ -36,6 +36,12 @@ def test_tools_are_installed() -> None:
     require("gpg", "gpgv", "dpkg-deb", "apt-get")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_gpg_agents_left() -> Iterator[None]:
+    yield
+    aptkit.stop_agents()
+
+
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     d = tmp_path_factory.mktemp("archive")

@@ -76,3 +76,23 @@ def test_duration_tracks_held_video() -> None:
     buf = PreEventBuffer(seconds=5, max_bytes=10**9)
     fill(buf, 20 * FPS)
     assert 5.0 <= buf.duration_s() <= 5.0 + GOP / FPS
+
+
+def test_capping_is_reported_once_per_stretch_and_cleared_by_take() -> None:
+    calls: list[float] = []
+    buf = PreEventBuffer(seconds=30, max_bytes=200_000, on_capped=calls.append)
+    fill(buf, 10 * FPS, size=2000, keyframe_size=20_000)  # ~80 kB a second: 200 kB hold ~2.5 s of 30
+    assert buf.capped and len(calls) == 1 and 1.0 < calls[0] < 3.0
+    fill(buf, 10 * FPS, start=10 * FPS, size=2000, keyframe_size=20_000)
+    assert len(calls) == 1, "one report per stretch of capping, not one per dropped GOP"
+    buf.take(20 * NS)
+    assert not buf.capped
+    fill(buf, 10 * FPS, start=20 * FPS, size=2000, keyframe_size=20_000)
+    assert len(calls) == 2
+
+
+def test_a_cap_that_holds_the_seconds_never_reports() -> None:
+    calls: list[float] = []
+    buf = PreEventBuffer(seconds=2, max_bytes=10**9, on_capped=calls.append)
+    fill(buf, 20 * FPS)
+    assert not buf.capped and calls == []

@@ -64,6 +64,16 @@ class WatermarkConfig:
     scale: float = _opt(1.0, min=0.25, max=4.0)
 
 
+PREBUFFER_MARGIN = 1.5  # x264's VBV lets a second run up to ~2x the bitrate; scenes average far less
+
+
+def prebuffer_bytes_needed(seconds: float, encoder: EncoderConfig) -> int:
+    """RAM for ``seconds`` of pre-roll (plus the GOP it must start on) at the encoder's bitrate, with margin."""
+    if seconds <= 0:
+        return 1_000_000
+    return int(encoder.bitrate_kbps * 1000 / 8 * (seconds + encoder.gop_seconds) * PREBUFFER_MARGIN)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     codec: str = _opt("auto", choices=("auto", "libx264", "h264_v4l2m2m"),
@@ -77,7 +87,15 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class BufferConfig:
     pre_event_seconds: float = _opt(30.0, min=0, max=120)
-    max_megabytes: float = _opt(64.0, min=1, max=1024)
+    max_megabytes: float = _opt(0.0, min=0, max=1024,
+                                help="RAM cap of the pre-event buffer; 0 = sized from bitrate x (seconds + one GOP)"
+                                     f" x {PREBUFFER_MARGIN:g}")
+
+    def cap_bytes(self, encoder: EncoderConfig) -> int:
+        """The byte cap in force: the configured one, or (0) one that holds the seconds with margin."""
+        if self.max_megabytes:
+            return int(self.max_megabytes * 1_000_000)
+        return prebuffer_bytes_needed(self.pre_event_seconds, encoder)
 
 
 @dataclass(frozen=True)
@@ -273,12 +291,28 @@ def _cross_check(cfg: Config) -> None:
     if not cfg.device.serial.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"[device] serial = {cfg.device.serial!r}: use letters, digits, '-' and '_' only")
     _check_pins(cfg)
+    _check_prebuffer(cfg)
     url = cfg.offload.backend_url
     if url and (not url.startswith(("http://", "https://")) or url.rstrip("/").count("/") > 2):
         raise ConfigError(f"[offload] backend_url = {url!r}: must be http(s)://host[:port], without a path")
     if cfg.buttons.debounce_ms / 1000 >= cfg.buttons.double_press_seconds:
         raise ConfigError(f"[buttons] debounce_ms = {cfg.buttons.debounce_ms}: must be shorter than "
                           f"double_press_seconds ({cfg.buttons.double_press_seconds:g} s)")
+
+
+def _check_prebuffer(cfg: Config) -> None:
+    """A byte cap that cannot hold the configured seconds would silently break "at least N seconds"."""
+    buf, enc = cfg.buffer, cfg.encoder
+    if not buf.max_megabytes or buf.pre_event_seconds <= 0:
+        return
+    need = prebuffer_bytes_needed(buf.pre_event_seconds, enc)
+    have = buf.max_megabytes * 1_000_000
+    if have < need:
+        holds = have / (enc.bitrate_kbps * 1000 / 8 * PREBUFFER_MARGIN) - enc.gop_seconds
+        raise ConfigError(
+            f"[buffer] max_megabytes = {buf.max_megabytes:g} holds only about {max(0.0, holds):.1f} s of the "
+            f"{buf.pre_event_seconds:g} s pre_event_seconds at [encoder] bitrate_kbps = {enc.bitrate_kbps}: set it "
+            f"to at least {need / 1e6:.0f} (or 0 to size it automatically), or lower pre_event_seconds")
 
 
 def _check_pins(cfg: Config) -> None:

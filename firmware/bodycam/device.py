@@ -7,6 +7,7 @@ another signer; the daemon on a Pi passes nothing and gets the real ones.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from .recorder import Recorder
 from .recovery import Recovered, recover
 from .storage.reserve import FreeBytes, StorageGuard, statvfs_free
 from .watermark import Watermarker
+
+log = logging.getLogger(__name__)
 
 CLOCK_PLAUSIBLE_AFTER_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01: earlier means no RTC, no sync
 
@@ -75,7 +78,8 @@ class RecordingDevice:
                                  officer_id=config.device.officer_id)
                      if config.watermark.enabled else None)
         self.prebuffer = PreEventBuffer(seconds=config.buffer.pre_event_seconds,
-                                        max_bytes=int(config.buffer.max_megabytes * 1_000_000))
+                                        max_bytes=config.buffer.cap_bytes(config.encoder),
+                                        on_capped=self._prebuffer_capped)
         self.recorder = Recorder(config=config, layout=self.layout, sealer=self.sealer, chain=self.chain,
                                  storage=self.storage, clock=self.clock,
                                  codec=self.encoder.codec_name,
@@ -111,6 +115,14 @@ class RecordingDevice:
 
     def _event(self, event: str, **data: Any) -> None:
         self.audit.append(event, **data)
+
+    def _prebuffer_capped(self, held_seconds: float) -> None:
+        """The byte cap cut the pre-event buffer below its seconds (a scene far above the bitrate)."""
+        buf = self.config.buffer
+        log.warning("pre-event buffer capped at %d bytes: holds %.1f s of the configured %g s",
+                    self.prebuffer.max_bytes, held_seconds, buf.pre_event_seconds)
+        self.audit.append("pre_event_capped", held_seconds=round(held_seconds, 3),
+                          configured_seconds=buf.pre_event_seconds, max_bytes=self.prebuffer.max_bytes)
 
     def _fault(self, message: str) -> None:
         self.faults.append(message)

@@ -40,6 +40,7 @@ class _Start:
     trigger_mono_ns: int
     trigger_utc_ns: int
     preroll: list[EncodedPacket]
+    capped: bool = False
 
 
 @dataclass
@@ -147,10 +148,11 @@ class Pipeline:
             if self._recording:
                 return mono, utc
             self._settle_stop(force=True)  # restarted at once: frames still due go to the new one
+            capped = self.prebuffer.capped
             preroll = self.prebuffer.take(mono)
             self.encoder.force_keyframe()
             self._recording = True
-            self._writes.put(_Start(mono, utc, preroll))
+            self._writes.put(_Start(mono, utc, preroll, capped))
         return mono, utc
 
     def stop_recording(self, reason: str = "button", *, wait: bool = True, timeout: float = 30.0) -> None:
@@ -267,7 +269,7 @@ class Pipeline:
                     rec.write(item)
                 elif isinstance(item, _Start):
                     rec.start(trigger_mono_ns=item.trigger_mono_ns, trigger_utc_ns=item.trigger_utc_ns,
-                              preroll=item.preroll)
+                              preroll=item.preroll, preroll_capped=item.capped)
                 elif isinstance(item, _Stop):
                     rec.stop(item.reason)
                     item.done.set()

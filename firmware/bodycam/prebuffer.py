@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from .encode.packet import EncodedPacket
 
 
 class PreEventBuffer:
-    def __init__(self, *, seconds: float, max_bytes: int) -> None:
+    def __init__(self, *, seconds: float, max_bytes: int,
+                 on_capped: Callable[[float], None] | None = None) -> None:
+        """``on_capped(held_seconds)``: called (outside the lock) when the byte bound starts cutting
+        into the configured seconds, once per stretch of capping; the config check makes it rare."""
         self.seconds = seconds
         self.max_bytes = max_bytes
         self._gops: deque[list[EncodedPacket]] = deque()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._on_capped = on_capped
         self.discarded_gops = 0  # dropped for the byte bound: pre-roll shorter than configured
+        self.capped = False      # the byte bound holds the buffer below the configured seconds now
 
     def __len__(self) -> int:
         with self._lock:
@@ -49,15 +55,28 @@ class PreEventBuffer:
             else:
                 return  # never start on a partial GOP
             self._bytes += packet.size
-            self._trim(packet.mono_ns)
+            started_capping = self._trim(packet.mono_ns)
+            held = self._held_s()
+        if started_capping and self._on_capped is not None:
+            self._on_capped(held)
 
-    def _trim(self, newest_ns: int) -> None:
+    def _trim(self, newest_ns: int) -> bool:
+        """Apply both bounds; True if the byte bound has just begun to cut into the configured seconds."""
         horizon = newest_ns - int(self.seconds * 1e9)
         while len(self._gops) > 1 and self._gops[1][0].mono_ns <= horizon:
             self._drop_head()
+        cut = False
         while self._bytes > self.max_bytes and self._gops:
             self._drop_head()
             self.discarded_gops += 1
+            cut = True
+        if cut and not self.capped:
+            self.capped = True
+            return True
+        return False
+
+    def _held_s(self) -> float:
+        return (self._gops[-1][-1].mono_ns - self._gops[0][0].mono_ns) / 1e9 if self._gops else 0.0
 
     def _drop_head(self) -> None:
         gop = self._gops.popleft()
@@ -73,6 +92,7 @@ class PreEventBuffer:
             gops = list(self._gops)
             self._gops.clear()
             self._bytes = 0
+            self.capped = False
         first = 0
         for i, gop in enumerate(gops):
             if gop[0].mono_ns <= start:
@@ -83,3 +103,4 @@ class PreEventBuffer:
         with self._lock:
             self._gops.clear()
             self._bytes = 0
+            self.capped = False

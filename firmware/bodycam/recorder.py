@@ -65,6 +65,7 @@ class Recorder:
         self._segment_index = 0
         self._recording_first_ns = 0
         self._pre_event_s: float | None = None
+        self._pre_event_capped = False
         self._pending_markers: list[dict[str, Any]] = []
         self.segments_sealed = 0
         self.fault: str | None = None
@@ -83,8 +84,12 @@ class Recorder:
 
     # --- commands -------------------------------------------------------------------------------
 
-    def start(self, *, trigger_mono_ns: int, trigger_utc_ns: int, preroll: list[EncodedPacket]) -> str:
-        """Begin a recording with the buffered packets (already cut to start on a keyframe)."""
+    def start(self, *, trigger_mono_ns: int, trigger_utc_ns: int, preroll: list[EncodedPacket],
+              preroll_capped: bool = False) -> str:
+        """Begin a recording with the buffered packets (already cut to start on a keyframe).
+
+        ``preroll_capped``: the pre-event buffer's byte cap had cut it below the configured seconds.
+        """
         with self._lock:
             if self.recording_id is not None:
                 return self.recording_id
@@ -92,6 +97,7 @@ class Recorder:
             self.fault = None
             self.emergency.ensure()  # given back after a full card; held again now that there is room
             self._begin(trigger_mono_ns, trigger_utc_ns, reason="button")
+            self._pre_event_capped = preroll_capped
             if preroll:
                 self._pre_event_s = max(0.0, (trigger_mono_ns - preroll[0].mono_ns) / 1e9)
             for p in preroll:
@@ -199,6 +205,7 @@ class Recorder:
             firmware_version=__version__, clock=self._clock_status(),
             pre_event_configured_seconds=self.cfg.buffer.pre_event_seconds if self._segment_index == 0 else None,
             pre_event_seconds=self._pre_event_s if self._segment_index == 0 else None,
+            pre_event_capped=self._pre_event_capped if self._segment_index == 0 else None,
             first_frame=stamp(first.utc_ns, first.mono_ns) | {"pts": 0},
             encoder=self._codec,
             camera=self._camera_info() if self._camera_info else None,

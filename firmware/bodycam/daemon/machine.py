@@ -305,6 +305,7 @@ class StateMachine:
                 "stop_pending": self._confirm.pending,
                 "pre_event_seconds": dev.config.buffer.pre_event_seconds,
                 "buffer_seconds": round(stats.buffer_seconds, 3),
+                "buffer_capped": dev.prebuffer.capped,
                 "buffer_bytes": stats.buffer_bytes,
                 "frames_captured": stats.frames_captured,
                 "dropped": stats.dropped,

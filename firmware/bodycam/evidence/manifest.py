@@ -73,6 +73,7 @@ class SegmentFacts:
     clock: dict[str, Any]
     pre_event_seconds: float | None = None
     pre_event_configured_seconds: float | None = None
+    pre_event_capped: bool | None = None  # the RAM cap, not the clock, cut the pre-roll short
     first_frame: dict[str, Any] | None = None
     last_frame: dict[str, Any] | None = None
     frame_count: int = 0
@@ -115,6 +116,7 @@ def render(facts: SegmentFacts, *, previous_manifest_sha256: str, media_name: st
         "trigger": facts.trigger,
         "pre_event_seconds": facts.pre_event_seconds,
         "pre_event_configured_seconds": facts.pre_event_configured_seconds,
+        "pre_event_capped": facts.pre_event_capped,
         "markers": facts.markers,
         "recovered": facts.recovered,
         "end_reason": facts.end_reason,

@@ -145,3 +145,16 @@ def test_record_stops_and_says_why_when_the_reserve_is_reached(tmp_path: Path, m
     assert "bodycam: recording stopped early:" in err and "storage" in err, err
     manifests = sorted((data / "segments").glob("seg-*.json"))
     assert manifests and json.loads(manifests[-1].read_text())["end_reason"] == "storage_full", (out, err)
+
+
+@pytest.mark.parametrize("command", [["init"], ["serve"], ["token", "create", "x", "--role", "admin"],
+                                     ["enrol-token", "BC-1"]])
+def test_backend_commands_with_a_bad_data_dir_say_which_key_to_fix(command: list[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text(f'[storage]\ndata_dir = "{blocker}"\n')
+    r = bodycam("backend", *command, "--config", str(cfg))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (f"bodycam: [storage] data_dir {blocker}: {blocker} is a file, not a folder; "
+                                "set [storage] data_dir in the backend config to a folder it can write")

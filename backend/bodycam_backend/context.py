@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bodycam.evidence.signer import FileKeySigner
+from bodycam.layout import ensure_writable_dir
 
 from .admission import Admission
 from .audit import Actor, AuditTrail
@@ -39,7 +40,8 @@ def _session_secret(cfg: BackendConfig, keys: Path) -> bytes:
 
 def initialise(cfg: BackendConfig) -> bool:
     """Create the data directory, keys and database if missing; returns True if keys were created."""
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(cfg.data_dir, what="[storage] data_dir",
+                        fix="set [storage] data_dir in the backend config to a folder it can write")
     created = init_keys(cfg.data_dir / "keys", agency=cfg.agency.name, ca_days=cfg.agency.ca_days)
     _session_secret(cfg, cfg.data_dir / "keys")
     Database(cfg.data_dir / "backend.sqlite3").close()

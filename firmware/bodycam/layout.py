@@ -12,7 +12,7 @@ from .errors import DataDirError
 _FIX = "set [device] data_dir to a folder bodycam can write (or --data DIR)"
 
 
-def ensure_writable_dir(path: Path, what: str = "data_dir") -> None:
+def ensure_writable_dir(path: Path, what: str = "data_dir", *, fix: str = _FIX) -> None:
     """Make ``path`` (and its parents) and prove it takes a file, so a read-only card, an immutable
     folder or a file in the way is one clear line at start rather than a traceback mid-recording.
 
@@ -23,16 +23,16 @@ def ensure_writable_dir(path: Path, what: str = "data_dir") -> None:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
-        raise DataDirError(f"{what} {path}: {blocker} is a file, not a folder; {_FIX}") from None
+        raise DataDirError(f"{what} {path}: {blocker} is a file, not a folder; {fix}") from None
     except OSError as e:
-        raise DataDirError(f"{what} {path}: cannot create it ({e.strerror}); {_FIX}") from None
+        raise DataDirError(f"{what} {path}: cannot create it ({e.strerror}); {fix}") from None
     probe = path / f".bodycam-write-test-{os.getpid()}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as e:
         why = {errno.EROFS: "on a read-only file system", errno.EPERM: "not writable (immutable?)",
                errno.EACCES: "not writable (permission denied)", errno.ENOSPC: "on a full disk"}
-        raise DataDirError(f"{what} {path}: {why.get(e.errno, e.strerror)}; {_FIX}") from None
+        raise DataDirError(f"{what} {path}: {why.get(e.errno, e.strerror)}; {fix}") from None
     os.close(fd)
     probe.unlink()
 

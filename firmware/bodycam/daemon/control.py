@@ -47,7 +47,7 @@ def request(path: Path, message: dict[str, Any], *, timeout: float = 5.0) -> dic
                 if not chunk:
                     break
                 buf += chunk
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no socket, or a data dir that is not even a folder
         raise ControlError(f"no daemon at {path}: start it with 'bodycam run --config FILE'") from None
     except ConnectionRefusedError:
         raise ControlError(f"no daemon listening on {path} (a stale socket from a crash?): start it with "

@@ -22,7 +22,8 @@ from bodycam.verify import verify_paths
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_card_filled_by_another_writer_mid_recording(tmp_path: Path) -> None:
+def card_config(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(the card's mount point, where its contents are copied out, a sim config recording onto it)."""
     card, out = tmp_path / "card", tmp_path / "copied"
     card.mkdir()
     cfg = tmp_path / "device.toml"
@@ -31,6 +32,17 @@ def test_a_card_filled_by_another_writer_mid_recording(tmp_path: Path) -> None:
         f'data_dir = "{card}"' if ln.startswith("data_dir") else
         "reserve_megabytes = 0" if ln.startswith("reserve_megabytes") else ln
         for ln in text.splitlines()) + "\n")
+    return card, out, cfg
+
+
+def in_private_mount_namespace(script: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    return subprocess.run(["unshare", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_a_card_filled_by_another_writer_mid_recording(tmp_path: Path) -> None:
+    card, out, cfg = card_config(tmp_path)
     bodycam = f"{sys.executable} -m bodycam.cli"
     script = f"""
 set -e
@@ -47,9 +59,7 @@ echo $? > {tmp_path}/rc.txt
 rm -f {card}/filler
 cp -a {card}/. {out}/
 """
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    r = subprocess.run(["unshare", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    r = in_private_mount_namespace(script, timeout=120)
     assert r.returncode == 0, r.stderr
     err = (tmp_path / "err.txt").read_text()
     assert (tmp_path / "rc.txt").read_text().strip() == "1"
@@ -76,14 +86,7 @@ cp -a {card}/. {out}/
 def test_the_daemon_seals_and_logs_when_the_card_fills_then_stops_cleanly_in_its_fault(tmp_path: Path) -> None:
     """Under `bodycam run`: a double press records, the card fills, the daemon goes to its fault state
     with the segment already sealed; SIGTERM in that state then shuts down with nothing left open."""
-    card, out = tmp_path / "card", tmp_path / "copied"
-    card.mkdir()
-    cfg = tmp_path / "device.toml"
-    text = (ROOT / "config" / "sim.toml").read_text()
-    cfg.write_text("\n".join(
-        f'data_dir = "{card}"' if ln.startswith("data_dir") else
-        "reserve_megabytes = 0" if ln.startswith("reserve_megabytes") else ln
-        for ln in text.splitlines()) + "\n")
+    card, out, cfg = card_config(tmp_path)
     bodycam = f"{sys.executable} -m bodycam.cli"
     script = f"""
 set -e
@@ -108,9 +111,7 @@ echo $? > {tmp_path}/rc.txt
 rm -f {card}/filler
 cp -a {card}/. {out}/
 """
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    r = subprocess.run(["unshare", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    r = in_private_mount_namespace(script, timeout=180)
     assert r.returncode == 0, r.stderr
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "fault" and "No space left" in status["fault"], status

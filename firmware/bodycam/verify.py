@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .clock import iso_utc
+from .digest import sha256_file
 from .errors import BodycamError
 from .evidence.chain import GENESIS
 from .evidence.manifest import TIME_BASE, segment_stem
@@ -68,12 +69,6 @@ def _seqs_phrase(seqs: Iterable[int]) -> str:
     return f"sequence{'s' if len(seqs) > 1 else ''} {format_sequences(seqs)}"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -527,7 +522,7 @@ class _Verifier:
             self.r.errors.append(f"{media.name}: size {size} bytes, manifest says {media_doc['size']} "
                                  "(media truncated or altered)")
             return
-        actual = _sha256_file(media)
+        actual = sha256_file(media)
         if actual != media_doc["sha256"]:
             other = next((s for s in self.segments if s.doc["media"]["sha256"] == actual), None)
             hint = f"; it is the media of sequence {other.seq} (media files swapped)" if other else ""

@@ -14,17 +14,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from bodycam.digest import sha256_file
 from bodycam.storage.durable import fsync_dir
 
 from . import WriteOnceViolation
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DirectoryStore:
@@ -64,7 +57,7 @@ class DirectoryStore:
         self._made.add(dest.parent)
 
     def _same(self, dest: Path, sha256: str) -> None:
-        if _sha256_file(dest) != sha256:
+        if sha256_file(dest) != sha256:
             raise WriteOnceViolation(
                 f"{dest.name}: already stored with different content; refusing to replace"
             )

@@ -17,7 +17,6 @@ Files enter the cache only after they verified (written to a temporary name, the
 from __future__ import annotations
 
 import gzip
-import hashlib
 import lzma
 import os
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 import requests
 from debian import deb822
 
+from ..digest import sha256_file
 from .aptbase import Source
 from .debclosure import Candidate
 from .progress import Progress
@@ -46,12 +46,6 @@ def default_cache() -> Path:
     return Path(base) / "bodycam" / "debs"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

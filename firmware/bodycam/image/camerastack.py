@@ -24,8 +24,9 @@ from pathlib import Path
 
 from debian import deb822
 
+from ..digest import sha256_file
 from . import aptbase
-from .aptrepo import Repo, copy_into, sha256_file
+from .aptrepo import Repo, copy_into
 from .debclosure import ROOTS, Candidate, closure
 from .progress import Progress
 from .rootfs import Ext4Editor

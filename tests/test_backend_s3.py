@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -165,5 +166,61 @@ def test_backend_stores_evidence_under_object_lock_end_to_end(seaweed, tmp_path)
             text=True,
         )
         assert v.returncode == 0, v.stdout + v.stderr
+    finally:
+        backend.stop()
+
+
+def test_an_overwrite_or_delete_marker_around_the_backend_changes_nothing_served_and_is_flagged(
+    seaweed, tmp_path
+) -> None:
+    """Someone with S3 write access puts new bytes over a stored key, and a delete marker in front of
+    another: Object Lock cannot stop either (they add versions). Downloads, the segment's manifest, an
+    export and verify must still give the acknowledged versions, and both changes must be flagged and
+    in the audit trail."""
+    backend = BackendProcess(
+        tmp_path / "backend",
+        storage={"backend": "s3"},
+        s3={"endpoint_url": seaweed, "bucket": "bodycam-tamper", "create_bucket": True, "retention_days": 30,
+            "access_key_id": CREDS["aws_access_key_id"], "secret_access_key": CREDS["aws_secret_access_key"]},
+    )
+    backend.cli("init")
+    backend.start()
+    try:
+        rig = record(tmp_path / "dev", "BC-S3-T", after=25)
+        dev = enrolled_device(backend, rig)
+        segs = segments_of(rig)
+        for seg in segs:
+            assert dev.upload(seg).status_code == 200
+        s3 = s3_client(seaweed)
+        media_key = "devices/BC-S3-T/segments/seg-0000000001.mp4"
+        manifest_key = "devices/BC-S3-T/segments/seg-0000000002.json"
+        s3.put_object(Bucket="bodycam-tamper", Key=media_key, Body=b"not the evidence")
+        s3.delete_object(Bucket="bodycam-tamper", Key=manifest_key)  # no version id: a delete marker
+        assert s3.get_object(Bucket="bodycam-tamper", Key=media_key)["Body"].read() == b"not the evidence"
+
+        admin = people(backend, backend.admin_token("tamper-admin"))
+        media = admin.get(f"{backend.url}/v1/segments/BC-S3-T/1/media")
+        assert media.status_code == 200 and media.content == segs[0].media.read_bytes()
+        detail = admin.get(f"{backend.url}/v1/segments/BC-S3-T/2")
+        assert detail.status_code == 200
+        assert detail.json()["manifest"]["sequence"] == 2
+        assert admin.get(f"{backend.url}/v1/segments/BC-S3-T/2/manifest").content == segs[1].manifest.read_bytes()
+
+        out = tmp_path / "bundle"
+        backend.cli("export", detail.json()["recording_id"], "--out", str(out))
+        assert (out / "seg-0000000001.mp4").read_bytes() == segs[0].media.read_bytes()
+        v = subprocess.run([sys.executable, "-m", "bodycam.cli", "verify", str(out), "--key",
+                            str(out / "BC-S3-T.cert.pem")], capture_output=True, text=True)
+        assert v.returncode == 0, v.stdout + v.stderr
+
+        flags = admin.get(f"{backend.url}/v1/flags", params={"device": "BC-S3-T"}).json()["flags"]
+        changed = sorted(f["message"] for f in flags if f["reason"] == "store_changed")
+        assert len(changed) == 2, flags  # each object flagged once, however often it is read
+        assert changed[0].startswith(media_key + ": 1 other version(s)")
+        assert changed[1].startswith(manifest_key + ": 1 delete marker(s)")
+        trail = [json.loads(e["entry"]) for e in
+                 admin.get(f"{backend.url}/v1/audit", params={"limit": 10000}).json()["entries"]]
+        assert {e["target"] for e in trail if e["action"] == "store_changed"} == {
+            f"object:{media_key}", f"object:{manifest_key}"}
     finally:
         backend.stop()

@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from . import enrol as enrolmod
-from . import openapi
+from . import openapi, pinned
 from .audit import Actor, verify_lines
 from .auth import DeviceIdentity, Person
 from .context import Backend
@@ -401,7 +401,8 @@ def get_segment(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request)
     seg = _segment_row(b, request)
-    manifest = json.loads(b.store.read(segment_key(seg["serial"], seg["sequence"], "json")))
+    key = segment_key(seg["serial"], seg["sequence"], "json")
+    manifest = json.loads(pinned.read(b, key, serial=seg["serial"], sequence=seg["sequence"]))
     b.trail.record(
         actor, "view", f"segment:{seg['serial']}/{seg['sequence']:010d}", recording_id=seg["recording_id"]
     )
@@ -451,9 +452,8 @@ def download(request: Request) -> Response:
     local = getattr(b.store, "local_path", None)
     if local is not None:
         return FileResponse(local(key), media_type=ctype, headers=headers)
-    return StreamingResponse(
-        b.store.stream(key), media_type=ctype, headers={**headers, "Content-Length": str(b.store.size(key))}
-    )
+    chunks, size = pinned.stream(b, key, serial=seg["serial"], sequence=seg["sequence"])
+    return StreamingResponse(chunks, media_type=ctype, headers={**headers, "Content-Length": str(size)})
 
 
 def _gap_doc(g: Any) -> dict[str, Any]:

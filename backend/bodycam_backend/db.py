@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS flags(
 CREATE TABLE IF NOT EXISTS device_audit(
   serial TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, sig TEXT NOT NULL, key_id TEXT NOT NULL,
   utc_ns INTEGER, event TEXT, PRIMARY KEY(serial, seq));
+CREATE TABLE IF NOT EXISTS store_versions(
+  key TEXT PRIMARY KEY, version TEXT NOT NULL, sha256 TEXT NOT NULL, stored_ns INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS store_versions_no_update BEFORE UPDATE ON store_versions
+  BEGIN SELECT RAISE(ABORT, 'stored versions are write-once'); END;
+CREATE TRIGGER IF NOT EXISTS store_versions_no_delete BEFORE DELETE ON store_versions
+  BEGIN SELECT RAISE(ABORT, 'stored versions are write-once'); END;
 CREATE TABLE IF NOT EXISTS trail(
   seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, sig TEXT NOT NULL, sha256 TEXT NOT NULL, target TEXT);
 CREATE INDEX IF NOT EXISTS trail_target ON trail(target);
@@ -156,6 +162,22 @@ class Database:
     def last_sequence(self, serial: str) -> int:
         row = self.one("SELECT MAX(sequence) FROM segments WHERE serial=?", (serial,))
         return int(row[0] or 0) if row else 0
+
+    # -- the versions the store gave acknowledged objects --
+
+    @staticmethod
+    def pin_versions(conn: sqlite3.Connection, pins: list[tuple[str, str, str]]) -> None:
+        """(key, version, sha256) of objects acknowledged in this transaction; a key is pinned once."""
+        t = now_ns()
+        conn.executemany(
+            "INSERT OR IGNORE INTO store_versions(key, version, sha256, stored_ns) VALUES(?,?,?,?)",
+            [(k, v, h, t) for k, v, h in pins],
+        )
+
+    def store_version(self, key: str) -> str:
+        """The version recorded for ``key``; "" for an unversioned store (or a row from before pinning)."""
+        row = self.one("SELECT version FROM store_versions WHERE key=?", (key,))
+        return row["version"] if row else ""
 
     def add_flag(
         self,

@@ -17,6 +17,7 @@ from typing import Any
 
 from bodycam.clock import iso_utc
 
+from . import pinned
 from .audit import Actor
 from .context import Backend
 from .errors import BackendError
@@ -76,7 +77,8 @@ def export_recording(b: Backend, recording_id: str, out: Path, *, actor: Actor) 
     (out / "backend").mkdir(parents=True, exist_ok=True)
     for seq in seqs:
         for ext in ("mp4", "json", "sig"):
-            _write(out / f"seg-{seq:010d}.{ext}", b.store.read(segment_key(serial, seq, ext)))
+            _write(out / f"seg-{seq:010d}.{ext}",
+                   pinned.read(b, segment_key(serial, seq, ext), serial=serial, sequence=seq))
     key_ids = sorted({s["key_id"] for s in detail["segments"]})
     certs = {c["key_id"]: c["pem"] for c in b.db.certificates_of(serial)}
     cert_names = []

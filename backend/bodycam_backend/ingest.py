@@ -361,11 +361,13 @@ class Ingestor:
                 files.append(("mp4", staged, media_sha))
             if self.store.slow_puts:  # network round trips (S3): overlap them
                 puts = [self._io.submit(self.store.put_file, segment_key(serial, seq, e), p, h) for e, p, h in files]
-                for put in puts:
-                    put.result()
+                versions = [put.result() for put in puts]
             else:  # links: cheaper than a thread hop
-                for e, p, h in files:
-                    self.store.put_file(segment_key(serial, seq, e), p, h)
+                versions = [self.store.put_file(segment_key(serial, seq, e), p, h) for e, p, h in files]
+            pins = [(segment_key(serial, seq, e), v, h) for (e, _, h), v in zip(files, versions, strict=True)]
+            if len(files) == 2:  # the media was stored by an earlier attempt: pin what it stored
+                key = segment_key(serial, seq, "mp4")
+                pins.append((key, self.store.version_of(key, media_sha), media_sha))
             # The store's new names and the row that acknowledges them are made durable at once, and the
             # answer waits for both. A crash between the two is repaired at start (``recover``) from the
             # staged files, which are durable and kept until then.
@@ -409,6 +411,7 @@ class Ingestor:
                     (t, serial, seq),
                 ).rowcount
                 opened = self._open_gaps(c, serial, seq, t)
+                self.db.pin_versions(c, pins)
                 self._finish(c, row, json.dumps({"sequence": seq}))
                 self.trail.record(
                     Actor(f"device:{serial}", "device"),
@@ -496,7 +499,10 @@ class Ingestor:
         ):
             key = segment_key(row["serial"], row["sequence"], ext)
             if path.exists() and not self.store.exists(key):
-                self.store.put_file(key, path, sha or hashlib.sha256(path.read_bytes()).hexdigest())
+                sha = sha or hashlib.sha256(path.read_bytes()).hexdigest()
+                version = self.store.put_file(key, path, sha)
+                with self.db.transaction() as c:
+                    self.db.pin_versions(c, [(key, version, sha)])
                 n += 1
         self.store.flush()
         if n:
@@ -591,9 +597,8 @@ class Ingestor:
                         )
                 elif first_seq > head + 1:
                     gap = (head + 1, first_seq - 1)
-                self.store.put_bytes(
-                    audit_key(serial, new[0][0], new[-1][0]), b"".join(r for *_, r, _ in new)
-                )
+                batch_key, batch = audit_key(serial, new[0][0], new[-1][0]), b"".join(r for *_, r, _ in new)
+                pins = [(batch_key, self.store.put_bytes(batch_key, batch), hashlib.sha256(batch).hexdigest())]
                 self.store.flush()
             receipt = self.receipts.sign(
                 "audit",
@@ -605,6 +610,8 @@ class Ingestor:
             )
             t = now_ns()
             with self.db.transaction() as c:
+                if new:
+                    self.db.pin_versions(c, pins)
                 for seq, text, sig_b64, _, entry in new:
                     c.execute(
                         "INSERT OR IGNORE INTO device_audit(serial, seq, entry, sig, key_id, utc_ns, event) "

@@ -21,24 +21,35 @@ class WriteOnceViolation(BackendError):
 
 
 class EvidenceStore(Protocol):
+    """Write-once evidence. A put returns the version the store gave the object ("" for a store without
+    versions); the backend records it with the row that acknowledges the object, and reads only that
+    version, so a later overwrite or delete marker in a versioned store changes nothing it serves."""
+
     name: str
     slow_puts: bool  # each put is a network round trip: worth overlapping
 
-    def put_file(self, key: str, path: Path, sha256: str) -> None:
+    def put_file(self, key: str, path: Path, sha256: str) -> str:
         """Store the file under key, never replacing different content; the source file is left alone."""
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+    def version_of(self, key: str, sha256: str) -> str:
+        """The version holding these bytes (stored earlier); "" if unversioned or not found."""
+
+    def changed_since(self, key: str, version: str) -> str | None:
+        """What was added under ``key`` after the acknowledged ``version`` (overwrite, delete marker), if
+        anything: evidence that someone went around the backend."""
 
     def flush(self) -> None:
         """Everything put so far is durable when this returns."""
 
     def exists(self, key: str) -> bool: ...
 
-    def size(self, key: str) -> int: ...
+    def size(self, key: str, version: str = "") -> int: ...
 
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, version: str = "") -> bytes: ...
 
-    def stream(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]: ...
+    def stream(self, key: str, chunk: int = 1 << 20, version: str = "") -> Iterator[bytes]: ...
 
     def close(self) -> None: ...
 

@@ -62,13 +62,13 @@ class DirectoryStore:
                 f"{dest.name}: already stored with different content; refusing to replace"
             )
 
-    def put_file(self, key: str, path: Path, sha256: str) -> None:
+    def put_file(self, key: str, path: Path, sha256: str) -> str:
         """Link the (already fsynced) staged file into place; the caller removes the staged name."""
         dest = self._path(key)
         self._parent(dest)
         if dest.exists():
             self._same(dest, sha256)
-            return
+            return ""
         os.chmod(path, 0o444)
         try:
             os.link(path, dest)
@@ -87,14 +87,15 @@ class DirectoryStore:
             finally:
                 tmp.unlink(missing_ok=True)
         self._dirty.add(dest.parent)
+        return ""
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes) -> str:
         dest = self._path(key)
         self._parent(dest)
         sha = hashlib.sha256(data).hexdigest()
         if dest.exists():
             self._same(dest, sha)
-            return
+            return ""
         tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
@@ -109,20 +110,27 @@ class DirectoryStore:
         finally:
             tmp.unlink(missing_ok=True)
         self._dirty.add(dest.parent)
+        return ""
+
+    def version_of(self, key: str, sha256: str) -> str:
+        return ""  # one file per key, read-only and never replaced through the service
+
+    def changed_since(self, key: str, version: str) -> str | None:
+        return None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def size(self, key: str) -> int:
+    def size(self, key: str, version: str = "") -> int:
         return self._path(key).stat().st_size
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, version: str = "") -> bytes:
         return self._path(key).read_bytes()
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
 
-    def stream(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    def stream(self, key: str, chunk: int = 1 << 20, version: str = "") -> Iterator[bytes]:
         with open(self._path(key), "rb") as f:
             while data := f.read(chunk):
                 yield data

@@ -4,6 +4,12 @@ COMPLIANCE retention cannot be shortened or removed by any account, root include
 expires, so stored evidence cannot be deleted or replaced through the S3 API. Every object is put
 with its own retain-until date (``[s3] retention_days``); the bucket must have Object Lock enabled
 (checked at start). Tested against a real SeaweedFS (`weed mini`) on 127.0.0.1.
+
+A locked version cannot change, but anyone with write access can still put a *new* version over
+the key or a delete marker in front of it, and a plain GET then returns that. So every put returns
+the version id S3 gave our object, the backend records it beside the row that acknowledged it, and
+every read names that version. ``changed_since`` lists what was added later, so the backend can flag
+it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 from ..errors import BackendError
 from . import WriteOnceViolation
+
+SINGLE_PUT_MAX = 5 * 1024**3  # S3's largest single PUT; bigger goes multipart
 
 
 class S3Store:
@@ -87,54 +95,97 @@ class S3Store:
             "Metadata": {"sha256": sha256},
         }
 
-    def _existing_sha(self, key: str) -> str | None:
-        from botocore.exceptions import ClientError
+    def _versions(self, key: str) -> list[dict[str, Any]]:
+        """Every version and delete marker of exactly ``key``, oldest first."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(key)}
+        while True:
+            page = self.client.list_object_versions(**kwargs)
+            for kind in ("Versions", "DeleteMarkers"):
+                out += [{**v, "Marker": kind == "DeleteMarkers"} for v in page.get(kind, [])
+                        if v["Key"] == self._key(key)]
+            if not page.get("IsTruncated"):
+                break
+            kwargs.update(KeyMarker=page.get("NextKeyMarker"), VersionIdMarker=page.get("NextVersionIdMarker"))
+        return sorted(out, key=lambda v: v["LastModified"])
 
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+    def _sha_of(self, key: str, version: str) -> str:
+        head = self.client.head_object(Bucket=self.bucket, Key=self._key(key), VersionId=version)
         return head.get("Metadata", {}).get("sha256", "")
 
-    def put_file(self, key: str, path: Path, sha256: str) -> None:
-        have = self._existing_sha(key)
+    def version_of(self, key: str, sha256: str) -> str:
+        """The oldest version holding ``sha256``: ours, since the backend never puts over a stored key."""
+        for v in self._versions(key):
+            if not v["Marker"] and self._sha_of(key, v["VersionId"]) == sha256:
+                return v["VersionId"]
+        return ""
+
+    def _existing(self, key: str, sha256: str) -> str | None:
+        """The version already holding these bytes (a duplicate put), None if the key is free; different
+        bytes stored first are a WriteOnceViolation."""
+        versions = [v for v in self._versions(key) if not v["Marker"]]
+        if not versions:
+            return None
+        first = versions[0]["VersionId"]
+        if self._sha_of(key, first) != sha256:
+            raise WriteOnceViolation(f"{key}: already stored with different content; refusing to add a version")
+        return first
+
+    def put_file(self, key: str, path: Path, sha256: str) -> str:
+        have = self._existing(key, sha256)
         if have is not None:
-            if have != sha256:
-                raise WriteOnceViolation(
-                    f"{key}: already stored with different content; refusing to add a version"
-                )
-            return
-        self.client.upload_file(
+            return have
+        size = path.stat().st_size
+        if size <= SINGLE_PUT_MAX:
+            with open(path, "rb") as body:
+                r = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
+                                           ContentLength=size, **self._lock_args(sha256))
+            return r.get("VersionId", "")
+        self.client.upload_file(  # multipart: the response carries no version id; look ours up by content
             str(path), self.bucket, self._key(key), ExtraArgs=self._lock_args(sha256), Config=self._transfer
         )
+        return self.version_of(key, sha256)
 
     def flush(self) -> None:
         pass  # a successful PUT is durable in S3
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        have = self._existing_sha(key)
+        have = self._existing(key, sha)
         if have is not None:
-            if have != sha:
-                raise WriteOnceViolation(
-                    f"{key}: already stored with different content; refusing to add a version"
-                )
-            return
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._lock_args(sha))
+            return have
+        r = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._lock_args(sha))
+        return r.get("VersionId", "")
+
+    def changed_since(self, key: str, version: str) -> str | None:
+        later = [v for v in self._versions(key) if v["VersionId"] != version]
+        if not later:
+            return None
+        markers = sum(v["Marker"] for v in later)
+        parts = []
+        if len(later) - markers:
+            parts.append(f"{len(later) - markers} other version(s)")
+        if markers:
+            parts.append(f"{markers} delete marker(s)")
+        return (f"{key}: {' and '.join(parts)} beside the acknowledged version {version or '(unrecorded)'}: "
+                "written around the backend, which keeps serving the acknowledged one")
 
     def exists(self, key: str) -> bool:
-        return self._existing_sha(key) is not None
+        return any(not v["Marker"] for v in self._versions(key))
 
-    def size(self, key: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+    def _version_args(self, version: str) -> dict[str, str]:
+        return {"VersionId": version} if version else {}
 
-    def read(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+    def size(self, key: str, version: str = "") -> int:
+        head = self.client.head_object(Bucket=self.bucket, Key=self._key(key), **self._version_args(version))
+        return int(head["ContentLength"])
 
-    def stream(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+    def read(self, key: str, version: str = "") -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                      **self._version_args(version))["Body"].read()
+
+    def stream(self, key: str, chunk: int = 1 << 20, version: str = "") -> Iterator[bytes]:
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **self._version_args(version))["Body"]
         try:
             yield from body.iter_chunks(chunk)
         finally:

@@ -9,8 +9,8 @@ import sys
 from bodycam import logs
 from bodycam.clock import iso_utc
 
+from . import anchor
 from . import config as configmod
-from .audit import verify_lines
 from .context import Backend, cli_actor, initialise
 
 log = logging.getLogger("bodycam.backend")
@@ -154,9 +154,10 @@ def export(args: argparse.Namespace) -> int:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
-    b = _open(args)
-    check = verify_lines(b.trail.entries(limit=1 << 40), b.signer.public_key_pem())
-    print(f"audit trail: {'OK' if check.ok else 'FAILED'} ({check.entries} entries)")
+    b = _open(args, store=True)
+    check = anchor.verify_trail(b)
+    print(f"audit trail: {'OK' if check.ok else 'FAILED'} ({check.entries} entries, "
+          f"{check.checkpoints} checkpoints anchored in the store)")
     for e in check.errors:
         print(f"error: {e}")
     return 0 if check.ok else 1

@@ -85,6 +85,14 @@ class AdmissionConfig:
 
 
 @dataclass(frozen=True)
+class TrailConfig:
+    checkpoint_seconds: float = _opt(
+        300.0, min=0, max=86400,
+        help="anchor the audit trail's head in the write-once store this often (and at shutdown); 0 = off",
+    )
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -94,6 +102,7 @@ class BackendConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    trail: TrailConfig = field(default_factory=TrailConfig)
     source_path: str = ""
 
     @property

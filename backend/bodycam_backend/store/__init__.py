@@ -40,6 +40,12 @@ class EvidenceStore(Protocol):
         """What was added under ``key`` after the acknowledged ``version`` (overwrite, delete marker), if
         anything: evidence that someone went around the backend."""
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` that holds a stored object, even one hidden by a delete marker."""
+
+    def first_version(self, key: str) -> str:
+        """The first version stored under ``key`` (what the backend wrote; "" if unversioned)."""
+
     def flush(self) -> None:
         """Everything put so far is durable when this returns."""
 

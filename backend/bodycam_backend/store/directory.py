@@ -118,6 +118,16 @@ class DirectoryStore:
     def changed_since(self, key: str, version: str) -> str | None:
         return None
 
+    def keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/"))
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+
+    def first_version(self, key: str) -> str:
+        return ""
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

@@ -120,6 +120,20 @@ class S3Store:
                 return v["VersionId"]
         return ""
 
+    def keys(self, prefix: str) -> list[str]:
+        found: set[str] = set()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        while True:
+            page = self.client.list_object_versions(**kwargs)
+            found.update(v["Key"] for v in page.get("Versions", []))
+            if not page.get("IsTruncated"):
+                break
+            kwargs.update(KeyMarker=page.get("NextKeyMarker"), VersionIdMarker=page.get("NextVersionIdMarker"))
+        return sorted(k.removeprefix(self.cfg.prefix) for k in found)
+
+    def first_version(self, key: str) -> str:
+        return next((v["VersionId"] for v in self._versions(key) if not v["Marker"]), "")
+
     def _existing(self, key: str, sha256: str) -> str | None:
         """The version already holding these bytes (a duplicate put), None if the key is free; different
         bytes stored first are a WriteOnceViolation."""

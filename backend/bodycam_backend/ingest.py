@@ -84,11 +84,18 @@ class Ingestor:
         self.tus = tus
         self.receipts = receipts
         self.trail = trail
-        self._lock = threading.Lock()  # chain checks and commits of one process happen one at a time
+        # One device's chain is checked and committed one upload at a time; different devices' uploads
+        # go in parallel (their store puts overlap; the database serialises only its own commits).
+        self._locks_guard = threading.Lock()
+        self._device_locks: dict[str, threading.Lock] = {}
         self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-store")
         self._keys: dict[tuple[str, str], ec.EllipticCurvePublicKey | None] = {}
 
     # -- entry point --
+
+    def _device_lock(self, serial: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._device_locks.setdefault(serial, threading.Lock())
 
     async def finalize(self, upload_id: str, who: DeviceIdentity, body: dict[str, Any]) -> dict[str, Any]:
         row = self.tus.owned(upload_id, who)
@@ -302,7 +309,7 @@ class Ingestor:
         seq, serial = row["sequence"], who.serial
         manifest_sha = hashlib.sha256(manifest).hexdigest()
         staged = self.tus.path(row["id"])
-        with self._lock:
+        with self._device_lock(serial):
             have = self.db.segment(serial, seq)
             if have is not None:
                 if have["manifest_sha256"] != manifest_sha:
@@ -560,7 +567,7 @@ class Ingestor:
         if not entries:
             raise self._reject(row, who, "bad_audit", "audit upload holds no entries")
         serial = who.serial
-        with self._lock:
+        with self._device_lock(serial):
             top = self.db.one(
                 "SELECT seq, entry FROM device_audit WHERE serial=? ORDER BY seq DESC LIMIT 1", (serial,)
             )

@@ -140,7 +140,10 @@ def test_refuses_a_non_removable_disk_unless_forced(machine: FakeMachine) -> Non
 
 def test_a_built_in_sd_slot_counts_as_removable(machine: FakeMachine) -> None:
     machine.disk("mmcblk0", 179, 0, size=32 * GiB, removable=False, model=("", "SC32G"), parts=2, sd=True)
-    check(inspect(Path("/dev/mmcblk0"), machine.probe()), GiB, force=False)
+    target = inspect(Path("/dev/mmcblk0"), machine.probe())
+    assert target.removable and not target.forceable and not target.problems
+    assert "SC32G, 32.0 GiB, removable" in target.describe()
+    check(target, GiB, force=False)  # accepted without --force
 
 
 def test_refuses_a_partition(machine: FakeMachine) -> None:

@@ -587,3 +587,34 @@ def test_bad_key_file_is_a_usage_error(dev: Path, capsys: pytest.CaptureFixture[
 def test_format_sequences() -> None:
     assert format_sequences([6, 5]) == "5, 6"
     assert format_sequences([1, 2, 3, 4, 9, 11, 12]) == "1-4, 9, 11, 12"
+
+
+def test_documented_audit_entry_check_works_as_printed(dev: Path) -> None:
+    """docs/format.md section 8 step 6, run exactly as printed, on a real signed audit log: the entry's
+    signature verifies with openssl and the last two commands print the same hash; an edited entry
+    fails the signature, and an edited line before it breaks the link."""
+    assert None not in (shutil.which("openssl"), shutil.which("jq"), shutil.which("sed"))
+    work = dev / "check"
+    work.mkdir()
+    shutil.copy(dev / "device" / "device.pub.pem", work)
+    shutil.copy(dev / "audit" / "audit.log", work)
+    block = _doc_block("sed -n 3p audit.log")
+
+    def run() -> list[str]:
+        p = subprocess.run(["bash", "-c", block], cwd=work, capture_output=True, text=True)
+        return p.stdout.splitlines()
+
+    out = run()
+    assert out[0] == "Verified OK", out
+    assert len(out) == 3 and out[1].split()[0] == out[2] and len(out[2]) == 64, out
+    lines = _audit_lines(dev)
+    assert out[2] == hashlib.sha256(json.loads(lines[1])["entry"].encode()).hexdigest()
+    edited = lines[:2] + [lines[2].replace('"seq\\":3', '"seq\\":33')] + lines[3:]
+    assert edited != lines
+    (work / "audit.log").write_text("".join(edited))
+    assert run()[0] == "Verification failure"
+    before = lines[:1] + [lines[1].replace('"boot-1', '"boot-X')] + lines[2:]
+    assert before != lines
+    (work / "audit.log").write_text("".join(before))
+    out = run()
+    assert out[0] == "Verified OK" and out[1].split()[0] != out[2], "line 2 changed: the link no longer holds"

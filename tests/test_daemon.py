@@ -535,18 +535,19 @@ def test_daemon_process_records_and_seals_on_sigterm(tmp_path: Path) -> None:
         assert json.loads(r.stdout)["state"] == "buffering"
         r = cli("status", "--config", str(cfg))
         assert r.stdout.startswith("state:    buffering") and "BC-TEST-0002" in r.stdout
-        time.sleep(1.0)                                     # let the pre-event buffer fill
+        wait_until(lambda: request(sock, {"cmd": "status"})["buffer_seconds"] >= 1.0, timeout=30,
+                   what="a full pre-event buffer")
         r = cli("press", "double", "--config", str(cfg))
         assert r.returncode == 0 and "start_recording" in r.stdout and "-> recording" in r.stdout, r
         assert json.loads(cli("status", "--json", "--config", str(cfg)).stdout)["state"] == "recording"
-        time.sleep(2.5)
-        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: list((data / "segments").glob("seg-*.json")), timeout=30, what="a sealed segment")
+        proc.send_signal(signal.SIGTERM)                    # seals the open one: at least two
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    time.sleep(0.3)
+    wait_until(lambda: any(n.startswith("STOPPING=1") for n in notes), timeout=10, what="STOPPING=1")
     listening.clear()
     reader.join()
     rx.close()

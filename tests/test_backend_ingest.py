@@ -570,3 +570,56 @@ def test_media_of_another_size_than_the_manifest_says_is_refused(backend, admin,
     assert stored_sequences(backend, "BC-SIZE-1") == []
     assert flags_of(admin, backend, "BC-SIZE-1") == [(1, "media_size_mismatch")] * 2
     assert dev.upload(seg).status_code == 200
+
+
+def audit_line(signer, entry: dict) -> bytes:
+    """One audit line exactly as the device writes it (docs/format.md section 7), signed for real."""
+    text = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+    sig = base64.b64encode(signer.sign(text.encode())).decode()
+    return (json.dumps({"entry": text, "sig": sig}, separators=(",", ":")) + "\n").encode()
+
+
+def test_device_audit_uploads_are_refused_for_each_documented_reason(backend, admin, tmp_path) -> None:
+    from backendkit import Segment
+    from bodycam.evidence.signer import generate_key
+
+    rig = record(tmp_path, "BC-AUDREF-1", after=5)
+    dev = enrolled_device(backend, rig)
+    log = AuditLog(rig.layout.audit_log, signer=rig.signer, clock=rig.clock, boot_id="boot-1")
+    for i in range(6):
+        log.append("marker", n=i)
+    lines = rig.layout.audit_log.read_bytes().splitlines(keepends=True)
+    entries = [json.loads(json.loads(line)["entry"]) for line in lines]
+
+    def send(data: bytes) -> requests.Response:
+        path = tmp_path / "chunk.log"
+        path.write_bytes(data)
+        r = dev.create(Segment(0, path), kind="audit", length=len(data))
+        assert r.status_code == 201, r.text
+        assert dev.patch(r.headers["Location"], 0, data).status_code == 204
+        return dev.finalize(r.headers["Location"])
+
+    def refused(r: requests.Response, status: int, reason: str, says: str) -> None:
+        assert r.status_code == status and r.json()["reason"] == reason, r.text
+        assert says in r.json()["message"], r.json()["message"]
+
+    assert send(b"".join(lines[:2])).status_code == 200
+    refused(send(b"".join(lines[2:4])[:-1]), 422, "bad_audit", "whole lines")          # torn: no newline
+    refused(send(lines[2] + lines[4]), 422, "chain_broken", "does not follow seq 3")   # seq 4 left out
+    stranger = generate_key(tmp_path / "other.pem")
+    refused(send(audit_line(stranger, {**entries[2], "key_id": stranger.key_id})), 422, "unknown_key",
+            "not enrolled for BC-AUDREF-1")
+    refused(send(audit_line(rig.signer, {**entries[1], "data": {"n": 99}})), 409, "audit_conflict",
+            "audit seq 2 is already stored with different text")
+    refused(send(audit_line(rig.signer, {**entries[2], "prev": "ab" * 32})), 422, "chain_broken",
+            "audit seq 3 does not link to the stored seq 2")
+    status = dev.request("GET", "/v1/device/status").json()
+    assert status["audit_last_seq"] == 2, "nothing of a refused upload is kept"
+    # entries 3-4 lost on the device: 5-6 are kept, and the hole is flagged for a person to look at
+    r = send(b"".join(lines[4:6]))
+    assert r.status_code == 200 and json.loads(r.json()["receipt"])["entries_new"] == 2
+    assert dev.request("GET", "/v1/device/status").json()["audit_last_seq"] == 6
+    flags = admin.get(backend.url + "/v1/flags", params={"device": "BC-AUDREF-1"}).json()["flags"]
+    assert [f["reason"] for f in flags] == ["bad_audit", "chain_broken", "unknown_key", "audit_conflict",
+                                            "chain_broken", "audit_gap"]
+    assert "entries 3-4 never reached the backend" in flags[-1]["message"]

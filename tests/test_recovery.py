@@ -164,3 +164,33 @@ def test_media_the_demuxer_cannot_read_is_sealed_with_no_frames(tmp_path) -> Non
     assert m["recording_id"] == r.recording_id and "unknown" not in m["recording_id"]   # the journal held
     report = verify_paths([rig.layout.root])
     assert report.ok, report.errors
+
+
+def test_the_device_cuts_a_torn_audit_line_at_start_and_says_so_in_power_on(tmp_path) -> None:
+    """A power cut mid-append left half a line: the next start cuts it, the signed power_on entry says
+    how many bytes went, it chains on the last whole line, and the log verifies without a warning."""
+    from bodycam.device import RecordingDevice
+    from bodycam.evidence.signer import generate_key
+    from rig import small_config
+
+    cfg = small_config(tmp_path / "data")
+    generate_key(cfg.key_path)
+    with RecordingDevice(cfg) as dev:
+        dev.start()
+    log = tmp_path / "data" / "audit" / "audit.log"
+    whole = log.read_bytes()
+    last_text = json.loads(whole.splitlines()[-1])["entry"]
+    torn = whole.splitlines(keepends=True)[-1][:57]
+    log.write_bytes(whole + torn)
+    assert "torn by a power cut" in verify_paths([tmp_path / "data"]).warnings[0]
+
+    with RecordingDevice(cfg) as dev:
+        assert log.read_bytes() == whole, "cut back to the last whole line when the log is opened"
+        dev.start()
+    entries = [json.loads(json.loads(line)["entry"]) for line in log.read_bytes().splitlines()]
+    power_on = [e for e in entries if e["event"] == "power_on"]
+    assert "audit_torn_bytes_cut" not in power_on[0]["data"]
+    assert power_on[1]["data"]["audit_torn_bytes_cut"] == len(torn)
+    assert power_on[1]["prev"] == hashlib.sha256(last_text.encode()).hexdigest()
+    report = verify_paths([tmp_path / "data"])
+    assert report.ok and report.warnings == [], (report.errors, report.warnings)

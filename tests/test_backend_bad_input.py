@@ -139,7 +139,12 @@ def test_a_stalled_patch_does_not_hold_the_upload_forever(backend, device) -> No
     host, port = backend.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as stalled:
         stalled.sendall(head + data[:1000])  # ... and then nothing more
-        time.sleep(0.3)
+        # the stalled PATCH holds the upload once its bytes reach the staging file (no guessed sleep)
+        part = backend.data / "uploads" / (loc.rsplit("/", 1)[1] + ".part")
+        deadline = time.monotonic() + 30
+        while not (part.exists() and part.stat().st_size == 1000):
+            assert time.monotonic() < deadline, "the stalled PATCH's bytes never reached the server"
+            time.sleep(0.02)
         busy = dev.patch(loc, 0, data)
         assert busy.status_code == 423
         deadline = time.monotonic() + 20

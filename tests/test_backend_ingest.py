@@ -95,6 +95,13 @@ def test_unenrolled_and_revoked_devices_are_refused(backend, admin, tmp_path) ->
     dev2 = enrolled_device(backend, rig2)
     assert "revoked" in backend.cli("revoke", "BC-LOST-2").stdout
     assert dev2.create(segments_of(rig2)[0]).status_code == 403
+    # both revocations are in the signed audit trail, with who did it; the reviewer's refusal is not
+    entries = admin.get(backend.url + "/v1/audit", params={"limit": 10000}).json()["entries"]
+    revokes = [(d["actor"], d["target"]) for d in map(json.loads, (e["entry"] for e in entries))
+               if d["action"] == "revoke"]
+    assert revokes[0] == ("person:admin", "device:BC-LOST-1")
+    assert [t for _, t in revokes] == ["device:BC-LOST-1", "device:BC-LOST-2"], revokes
+    assert revokes[1][0].startswith("cli:"), revokes
 
 
 def test_signed_requests_refuse_replay_and_skew(backend, tmp_path) -> None:
@@ -364,7 +371,6 @@ def test_people_need_accounts_and_every_view_and_download_is_in_the_audit_trail(
     assert ("person:vic", "download", "segment:BC-VIEW-1/0000000001") in mine
     assert sum(1 for a in mine if a[1] == "download") == 2
     assert any(d["action"] == "ingest" and d["actor"] == "device:BC-VIEW-1" for d in docs)
-    assert any(d["action"] == "revoke" for d in docs) or True
     check = admin.get(backend.url + "/v1/audit/verify").json()
     assert check["ok"] and check["entries"] >= len(entries), check
     assert verify_lines(entries, backend.backend_public_pem()).ok
@@ -462,3 +468,158 @@ def test_export_bundle_verifies_offline_with_bodycam_verify(backend, admin, tmp_
         [sys.executable, "-m", "bodycam.cli", "verify", str(out)], capture_output=True, text=True
     )
     assert v2.returncode == 1
+
+
+# ---------------------------------------------------------------------------- refusals a device can cause
+
+def resigned(rig, seg, **changes) -> tuple[bytes, bytes]:
+    """The segment's manifest with ``changes``, signed for real with the device's own key: everything a
+    signature check can see is right, so only the check under test can refuse it."""
+    doc = json.loads(seg.manifest.read_bytes())
+    doc.update(changes)
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    return raw, rig.signer.sign(raw)
+
+
+def flags_of(admin, backend, serial: str) -> list[tuple[int, str]]:
+    flags = admin.get(backend.url + "/v1/flags", params={"device": serial}).json()["flags"]
+    return [(f["sequence"], f["reason"]) for f in flags]
+
+
+def stored_sequences(backend, serial: str) -> list[int]:
+    seg_dir = backend.data / "store" / "devices" / serial / "segments"
+    return sorted(int(p.stem[4:]) for p in seg_dir.glob("seg-*.json")) if seg_dir.exists() else []
+
+
+def test_a_broken_chain_is_refused_and_flagged_from_either_side(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path, "BC-CHAIN-1", after=45)
+    dev = enrolled_device(backend, rig)
+    s1, s2, s3 = segments_of(rig)[:3]
+    # sequence 1 must link to the genesis value
+    manifest, sig = resigned(rig, s1, previous_manifest_sha256="ab" * 32)
+    r = dev.upload(s1, manifest=manifest, signature=sig)
+    assert r.status_code == 422 and r.json()["reason"] == "chain_broken", r.text
+    assert "genesis" in r.json()["message"]
+    assert dev.upload(s1).status_code == 200
+    # a sequence 2 that does not link to the stored sequence 1 (the one below)
+    manifest, sig = resigned(rig, s2, previous_manifest_sha256=hashlib.sha256(b"another manifest").hexdigest())
+    r = dev.upload(s2, manifest=manifest, signature=sig)
+    assert r.status_code == 422 and r.json()["reason"] == "chain_broken", r.text
+    assert "sequence 2 does not link to the stored manifest of sequence 1" in r.json()["message"]
+    # the stored sequence 3 does not link to a replaced sequence 2 (the one above)
+    assert dev.upload(s3).json()["gaps"] == [2]
+    manifest, sig = resigned(rig, s2, officer_id="PC-0000")
+    r = dev.upload(s2, manifest=manifest, signature=sig)
+    assert r.status_code == 422 and r.json()["reason"] == "chain_broken", r.text
+    assert "stored sequence 3 does not link" in r.json()["message"]
+    assert stored_sequences(backend, "BC-CHAIN-1") == [1, 3], "nothing of a refused segment is stored"
+    assert flags_of(admin, backend, "BC-CHAIN-1") == [(1, "chain_broken"), (2, "chain_broken"),
+                                                      (2, "chain_broken")]
+    assert dev.upload(s2).json()["gaps"] == []    # the real one links both ways and closes the gap
+    assert stored_sequences(backend, "BC-CHAIN-1") == [1, 2, 3]
+
+
+def test_a_second_manifest_for_a_stored_sequence_is_a_409_conflict(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path, "BC-CONFLICT-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    first = dev.upload(seg)
+    assert first.status_code == 200
+    stored = backend.data / "store" / "devices" / "BC-CONFLICT-1" / "segments" / "seg-0000000001.json"
+    before = stored.read_bytes()
+    manifest, sig = resigned(rig, seg, end_reason="max_length")   # same media, same key, other statement
+    r = dev.upload(seg, manifest=manifest, signature=sig)
+    assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    assert r.json()["reason"] == "sequence_conflict" and "different manifest" in r.json()["message"]
+    assert stored.read_bytes() == before == seg.manifest.read_bytes(), "the stored manifest is untouched"
+    assert flags_of(admin, backend, "BC-CONFLICT-1") == [(1, "sequence_conflict")]
+    again = dev.upload(seg)                         # the real one is still a duplicate with its receipt
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["receipt"] == first.json()["receipt"]
+
+
+def test_a_segment_of_another_device_or_sequence_is_refused(backend, admin, tmp_path) -> None:
+    mine = record(tmp_path / "mine", "BC-OWN-1", after=25)
+    theirs = record(tmp_path / "theirs", "BC-OWN-2", after=5)
+    dev = enrolled_device(backend, mine)
+    enrolled_device(backend, theirs)                # enrolled, but it is not who is uploading
+    r = dev.upload(segments_of(theirs)[0])
+    assert r.status_code == 422 and r.json()["reason"] == "wrong_device", r.text
+    assert "'BC-OWN-2'" in r.json()["message"] and "'BC-OWN-1'" in r.json()["message"]
+    s1, s2 = segments_of(mine)[:2]
+    created = dev.create(s1)                        # created for sequence 1, finalized with 2's manifest
+    assert dev.patch(created.headers["Location"], 0, s1.media.read_bytes()).status_code == 204
+    r = dev.finalize(created.headers["Location"], s2)
+    assert r.status_code == 422 and r.json()["reason"] == "sequence_mismatch", r.text
+    r = dev.upload(s1, manifest=b"{not a manifest")
+    assert r.status_code == 422 and r.json()["reason"] == "bad_manifest", r.text
+    assert stored_sequences(backend, "BC-OWN-1") == stored_sequences(backend, "BC-OWN-2") == []
+    assert [why for _, why in flags_of(admin, backend, "BC-OWN-1")] == ["wrong_device", "sequence_mismatch",
+                                                                        "bad_manifest"]
+
+
+def test_media_of_another_size_than_the_manifest_says_is_refused(backend, admin, tmp_path) -> None:
+    rig = record(tmp_path, "BC-SIZE-1", after=5)
+    dev = enrolled_device(backend, rig)
+    seg = segments_of(rig)[0]
+    data = seg.media.read_bytes()
+    for media in (data + b"\0" * 7, data[:-7]):
+        r = dev.upload(seg, media=media)
+        assert r.status_code == 422 and r.json()["reason"] == "media_size_mismatch", r.text
+        assert f"is {len(media)} bytes, the signed manifest says {len(data)}" in r.json()["message"]
+    assert stored_sequences(backend, "BC-SIZE-1") == []
+    assert flags_of(admin, backend, "BC-SIZE-1") == [(1, "media_size_mismatch")] * 2
+    assert dev.upload(seg).status_code == 200
+
+
+def audit_line(signer, entry: dict) -> bytes:
+    """One audit line exactly as the device writes it (docs/format.md section 7), signed for real."""
+    text = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+    sig = base64.b64encode(signer.sign(text.encode())).decode()
+    return (json.dumps({"entry": text, "sig": sig}, separators=(",", ":")) + "\n").encode()
+
+
+def test_device_audit_uploads_are_refused_for_each_documented_reason(backend, admin, tmp_path) -> None:
+    from backendkit import Segment
+    from bodycam.evidence.signer import generate_key
+
+    rig = record(tmp_path, "BC-AUDREF-1", after=5)
+    dev = enrolled_device(backend, rig)
+    log = AuditLog(rig.layout.audit_log, signer=rig.signer, clock=rig.clock, boot_id="boot-1")
+    for i in range(6):
+        log.append("marker", n=i)
+    lines = rig.layout.audit_log.read_bytes().splitlines(keepends=True)
+    entries = [json.loads(json.loads(line)["entry"]) for line in lines]
+
+    def send(data: bytes) -> requests.Response:
+        path = tmp_path / "chunk.log"
+        path.write_bytes(data)
+        r = dev.create(Segment(0, path), kind="audit", length=len(data))
+        assert r.status_code == 201, r.text
+        assert dev.patch(r.headers["Location"], 0, data).status_code == 204
+        return dev.finalize(r.headers["Location"])
+
+    def refused(r: requests.Response, status: int, reason: str, says: str) -> None:
+        assert r.status_code == status and r.json()["reason"] == reason, r.text
+        assert says in r.json()["message"], r.json()["message"]
+
+    assert send(b"".join(lines[:2])).status_code == 200
+    refused(send(b"".join(lines[2:4])[:-1]), 422, "bad_audit", "whole lines")          # torn: no newline
+    refused(send(lines[2] + lines[4]), 422, "chain_broken", "does not follow seq 3")   # seq 4 left out
+    stranger = generate_key(tmp_path / "other.pem")
+    refused(send(audit_line(stranger, {**entries[2], "key_id": stranger.key_id})), 422, "unknown_key",
+            "not enrolled for BC-AUDREF-1")
+    refused(send(audit_line(rig.signer, {**entries[1], "data": {"n": 99}})), 409, "audit_conflict",
+            "audit seq 2 is already stored with different text")
+    refused(send(audit_line(rig.signer, {**entries[2], "prev": "ab" * 32})), 422, "chain_broken",
+            "audit seq 3 does not link to the stored seq 2")
+    status = dev.request("GET", "/v1/device/status").json()
+    assert status["audit_last_seq"] == 2, "nothing of a refused upload is kept"
+    # entries 3-4 lost on the device: 5-6 are kept, and the hole is flagged for a person to look at
+    r = send(b"".join(lines[4:6]))
+    assert r.status_code == 200 and json.loads(r.json()["receipt"])["entries_new"] == 2
+    assert dev.request("GET", "/v1/device/status").json()["audit_last_seq"] == 6
+    flags = admin.get(backend.url + "/v1/flags", params={"device": "BC-AUDREF-1"}).json()["flags"]
+    assert [f["reason"] for f in flags] == ["bad_audit", "chain_broken", "unknown_key", "audit_conflict",
+                                            "chain_broken", "audit_gap"]
+    assert "entries 3-4 never reached the backend" in flags[-1]["message"]

@@ -119,7 +119,6 @@ def test_record_stops_and_says_why_when_the_reserve_is_reached(tmp_path: Path, m
     is sealed, `record` stops at once with the reason on stderr and exit 1, instead of buffering on
     silently for the rest of --seconds."""
     import functools
-    import time
 
     from bodycam import cli, cli_record
     from bodycam.device import RecordingDevice
@@ -137,14 +136,17 @@ def test_record_stops_and_says_why_when_the_reserve_is_reached(tmp_path: Path, m
     assert "reserve_megabytes = 256" in text
     cfg.write_text(text.replace("reserve_megabytes = 256", "reserve_megabytes = 1")
                    .replace("segment_seconds = 10", "segment_seconds = 2"))
-    started = time.monotonic()
     code = cli.main(["record", "--config", str(cfg), "--wait", "0.5", "--seconds", "60"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert time.monotonic() - started < 50, "it stopped at the reserve, not after --seconds"
     assert "bodycam: recording stopped early:" in err and "storage" in err, err
     manifests = sorted((data / "segments").glob("seg-*.json"))
     assert manifests and json.loads(manifests[-1].read_text())["end_reason"] == "storage_full", (out, err)
+    # it stopped at the reserve, not after --seconds: what was recorded (docs/format.md's duration of a
+    # segment, summed) is well short of the 60 s asked for, whatever the wall clock did meanwhile
+    docs = [json.loads(m.read_text()) for m in manifests]
+    recorded = sum(d["last_frame"]["pts"] / 90000 + 1 / d["video"]["fps"] for d in docs if d["last_frame"])
+    assert 0 < recorded < 50, recorded
 
 
 @pytest.mark.parametrize("command", [["init"], ["serve"], ["token", "create", "x", "--role", "admin"],

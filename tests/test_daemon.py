@@ -27,6 +27,7 @@ import av
 import pytest
 from bodycam.clock import ManualClock, SystemClock
 from bodycam.controls.buttons import ButtonPanel
+from bodycam.controls.indicators import Indicators
 from bodycam.daemon.control import request, socket_path
 from bodycam.daemon.control_server import ControlServer, remove_stale_socket
 from bodycam.daemon.machine import SettableBattery, StateMachine
@@ -106,10 +107,10 @@ def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condi
 
 
 class Harness:
-    """Real device + fake indicators + machine (ManualClock) + real ButtonPanel on mock pins."""
+    """Real device + fake (or given) indicators + machine and ButtonPanel on one ManualClock + mock pins."""
 
     def __init__(self, data: Path, *, clock_cls: type = SystemClock, free: int = 10**12,
-                 **tables: dict[str, Any]) -> None:
+                 make_indicators: Callable[[Any], Any] | None = None, **tables: dict[str, Any]) -> None:
         tables = {"buffer": {"pre_event_seconds": 1}, **tables}
         self.cfg = small_config(data, **tables)
         self.data = data
@@ -117,13 +118,13 @@ class Harness:
             generate_key(self.cfg.key_path)
         self.free = free
         self.device = RecordingDevice(self.cfg, clock=clock_cls(), free_bytes=lambda _p: self.free)
-        self.ind = FakeIndicators()
+        self.ind = FakeIndicators() if make_indicators is None else make_indicators(self.cfg)
         self.clock = ManualClock()
         self.battery = SettableBattery(80.0)
         self.machine = StateMachine(self.device, self.ind, clock=self.clock, battery=self.battery)
         self.transitions: list[tuple[str, str, str]] = []
         self.machine.add_listener(lambda old, new, ev: self.transitions.append((old, new, ev)))
-        self.panel = ButtonPanel(self.cfg.buttons, clock=SystemClock(), on_gesture=self.machine.on_gesture,
+        self.panel = ButtonPanel(self.cfg.buttons, clock=self.clock, on_gesture=self.machine.on_gesture,
                                  on_dock=self.machine.on_dock)
         self.closed = False
 
@@ -136,7 +137,7 @@ class Harness:
         """A gesture through the panel's own delivery thread; returns the intent."""
         n = self.machine.presses
         self.panel.inject(button, gesture)
-        result = self.machine.wait_for_press(n)
+        result = self.machine.wait_for_press(n, timeout=10)
         assert result is not None, "press not handled"
         return result.intent
 
@@ -157,6 +158,8 @@ class Harness:
         self.closed = True
         self.panel.close()
         self.machine.shutdown("shutdown")
+        if hasattr(self.ind, "close"):
+            self.ind.close()
         logged = [(d["from"], d["to"], d["cause"]) for d in events(self.data, "state")]
         assert logged == self.transitions, "every transition is in the audit log, in order"
 
@@ -194,12 +197,12 @@ def test_double_records_single_marks_hold_stops(harness, mock_factory) -> None:
     # a real double press on the record pin (mock factory), through debounce and gesture recognition
     pin = mock_factory.pin(h.cfg.buttons.record_pin)
     n = h.machine.presses
-    for _ in range(2):
+    for _ in range(2):             # the panel reads the harness's ManualClock: edge times are exact
         pin.drive_low()
-        time.sleep(0.05)
+        h.clock.advance(0.05)
         pin.drive_high()
-        time.sleep(0.1)
-    assert h.machine.wait_for_press(n).intent == "start_recording"
+        h.clock.advance(0.1)
+    assert h.machine.wait_for_press(n, timeout=10).intent == "start_recording"
     assert h.machine.state == "recording" and h.ind.shown()[-1] == "recording"
     time.sleep(0.6)
     assert h.press("single") == "marker"
@@ -241,6 +244,24 @@ def test_dock_pauses_buffering_and_presses_are_refused(harness) -> None:
     names = [e["event"] for e in audit(h.data)]
     assert names.index("dock") < names.index("buffering_stop") < names.index("undock")
     assert events(h.data, "buffering_start")[-1] == {"reason": "undocked"}
+
+
+def test_a_real_press_in_the_dock_beeps_refused_on_the_buzzer(harness, mock_factory) -> None:
+    """Pin to buzzer: a press on the record pin while docked reaches the real Indicators as `refused`."""
+    h = harness(make_indicators=lambda cfg: Indicators(cfg.indicators, clock=SystemClock()))
+    h.boot(docked=True)
+    buzzer = mock_factory.pin(h.cfg.indicators.buzzer_pin)
+    buzzer.clear_states()
+    n = h.machine.presses
+    pin = mock_factory.pin(h.cfg.buttons.record_pin)
+    pin.drive_low()
+    h.clock.advance(0.05)
+    pin.drive_high()
+    h.clock.advance(h.cfg.buttons.double_press_seconds)      # a single press, once the window has passed
+    assert h.machine.wait_for_press(n, timeout=10).intent == "refused"
+    assert h.ind.wait_idle(10) and h.ind.last_pattern == "refused"
+    assert sum(1 for s in buzzer.states if s.state) == 3 and buzzer.state is False
+    assert h.machine.state == "docked" and h.device.recorder.recording_id is None
 
 
 def test_docking_while_recording_stops_it_and_booting_docked_never_buffers(harness) -> None:
@@ -312,7 +333,7 @@ def test_storage_full_refuses_then_recovers_when_space_is_freed(harness) -> None
 def test_an_encoder_that_cannot_open_is_a_fault_saying_what_to_set(harness) -> None:
     """A Pi 5 configured for the Pi 4's hardware encoder: FFmpeg fails at open with a bare errno."""
     if "h264_v4l2m2m" not in av.codecs_available:
-        pytest.skip("this PyAV build has no h264_v4l2m2m")
+        pytest.fail("this PyAV build has no h264_v4l2m2m (the PyPI wheel has it)")
     h = harness(encoder={"codec": "h264_v4l2m2m"})
     h.boot()
     assert h.machine.state == "fault"
@@ -419,9 +440,11 @@ def test_notifier_speaks_sd_notify_on_an_abstract_socket() -> None:
         assert n.ready(status="buffering") and n.watchdog() and n.stopping()
         got = [rx.recv(256) for _ in range(3)]
         assert got == [b"READY=1\nSTATUS=buffering", b"WATCHDOG=1", b"STOPPING=1"]
-        t0 = time.monotonic()
-        sent = [n.watchdog() for _ in range(200)]   # nobody reads: the queue fills, sends must not block
-        assert time.monotonic() - t0 < 1 and not all(sent)
+        sent: list[bool] = []
+        sender = threading.Thread(target=lambda: sent.extend(n.watchdog() for _ in range(200)), daemon=True)
+        sender.start()                               # nobody reads: the queue fills, sends must not block
+        sender.join(timeout=30)                      # a blocking send would hang here for good
+        assert not sender.is_alive() and len(sent) == 200 and not all(sent)
         n.close()
     other = Notifier({"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"})
     assert other.watchdog_seconds is None, "the watchdog belongs to another process"
@@ -512,18 +535,19 @@ def test_daemon_process_records_and_seals_on_sigterm(tmp_path: Path) -> None:
         assert json.loads(r.stdout)["state"] == "buffering"
         r = cli("status", "--config", str(cfg))
         assert r.stdout.startswith("state:    buffering") and "BC-TEST-0002" in r.stdout
-        time.sleep(1.0)                                     # let the pre-event buffer fill
+        wait_until(lambda: request(sock, {"cmd": "status"})["buffer_seconds"] >= 1.0, timeout=30,
+                   what="a full pre-event buffer")
         r = cli("press", "double", "--config", str(cfg))
         assert r.returncode == 0 and "start_recording" in r.stdout and "-> recording" in r.stdout, r
         assert json.loads(cli("status", "--json", "--config", str(cfg)).stdout)["state"] == "recording"
-        time.sleep(2.5)
-        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: list((data / "segments").glob("seg-*.json")), timeout=30, what="a sealed segment")
+        proc.send_signal(signal.SIGTERM)                    # seals the open one: at least two
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    time.sleep(0.3)
+    wait_until(lambda: any(n.startswith("STOPPING=1") for n in notes), timeout=10, what="STOPPING=1")
     listening.clear()
     reader.join()
     rx.close()

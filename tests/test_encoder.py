@@ -3,6 +3,7 @@ encoding, real segment files, decoded by PyAV and by Debian's ffmpeg/ffprobe."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import io
 import json
@@ -226,9 +227,9 @@ def test_every_segment_decodes_alone_with_exact_capture_times(tmp_path, codec, o
     assert seen == list(range(seen[0], rig.index)), "every frame from pre-roll to the end, once, in order"
 
 
-@pytest.mark.skipif(FFPROBE is None, reason="Debian's ffmpeg (ffprobe) is not installed")
 @pytest.mark.parametrize("codec, opener", ENCODERS)
 def test_every_segment_decodes_alone_in_the_ffmpeg_cli(tmp_path, codec, opener) -> None:
+    assert FFPROBE and shutil.which("ffmpeg"), "Debian's ffmpeg missing: scripts/_bootstrap.sh installs it as root"
     rig = Rig(tmp_path, codec=codec, open_context=opener)
     _record(rig)
     for seg in rig.segments():
@@ -289,7 +290,7 @@ def test_make_encoder_resolves_auto_and_names_it(tmp_path) -> None:
 @pytest.mark.skipif(Platform().hardware_encoder_device() is not None, reason="this machine has the encoder")
 def test_the_v4l2_encoder_where_there_is_none_is_one_line_saying_what_to_set() -> None:
     if "h264_v4l2m2m" not in av.codecs_available:
-        pytest.skip("this PyAV build has no h264_v4l2m2m")
+        pytest.fail("this PyAV build has no h264_v4l2m2m (the PyPI wheel has it)")
     enc = H264Encoder(**SETTINGS, codec="h264_v4l2m2m")
     with pytest.raises(EncoderError) as e:
         enc.start()
@@ -298,9 +299,9 @@ def test_the_v4l2_encoder_where_there_is_none_is_one_line_saying_what_to_set() -
     assert "h264_v4l2m2m" in msg and 'codec = "auto"' in msg
 
 
-@pytest.mark.skipif(FFPROBE is None or shutil.which("jq") is None, reason="ffprobe or jq missing")
 def test_the_documented_ffprobe_commands_list_every_frame_of_a_first_segment(tmp_path) -> None:
     """docs/format.md section 8 step 5, run as printed, on the segment with libx264's SEI on frame 0."""
+    assert FFPROBE and shutil.which("jq"), "ffprobe or jq missing: scripts/_bootstrap.sh installs them as root"
     rig = Rig(tmp_path)
     _record(rig)
     segments = tmp_path / "check"   # the commands name seg-0000000002: make it the recording's first
@@ -319,3 +320,7 @@ def test_the_documented_ffprobe_commands_list_every_frame_of_a_first_segment(tmp
     lines = utc.stdout.splitlines()
     assert len(lines) == m["frame_count"] and lines[0].split()[0] == "0"
     assert lines[-1].split()[0] == str(m["last_frame"]["pts"])
+    # the printed UTC times are the capture times: first and last frame, to the millisecond
+    for line, stamp in ((lines[0], m["first_frame"]), (lines[-1], m["last_frame"])):
+        printed = datetime.datetime.fromisoformat(line.split()[1]).timestamp()
+        assert abs(printed - stamp["utc_ns"] / 1e9) < 0.001, (line, stamp)

@@ -656,3 +656,144 @@ def test_bodycam_offload_runs_one_pass_without_the_daemon(backend, tmp_path, cap
                    f'[offload]\nbackend_url = "{backend.url}"\n')
     assert cli.main(["offload", "--config", str(cfg)]) == 2
     assert "not enrolled: run 'bodycam enrol" in capsys.readouterr().err
+
+
+# --- what the device does with each kind of answer --------------------------------------------------
+
+def test_a_segment_is_never_freed_while_its_audit_entry_cannot_be_written(backend, tmp_path) -> None:
+    """Receipt verified and kept, but the signed audit log cannot take the `segment_offloaded` entry
+    (here its file descriptor is gone: every append fails with a real OSError): nothing is freed, since
+    the device could not later prove where the footage went. The next dock finishes the freeing."""
+    cam = camera(tmp_path, backend, "BC-OFF-NOAUDIT", recordings=((12, 30, False),))
+    seqs = cam.sequences()
+    shas = {s: cam.manifest(s)["media"]["sha256"] for s in seqs}
+    cam.audit.close()
+    with pytest.raises(OSError):
+        cam.audit.append("probe")
+    lines_before = cam.rig.layout.audit_log.read_bytes()
+
+    res = cam.run()
+
+    assert res.outcome == "done" and sorted(res.uploaded) == seqs and res.freed_bytes == 0
+    assert cam.sequences() == seqs, "no segment freed without its audit entry"
+    assert all(Spool(cam.rig.layout).receipt_path(s).exists() for s in seqs), "the receipts are kept"
+    assert stored(backend, cam.serial) == shas
+    assert cam.rig.layout.audit_log.read_bytes() == lines_before
+    assert Spool(cam.rig.layout).leftovers() == seqs
+
+    cam.audit = AuditLog(cam.rig.layout.audit_log, signer=cam.rig.signer, clock=SystemClock(),
+                         boot_id="test-boot-2")
+    again = cam.run()
+    assert again.outcome == "done" and again.uploaded == [] and again.freed_bytes > 0
+    assert cam.sequences() == [] and Spool(cam.rig.layout).leftovers() == []
+    late = cam.entries("segment_offloaded")
+    assert sorted(e["data"]["sequence"] for e in late) == seqs
+    assert all(e["data"]["late"] is True and e["data"]["freed"] is True for e in late)
+    report = verify_paths([cam.root])
+    assert report.ok, report.render_text()
+
+
+def test_a_segment_over_the_backends_size_limit_is_kept_recorded_and_not_retried(tmp_path) -> None:
+    """413 at creation: no retry can change it, so the segment is recorded as refused (not failed), kept
+    on the device, and the others still go up."""
+    backend = BackendProcess(tmp_path / "backend", limits={"max_upload_bytes": 1})
+    try:
+        cam = camera(tmp_path / "cam", backend, "BC-OFF-413", recordings=((12, 40, False),), enrol=False,
+                     chunk_bytes=8 << 20)
+        sizes = {s: cam.manifest(s)["media"]["size"] for s in cam.sequences()}
+        big = max(sizes, key=sizes.get)
+        assert sorted(sizes.values())[-2] < sizes[big], "one segment is the largest"
+        backend.config.write_text(backend.config.read_text().replace(
+            "max_upload_bytes = 1\n", f"max_upload_bytes = {sizes[big] - 1}\n"))
+        backend.cli("init")
+        backend.start()
+        cam.enrol()
+        session = requests.Session()
+        seen: list[tuple[str, str, int]] = []
+        session.hooks["response"].append(
+            lambda r, *a, **k: seen.append((r.request.method, urlsplit(r.request.url).path, r.status_code)))
+
+        res = cam.run(session=session)
+
+        assert res.rejected == [big] and sorted(res.uploaded) == sorted(set(sizes) - {big}) and not res.failed
+        assert ("POST", "/v1/uploads", 413) in seen
+        assert cam.sequences() == [big], "the refused segment stays on the device"
+        entry = cam.entries("segment_rejected")[-1]["data"]
+        assert entry["sequence"] == big and entry["reason"] == "upload_too_large"
+        assert Spool(cam.rig.layout).rejected()[big]["reason"] == "upload_too_large"
+        assert big not in stored(backend, cam.serial)
+        seen.clear()
+        again = cam.run(session=session)
+        assert again.rejected == [] and again.uploaded == [] and cam.sequences() == [big]
+        assert not [p for m, p, s in seen if s == 413], "not sent again at the next dock"
+    finally:
+        backend.stop()
+
+
+class UploadLostBeforeFinalize(requests.Session):
+    """The backend loses the upload between the last chunk and finalize, once: ``how`` is "deleted"
+    (the upload was terminated: 410) or "staging_lost" (its staged bytes vanished: 409 with no reason)."""
+
+    def __init__(self, backend: BackendProcess, device: Device, how: str) -> None:
+        super().__init__()
+        self.backend, self.device, self.how = backend, device, how
+        self.lost: list[str] = []
+        self.finalize_status: list[int] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        path = urlsplit(request.url).path
+        is_finalize = request.method == "POST" and path.endswith("/finalize")
+        if is_finalize and not self.lost and b'"manifest"' in (request.body or b""):
+            loc = path.removesuffix("/finalize")
+            self.lost.append(loc)
+            if self.how == "deleted":
+                gone = self.device.request("DELETE", loc, headers={"Tus-Resumable": "1.0.0"})
+                assert gone.status_code == 204
+            else:
+                (self.backend.data / "uploads" / (loc.rsplit("/", 1)[1] + ".part")).unlink()
+        r = super().send(request, **kw)
+        if is_finalize:
+            self.finalize_status.append(r.status_code)
+        return r
+
+
+@pytest.mark.parametrize(("how", "status"), [("deleted", 410), ("staging_lost", 409)])
+def test_an_upload_lost_at_finalize_is_started_again_and_stored_once(backend, tmp_path, how, status) -> None:
+    cam = camera(tmp_path, backend, f"BC-OFF-LOST-{status}", recordings=((12, 10, False),))
+    [seq] = cam.sequences()
+    sha = cam.manifest(seq)["media"]["sha256"]
+    session = UploadLostBeforeFinalize(backend, Device(backend.url, cam.rig.signer, cam.serial), how)
+    waits: list[float] = []
+
+    res = cam.run(session=session, wait=lambda ev, s: (waits.append(s), ev.wait(0))[1])
+
+    assert session.finalize_status[0] == status, session.finalize_status
+    assert res.outcome == "done" and res.uploaded == [seq] and not res.failed and not res.rejected
+    assert len(waits) == 1, "retried once, after a backoff"
+    assert stored(backend, cam.serial) == {seq: sha} and cam.sequences() == []
+    assert Spool(cam.rig.layout).load_state()["uploads"] == {}, "the lost upload is forgotten"
+    assert not cam.entries("segment_rejected"), "a lost upload is not a refusal of the segment"
+
+
+def test_a_resume_position_at_an_upload_the_device_does_not_own_starts_afresh(backend, tmp_path) -> None:
+    """The spool's resume state names an upload that answers 404 to this device (another camera's, or
+    one the backend never had): the device starts a new upload and never touches that one."""
+    cam = camera(tmp_path / "cam", backend, "BC-OFF-404", recordings=((12, 10, False),))
+    other = camera(tmp_path / "other", backend, "BC-OFF-404-B", recordings=((12, 10, False),))
+    [seq] = cam.sequences()
+    size = cam.manifest(seq)["media"]["size"]
+    theirs = Device(backend.url, other.rig.signer, other.serial)
+    loc = theirs.create(segments_of(other.rig)[0]).headers["Location"]
+    Spool(cam.rig.layout).save_state({"uploads": {str(seq): {"location": loc, "length": size}}, "rejected": {}})
+    session = requests.Session()
+    seen: list[tuple[str, str, int]] = []
+    session.hooks["response"].append(
+        lambda r, *a, **k: seen.append((r.request.method, urlsplit(r.request.url).path, r.status_code)))
+
+    res = cam.run(session=session)
+
+    assert ("HEAD", loc, 404) in seen
+    assert not [m for m, p, _ in seen if p.startswith(loc) and m != "HEAD"], "nothing sent to their upload"
+    assert res.outcome == "done" and res.uploaded == [seq] and cam.sequences() == []
+    assert int(theirs.head(loc).headers["Upload-Offset"]) == 0
+    assert seq in stored(backend, cam.serial)

@@ -101,11 +101,13 @@ def test_record_dock_upload_receipt_free_export_and_verify_offline(tmp_path: Pat
         wait_until(lambda: status(data)["state"] == "buffering", timeout=30, what="buffering")
         s = status(data)
         assert s["offload"]["phase"] == "idle" and s["offload"]["enrolled"] is True
-        time.sleep(1.2)                                         # fill the 1 s pre-event buffer
+        wait_until(lambda: status(data)["buffer_seconds"] >= 1.0, timeout=30, what="a full pre-event buffer")
         assert "start_recording" in cli("press", "double", "--config", str(cfg)).stdout
         time.sleep(1.0)
         assert "marker" in cli("press", "single", "--config", str(cfg)).stdout
-        time.sleep(1.5)
+        # two 1 s segments sealed (not a guessed sleep): the dock seals the third
+        wait_until(lambda: len(list((data / "segments").glob("seg-*.json"))) >= 2, timeout=30,
+                   what="two sealed segments")
         # dock while recording: the recording stops, buffering stops, the upload starts by itself
         r = cli("dock", "--config", str(cfg))
         assert r.returncode == 0 and "state docked" in r.stdout

@@ -34,8 +34,13 @@ def test_the_default_cap_is_sized_from_bitrate_and_seconds() -> None:
 
 def test_shipped_configs_hold_their_seconds() -> None:
     root = Path(__file__).resolve().parents[1] / "config"
-    for path in [root / "device.toml", root / "sim.toml", *sorted((root / "scenarios").glob("*-device.toml"))]:
-        configmod.load(path)  # raises if a cap could not hold the configured seconds
+    paths = [root / "device.toml", root / "sim.toml", *sorted((root / "scenarios").glob("*-device.toml"))]
+    assert len(paths) >= 3 and all(p.exists() for p in paths)
+    for path in paths:
+        cfg = configmod.load(path)  # raises if a cap could not hold the configured seconds
+        # and it really holds them: the seconds at the configured bitrate, plus a GOP, fit under the cap
+        need = cfg.encoder.bitrate_kbps * 1000 / 8 * (cfg.buffer.pre_event_seconds + cfg.encoder.gop_seconds)
+        assert cfg.buffer.cap_bytes(cfg.encoder) >= need, path.name
 
 
 def test_a_scene_that_outruns_the_cap_is_in_status_audit_and_manifest(tmp_path: Path, mock_factory) -> None:

@@ -9,6 +9,7 @@ import av
 import pytest
 from bodycam.errors import StorageFullError
 from bodycam.evidence.signer import load_public_key, verify_signature
+from bodycam.verify import verify_paths
 from framecode import decode_indices
 from rig import Rig
 
@@ -171,3 +172,49 @@ def test_segments_play_in_a_stock_demuxer(tmp_path) -> None:
         s = c.streams.video[0]
         assert s.codec_context.name == "h264" and (s.width, s.height) == (160, 120)
         assert c.format.name.startswith("mov,mp4")
+
+
+def test_the_default_four_hour_limit_rolls_over_at_exactly_four_hours(tmp_path) -> None:
+    """The shipped default (max_recording_seconds 14400) on the injected clock: 4 h of one recording,
+    with the hours in between skipped by moving the clock (the camera delivered nothing then), keyframes
+    at 4 h - 0.1 s (still the first recording) and at exactly 4 h (a new recording, end_reason
+    "max_length" on the last segment of the old one), and not a frame lost across it."""
+    rig = Rig(tmp_path)
+    assert rig.cfg.recording.max_recording_seconds == 4 * 3600 == 14400
+    rig.frames(12)
+    rig.trigger()
+    rig.frames(25)
+    origin = rig.recorder._recording_first_ns          # the recording's first frame (pre-roll included)
+    limit = origin + 14400 * NS
+
+    def move_to(next_frame_ns: int) -> None:          # Rig.frames advances 0.1 s before each frame
+        rig.clock.advance((next_frame_ns - NS // 10 - rig.clock.monotonic_ns()) / NS)
+        assert rig.clock.monotonic_ns() == next_frame_ns - NS // 10
+
+    move_to(limit - NS)
+    rig.encoder.force_keyframe()
+    rig.frames(9)                                      # 4 h - 1.0 s ... 4 h - 0.2 s
+    rig.encoder.force_keyframe()
+    rig.frames(1)                                      # a keyframe at 4 h - 0.1 s: not yet
+    assert rig.captured[rig.index - 1][0] == limit - NS // 10
+    rig.encoder.force_keyframe()
+    rig.frames(1)                                      # a keyframe at exactly 4 h: the new recording
+    assert rig.captured[rig.index - 1][0] == limit
+    rig.frames(15)
+    rig.recorder.stop()
+
+    ms = manifests(rig)
+    first_id, second_id = list(dict.fromkeys(m["recording_id"] for m in ms))
+    old = [m for m in ms if m["recording_id"] == first_id]
+    new = [m for m in ms if m["recording_id"] == second_id]
+    assert old[0]["first_frame"]["monotonic_ns"] == origin
+    assert old[-1]["end_reason"] == "max_length" and all(m["end_reason"] is None for m in old[:-1])
+    assert old[-1]["last_frame"]["monotonic_ns"] == limit - NS // 10
+    assert new[0]["first_frame"]["monotonic_ns"] == limit and new[0]["trigger"]["reason"] == "continuation"
+    assert new[-1]["end_reason"] == "button"
+    assert [m["sequence"] for m in ms] == list(range(1, len(ms) + 1))
+    assert ("record_stop", {"recording_id": first_id, "reason": "max_length"}) in rig.events
+    seen = [c for seg in rig.segments() for c, _, _ in decode_indices(seg)]
+    assert seen == list(range(seen[0], rig.index)), "every frame once, in order, across the rollover"
+    report = verify_paths([rig.layout.root], decode=True)
+    assert report.ok, report.errors

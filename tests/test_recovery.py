@@ -8,8 +8,11 @@ import json
 import pytest
 from bodycam.evidence.chain import ChainState
 from bodycam.evidence.sealer import Sealer
+from bodycam.evidence.signer import verify_signature
 from bodycam.recovery import recover
 from bodycam.segments.mp4_boxes import complete_length, iter_boxes
+from bodycam.verify import verify_paths
+from cryptography.hazmat.primitives import serialization
 from framecode import decode_indices
 from rig import Rig
 
@@ -115,3 +118,79 @@ def test_crash_after_rename_before_chain_update_is_reconciled(tmp_path) -> None:
     recover(rig.layout.segments, chain=chain, sealer=Sealer(signer=rig.signer, chain=chain), serial="x")
     assert chain.head.last_sequence == head["last_sequence"]
     assert chain.head.last_manifest_sha256 == head["last_manifest_sha256"]
+
+
+def test_a_lost_journal_header_is_sealed_with_what_is_unknown_said_so(tmp_path) -> None:
+    """The power died before the journal's header reached the disk (here: torn mid-line): the media is
+    still sealed, signed and chained, its frames counted from the file, and the manifest says honestly
+    that recording id, officer, trigger and frame times are unknown instead of inventing them."""
+    rig = crashed_rig(tmp_path, frames_after_trigger=29)
+    journal = next(rig.layout.segments.glob("*.journal"))
+    journal.write_bytes(journal.read_bytes()[:40])          # half a header line, no newline
+    seq = int(journal.name[4:14])
+    [r] = run_recovery(rig)
+    assert r.sequence == seq and r.recording_id == f"BC-TEST-0001-unknown-{seq:010d}"
+    seg = rig.segments()[-1]
+    raw = seg.with_suffix(".json").read_bytes()
+    m = json.loads(raw)
+    assert (m["officer_id"], m["segment_index"], m["trigger"], m["clock"]) == ("unknown", -1, {},
+                                                                               {"status": "unknown"})
+    assert m["first_frame"] is None and m["last_frame"] is None and m["recovered"] is True
+    assert m["frame_count"] == len(decode_indices(seg)) == r.frames > 0    # counted from the real file
+    assert m["media"]["sha256"] == hashlib.sha256(seg.read_bytes()).hexdigest()
+    prev = rig.segments()[-2].with_suffix(".json").read_bytes()
+    assert m["previous_manifest_sha256"] == hashlib.sha256(prev).hexdigest()
+    pub = serialization.load_pem_public_key(rig.signer.public_key_pem())
+    assert verify_signature(pub, seg.with_suffix(".sig").read_bytes(), raw)
+    report = verify_paths([rig.layout.root], decode=True)
+    assert report.ok, report.errors
+
+
+def test_media_the_demuxer_cannot_read_is_sealed_with_no_frames(tmp_path) -> None:
+    """Whole boxes, unreadable contents (the init segment damaged): recovery keeps the bytes, signs
+    them with frame_count 0 and no frame times, and the chain goes on."""
+    rig = crashed_rig(tmp_path, frames_after_trigger=29)
+    partial = next(rig.layout.segments.glob("*.mp4.partial"))
+    data = bytearray(partial.read_bytes())
+    [(_, off, size)] = [b for b in iter_boxes(data) if b[0] == "moov"]
+    data[off + 8: off + size] = bytes(size - 8)                  # the moov's contents zeroed, sizes intact
+    partial.write_bytes(bytes(data))
+    keep = complete_length(partial)
+    assert keep > off + size, "the fragments after it are whole"
+    [r] = run_recovery(rig)
+    m = json.loads(rig.segments()[-1].with_suffix(".json").read_bytes())
+    assert r.frames == m["frame_count"] == 0 and m["first_frame"] is None and m["last_frame"] is None
+    assert m["media"]["size"] == keep == r.bytes_kept
+    assert m["recording_id"] == r.recording_id and "unknown" not in m["recording_id"]   # the journal held
+    report = verify_paths([rig.layout.root])
+    assert report.ok, report.errors
+
+
+def test_the_device_cuts_a_torn_audit_line_at_start_and_says_so_in_power_on(tmp_path) -> None:
+    """A power cut mid-append left half a line: the next start cuts it, the signed power_on entry says
+    how many bytes went, it chains on the last whole line, and the log verifies without a warning."""
+    from bodycam.device import RecordingDevice
+    from bodycam.evidence.signer import generate_key
+    from rig import small_config
+
+    cfg = small_config(tmp_path / "data")
+    generate_key(cfg.key_path)
+    with RecordingDevice(cfg) as dev:
+        dev.start()
+    log = tmp_path / "data" / "audit" / "audit.log"
+    whole = log.read_bytes()
+    last_text = json.loads(whole.splitlines()[-1])["entry"]
+    torn = whole.splitlines(keepends=True)[-1][:57]
+    log.write_bytes(whole + torn)
+    assert "torn by a power cut" in verify_paths([tmp_path / "data"]).warnings[0]
+
+    with RecordingDevice(cfg) as dev:
+        assert log.read_bytes() == whole, "cut back to the last whole line when the log is opened"
+        dev.start()
+    entries = [json.loads(json.loads(line)["entry"]) for line in log.read_bytes().splitlines()]
+    power_on = [e for e in entries if e["event"] == "power_on"]
+    assert "audit_torn_bytes_cut" not in power_on[0]["data"]
+    assert power_on[1]["data"]["audit_torn_bytes_cut"] == len(torn)
+    assert power_on[1]["prev"] == hashlib.sha256(last_text.encode()).hexdigest()
+    report = verify_paths([tmp_path / "data"])
+    assert report.ok and report.warnings == [], (report.errors, report.warnings)

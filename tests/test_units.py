@@ -1,5 +1,6 @@
 """systemd units: `systemd-analyze verify` is silent on every unit, and bodycam.service's exposure
-(`systemd-analyze security --offline=yes`) is at most 2.5.
+(`systemd-analyze security --offline=yes`) is no worse than the figure the README states (1.5); with the
+set-clock drop-in (CAP_SYS_TIME) it measures 2.2, held at most 2.5.
 
 verify checks that ExecStart= binaries exist, so it runs against a fake root holding this host's
 stock units, our units, and stub executables for every command our units name.
@@ -18,7 +19,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 UNITS = sorted(u for u in (REPO / "systemd").glob("bodycam*.*") if u.is_file())
 SET_CLOCK = REPO / "systemd/dropins/bodycam-set-clock.conf"
-MAX_EXPOSURE = 2.5
+MAX_EXPOSURE_WITH_SET_CLOCK = 2.5
+
+
+def readme_exposure() -> float:
+    """The exposure README.md promises for the units in systemd/ (its own words, so they cannot drift)."""
+    m = re.search(r"`systemd-analyze security` exposure (\d+\.\d+)", (REPO / "README.md").read_text())
+    assert m, "README.md no longer states the units' systemd-analyze security exposure"
+    return float(m.group(1))
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -87,10 +95,10 @@ def exposure(unit: Path) -> float:
     return float(m.group(1))
 
 
-def test_daemon_exposure_at_most_2_5() -> None:
+def test_daemon_exposure_is_what_the_readme_says() -> None:
     score = exposure(REPO / "systemd/bodycam.service")
     print(f"bodycam.service exposure {score}")
-    assert score <= MAX_EXPOSURE
+    assert score <= readme_exposure(), f"bodycam.service rates {score}; README.md says {readme_exposure()}"
 
 
 def test_set_clock_drop_in_stays_under_2_5(fake_root: Path) -> None:
@@ -103,14 +111,14 @@ def test_set_clock_drop_in_stays_under_2_5(fake_root: Path) -> None:
         assert not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
         proc = _analyze("security", "--offline=yes", f"--root={fake_root}", "--no-pager", "bodycam.service")
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
-        assert m and 1.5 < float(m.group(1)) <= MAX_EXPOSURE, proc.stdout
+        assert m and readme_exposure() < float(m.group(1)) <= MAX_EXPOSURE_WITH_SET_CLOCK, proc.stdout
         assert "CAP_SYS_TIME" in proc.stdout
     finally:
         shutil.rmtree(drop)
 
 
-def test_enrol_exposure_at_most_2_5() -> None:
-    assert exposure(REPO / "systemd/bodycam-enrol.service") <= MAX_EXPOSURE
+def test_enrol_exposure_is_what_the_readme_says() -> None:
+    assert exposure(REPO / "systemd/bodycam-enrol.service") <= readme_exposure()
 
 
 def _settings(unit: str) -> dict[str, list[str]]:

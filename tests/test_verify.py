@@ -3,6 +3,7 @@ modules, then tampered with the way an adversary (or a careless export) would.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -18,6 +19,7 @@ import pytest
 from bodycam import cli_verify
 from bodycam.capture.frame import Frame
 from bodycam.clock import ManualClock
+from bodycam.encode.annexb import ParameterSets, join_annexb, split_nals, with_parameter_sets
 from bodycam.encode.h264 import H264Encoder
 from bodycam.evidence.audit import AuditLog
 from bodycam.evidence.chain import ChainState
@@ -317,6 +319,92 @@ def test_decode_catches_frame_count_lie(dev: Path) -> None:
     assert report.errors == ["seg-0000000005.mp4: decoded 10 frames, manifest says 11"]
 
 
+def resign_last(dev: Path, change) -> bytes:
+    """Segment 5's manifest changed by ``change(doc)`` and signed again with the device key, the chain
+    head moved to it: the signature and chain checks cannot see the change, so only the check under
+    test can."""
+    signer = FileKeySigner.load(dev / "device" / "key.pem")
+    doc = json.loads(seg(dev, 5, "json").read_text())
+    change(doc)
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    seg(dev, 5, "json").write_bytes(raw)
+    seg(dev, 5, "sig").write_bytes(signer.sign(raw))
+    head = json.loads((dev / "state" / "chain.json").read_text())
+    head["last_manifest_sha256"] = hashlib.sha256(raw).hexdigest()
+    (dev / "state" / "chain.json").write_text(json.dumps(head))
+    return raw
+
+
+def test_a_signed_manifest_of_an_unknown_format_is_refused(dev: Path) -> None:
+    resign_last(dev, lambda d: d.update(format="bodycam.segment/99"))
+    errors = verify_paths([dev]).errors
+    assert errors[0].startswith("seg-0000000005.json: manifest format 'bodycam.segment/99' is not "
+                                "'bodycam.segment/1'"), errors
+    assert errors[1:] == [f"device {SERIAL}: missing sequence 5 at the end (state/chain.json says sequence 5 "
+                          "was sealed)"], "not counted as a segment it could not read"
+
+
+def test_missing_media_is_named_with_the_manifest_that_names_it(dev: Path) -> None:
+    seg(dev, 3, "mp4").unlink()
+    report = verify_paths([dev])
+    assert report.errors == ["seg-0000000003.mp4: missing (named by seg-0000000003.json)"]
+
+
+@pytest.mark.parametrize("change", [b"", b"\0" * 3])
+def test_media_of_another_size_says_so_before_any_hash(dev: Path, change: bytes) -> None:
+    media = seg(dev, 2, "mp4")
+    data = media.read_bytes()
+    media.write_bytes(data[:-3] if not change else data + change)
+    size = len(data) - 3 if not change else len(data) + 3
+    assert verify_paths([dev]).errors == [f"seg-0000000002.mp4: size {size} bytes, manifest says {len(data)} "
+                                          "(media truncated or altered)"]
+
+
+def test_decode_catches_media_that_is_not_video(dev: Path) -> None:
+    """Bytes the manifest hashes and signs correctly, that are not H.264 in MP4 (a firmware bug): only
+    decoding can tell (the segments alone: the audit log would also see the changed hash)."""
+    junk = np.random.default_rng(5).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    seg(dev, 5, "mp4").write_bytes(junk)
+    resign_last(dev, lambda d: d["media"].update(sha256=hashlib.sha256(junk).hexdigest(), size=len(junk)))
+    keys = [dev / "device" / "device.pub.pem"]
+    assert verify_paths([dev / "segments"], public_keys=keys).ok
+    errors = verify_paths([dev / "segments"], public_keys=keys, decode=True).errors
+    assert len(errors) == 1 and errors[0].startswith("seg-0000000005.mp4: cannot be decoded ("), errors
+
+
+def test_decode_catches_a_last_frame_time_lie(dev: Path) -> None:
+    real = json.loads(seg(dev, 5, "json").read_text())["last_frame"]["pts"]
+    resign_last(dev, lambda d: d["last_frame"].update(pts=real + 9000))
+    assert verify_paths([dev]).ok
+    assert verify_paths([dev], decode=True).errors == [
+        f"seg-0000000005.mp4: last frame pts {real}, manifest says {real + 9000}"]
+
+
+def test_decode_catches_a_segment_that_does_not_start_on_a_keyframe(dev: Path) -> None:
+    """Media re-muxed from the second frame on (a P-frame first, given SPS/PPS and called a keyframe),
+    hashed and signed as if sound."""
+    enc = H264Encoder(width=W, height=H, fps=FPS, bitrate_kbps=300, gop_seconds=1.0)
+    clock = ManualClock()
+    packets = []
+    for i in range(12):
+        packets += enc.encode(Frame(_image(i), i, clock.monotonic_ns(), clock.utc_ns()))
+        clock.advance(1 / FPS)
+    seg(dev, 5, "mp4").unlink()
+    writer = SegmentWriter(seg(dev, 5, "mp4"), width=W, height=H, fps=FPS, fragment_seconds=1.0)
+    params = ParameterSets.find(split_nals(packets[0].data))
+    p_frame = join_annexb(with_parameter_sets(split_nals(packets[1].data), params))
+    writer.write(dataclasses.replace(packets[1], data=p_frame, keyframe=True))   # the writer is told it is one
+    for p in packets[2:]:
+        writer.write(p)
+    sha, size = writer.close()
+    resign_last(dev, lambda d: (d["media"].update(sha256=sha, size=size), d.update(frame_count=writer.frame_count)))
+    keys = [dev / "device" / "device.pub.pem"]
+    assert verify_paths([dev / "segments"], public_keys=keys).ok    # hash and signature agree with it
+    errors = verify_paths([dev / "segments"], public_keys=keys, decode=True).errors
+    # FFmpeg drops what it cannot decode up to the next keyframe (frame 10): the count gives it away
+    assert errors[0] == "seg-0000000005.mp4: decoded 2 frames, manifest says 11", errors
+
+
 def test_recovered_segment_verifies(dev: Path) -> None:
     """A power cut mid-segment: recovery cuts the torn fragment and seals the rest, which verifies."""
     from bodycam.recovery import recover
@@ -389,6 +477,30 @@ def test_audit_torn_last_line_is_a_warning(dev: Path) -> None:
         f.write('{"entry": "{\\"seq\\": 12')
     report = verify_paths([dev])
     assert report.ok and len(report.warnings) == 1 and "torn by a power cut" in report.warnings[0]
+
+
+def test_the_device_cuts_a_torn_audit_line_at_start_and_chains_on(dev: Path) -> None:
+    """A power cut mid-append: at the next start the torn line is cut, so the next entry is a whole line
+    that follows the last whole one, and the log verifies with no warning left."""
+    log_path = dev / "audit" / "audit.log"
+    whole = log_path.read_bytes()
+    lines = whole.splitlines()
+    last = json.loads(json.loads(lines[-1])["entry"])
+    torn = lines[-1][: len(lines[-1]) // 2]                     # half of an entry, no newline
+    log_path.write_bytes(whole + torn)
+    assert "torn by a power cut" in verify_paths([dev]).warnings[0]
+    signer = FileKeySigner.load(dev / "device" / "key.pem")
+    log = AuditLog(log_path, signer=signer, clock=ManualClock(), boot_id="boot-2")
+    assert log.repaired_bytes == len(torn)
+    assert log_path.read_bytes() == whole                        # cut back to the last whole line, exactly
+    assert log.append("power_on", serial=SERIAL) == last["seq"] + 1
+    log.close()
+    new = json.loads(json.loads(log_path.read_bytes().splitlines()[-1])["entry"])
+    assert new["prev"] == hashlib.sha256(json.loads(lines[-1])["entry"].encode()).hexdigest()
+    report = verify_paths([dev])
+    assert report.ok and report.warnings == [], (report.errors, report.warnings)
+    # a log that ends on a whole line is left alone
+    assert AuditLog(log_path, signer=signer, clock=ManualClock(), boot_id="boot-3").repaired_bytes == 0
 
 
 def test_audit_rotated_head_is_a_note(dev: Path) -> None:
@@ -475,3 +587,34 @@ def test_bad_key_file_is_a_usage_error(dev: Path, capsys: pytest.CaptureFixture[
 def test_format_sequences() -> None:
     assert format_sequences([6, 5]) == "5, 6"
     assert format_sequences([1, 2, 3, 4, 9, 11, 12]) == "1-4, 9, 11, 12"
+
+
+def test_documented_audit_entry_check_works_as_printed(dev: Path) -> None:
+    """docs/format.md section 8 step 6, run exactly as printed, on a real signed audit log: the entry's
+    signature verifies with openssl and the last two commands print the same hash; an edited entry
+    fails the signature, and an edited line before it breaks the link."""
+    assert None not in (shutil.which("openssl"), shutil.which("jq"), shutil.which("sed"))
+    work = dev / "check"
+    work.mkdir()
+    shutil.copy(dev / "device" / "device.pub.pem", work)
+    shutil.copy(dev / "audit" / "audit.log", work)
+    block = _doc_block("sed -n 3p audit.log")
+
+    def run() -> list[str]:
+        p = subprocess.run(["bash", "-c", block], cwd=work, capture_output=True, text=True)
+        return p.stdout.splitlines()
+
+    out = run()
+    assert out[0] == "Verified OK", out
+    assert len(out) == 3 and out[1].split()[0] == out[2] and len(out[2]) == 64, out
+    lines = _audit_lines(dev)
+    assert out[2] == hashlib.sha256(json.loads(lines[1])["entry"].encode()).hexdigest()
+    edited = lines[:2] + [lines[2].replace('"seq\\":3', '"seq\\":33')] + lines[3:]
+    assert edited != lines
+    (work / "audit.log").write_text("".join(edited))
+    assert run()[0] == "Verification failure"
+    before = lines[:1] + [lines[1].replace('"boot-1', '"boot-X')] + lines[2:]
+    assert before != lines
+    (work / "audit.log").write_text("".join(before))
+    out = run()
+    assert out[0] == "Verified OK" and out[1].split()[0] != out[2], "line 2 changed: the link no longer holds"

@@ -130,8 +130,10 @@ class RecordingDevice:
 
     def start(self) -> None:
         enc = self.encoder
+        # A line torn by a power cut was cut off when the log was opened: say so, signed, with its size.
+        torn = {"audit_torn_bytes_cut": self.audit.repaired_bytes} if self.audit.repaired_bytes else {}
         self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path,
-                          encoder=f"{enc.description}: {enc.reason}" if enc.reason else enc.description)
+                          encoder=f"{enc.description}: {enc.reason}" if enc.reason else enc.description, **torn)
         self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds)
         self.pipeline.start()
 

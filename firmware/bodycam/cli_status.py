@@ -31,7 +31,10 @@ def socket_from_args(args: argparse.Namespace) -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="ask the running daemon for its state")
+    p = sub.add_parser(
+        "status", help="ask the running daemon for its state",
+        description="Ask the running daemon, over its control socket, for its state, buffer, "
+                    "recording, storage, clock, dock and faults (docs/daemon.md section 3).")
     add_socket_args(p)
     p.add_argument("--json", action="store_true", help="print the raw status object")
     p.set_defaults(run=run)

@@ -42,6 +42,14 @@ def sealed_segments(data_dir: Path) -> list[Path]:
     return [seg_dir / n for n in names]
 
 
+def receipts(data_dir: Path) -> list[Path]:
+    """The backend's receipts: one per segment it acknowledged (and the device then freed)."""
+    try:
+        return sorted((Path(data_dir) / "receipts").glob("seg-*.receipt.json"))
+    except OSError:
+        return []
+
+
 def collect(data_dir: Path) -> Evidence:
     layout = DataLayout(Path(data_dir))
     try:
@@ -81,10 +89,10 @@ def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
                 lines.append(f"             {show_path(s)}  {s.stat().st_size / 1e6:.2f} MB")
     else:
         lines.append(f"  segments   none on the device in {show_path(DataLayout(ev.data_dir).segments)}/")
-    receipts = sorted((ev.data_dir / "receipts").glob("seg-*.receipt.json"))
-    if receipts:
-        lines.append(f"  offloaded  {len(receipts)} segment(s) acknowledged by the backend; its signed "
-                     f"receipts are in {show_path(receipts[0].parent)}/")
+    acknowledged = receipts(ev.data_dir)
+    if acknowledged:
+        lines.append(f"  offloaded  {len(acknowledged)} segment(s) acknowledged by the backend; its signed "
+                     f"receipts are in {show_path(acknowledged[0].parent)}/")
     for p in ev.open_segments:
         lines.append(f"  open       {show_path(p)} (not sealed: the daemon or 'bodycam recover' seals it)")
     lines.append(f"  audit log  {show_path(ev.audit_log) if ev.audit_log else '(none yet)'}")

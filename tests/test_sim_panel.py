@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+from bodycam.daemon.words import clock_words, dock_words, key_name, press_words
 from bodycam.sim.panel import PanelView, render
-from bodycam.sim.words import clock_words, dock_words, key_name, press_words
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,3 +173,21 @@ def test_a_second_simulator_on_the_same_data_is_one_short_line(tmp_path: Path) -
         first.until("exit code 0", timeout=40)
     finally:
         assert first.finish() == 0
+
+
+def test_bodycam_status_reads_as_words() -> None:
+    """`bodycam status` on a docked camera: the state once, not `docked [docked]`; the clock in words."""
+    from bodycam.cli_status import render as status_text
+
+    s = {"state": "docked", "docked": True, "stealth": False, "serial": "BC-1", "officer_id": "PC-1",
+         "firmware_version": "0.1", "uptime_seconds": 5.0, "buffer_seconds": 0.0, "buffer_bytes": 0,
+         "frames_captured": 10, "dropped": 0, "segments_sealed": 1, "pending_uploads": 0, "free_bytes": 10**9,
+         "headroom_bytes": 10**8, "reserve_bytes": 10**7, "battery_percent": None,
+         "clock": {"status": "synced", "last_sync_utc": "2026-12-01T20:57:23.875Z", "measured_offset_ms": 3.0,
+                   "offset_ms": 3.0}}
+    text = status_text(s)
+    assert text.splitlines()[0] == "state:    docked"
+    assert "clock:    synced with the backend at 20:57:23 UTC, off by +3.0 ms" in text
+    assert status_text({**s, "state": "fault", "stealth": True}).splitlines()[0] == \
+        "state:    fault, in the dock, stealth on"
+    assert not [w for w in INTERNAL if w in text]

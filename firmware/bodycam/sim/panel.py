@@ -32,12 +32,12 @@ from ..clock import iso_utc
 from ..config import Config
 from ..controls.indicators import LED_FOR_STATE  # one table for the real LEDs and this
 from ..daemon.control import ControlError
+from ..daemon.words import clock_words, dock_words, key_name, press_words
 from ..errors import BodycamError
 from ..offload.describe import describe as describe_offload
 from . import evidence
 from .process import DaemonError, DaemonProcess
 from .runner import StepFailed, describe_status, verify_data_dir
-from .words import clock_words, dock_words, key_name, press_words
 
 POLL_SECONDS = 0.2
 STATE_STYLE = {"booting": "bold yellow", "buffering": "bold green", "recording": "bold white on red",

@@ -1,5 +1,6 @@
-"""The panel's words for the daemon's internal names: an officer reads "recording started", not
-``start_recording``, and "synced with the backend at 10:37:02 UTC", not ``last_sync_utc``.
+"""Words for the daemon's internal names, for the simulator's panel and `bodycam status`: a person
+reads "recording started", not ``start_recording``, and "synced with the backend at 10:37:02 UTC",
+not ``last_sync_utc``.
 
 Pure functions of the daemon's replies and status fields (docs/daemon.md section 3), so a new intent or
 clock status shows up here as its raw name rather than as nothing.

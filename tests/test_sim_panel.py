@@ -191,3 +191,23 @@ def test_bodycam_status_reads_as_words() -> None:
     assert status_text({**s, "state": "fault", "stealth": True}).splitlines()[0] == \
         "state:    fault, in the dock, stealth on"
     assert not [w for w in INTERNAL if w in text]
+
+
+def test_the_summary_names_bodycam_so_it_runs_from_the_users_shell(tmp_path: Path) -> None:
+    """After `./scripts/sim` the user's shell has no .venv on its PATH: the printed verify command
+    must run there as printed; with the venv activated, plain `bodycam` does."""
+    data = tmp_path / "device"
+    (data / "segments").mkdir(parents=True)
+    code = ("from pathlib import Path; from bodycam.sim import evidence; "
+            f"print(evidence.render(evidence.collect(Path({str(data)!r})))[-1])")
+    env = {k: v for k, v in ENV.items() if k != "VIRTUAL_ENV"}
+    line = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split("verify", 1)[1].strip()
+    plain_shell = {**env, "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(["bash", "-c", line], env=plain_shell, cwd=ROOT, capture_output=True, text=True)
+    # an empty device: verify runs and fails on the evidence, not "command not found" (127)
+    assert ran.returncode == 1 and "no segments or audit log found" in ran.stdout, (line, ran.stdout, ran.stderr)
+    active = {**env, "VIRTUAL_ENV": sys.prefix}
+    line = subprocess.run([sys.executable, "-c", code], env=active, cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    assert line.split()[1] == "bodycam"

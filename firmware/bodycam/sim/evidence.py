@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,16 @@ def show_path(p: Path) -> str:
     return rel if len(rel) < len(str(p)) else str(p)
 
 
+def bodycam_command() -> str:
+    """How to call `bodycam` from the shell that started the simulator: `./scripts/sim` puts its .venv
+    on its own PATH only, so unless that venv is activated the printed commands name it by path."""
+    venv_bin = Path(sys.executable).parent
+    in_venv = sys.prefix != sys.base_prefix
+    if not in_venv or os.environ.get("VIRTUAL_ENV") == sys.prefix or not (venv_bin / "bodycam").exists():
+        return "bodycam"
+    return shlex.quote(show_path(venv_bin / "bodycam"))
+
+
 def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
     """The evidence section of the run summary, one line per item."""
     q = lambda p: shlex.quote(show_path(p))  # noqa: E731
@@ -99,7 +110,7 @@ def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
     if ev.public_key:
         lines.append(f"  device key {show_path(ev.public_key)} "
                      "(public half; the private key never leaves the device)")
-    lines.append(f"  verify     bodycam verify {q(ev.data_dir)}")
+    lines.append(f"  verify     {bodycam_command()} verify {q(ev.data_dir)}")
     if segs and ev.public_key:
         s = segs[-1]
         lines.append(f"  by hand    openssl dgst -sha256 -verify {q(ev.public_key)} "

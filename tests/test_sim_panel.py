@@ -211,3 +211,19 @@ def test_the_summary_names_bodycam_so_it_runs_from_the_users_shell(tmp_path: Pat
     line = subprocess.run([sys.executable, "-c", code], env=active, cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
     assert line.split()[1] == "bodycam"
+
+
+def test_after_stop_counts_the_segment_sealed_as_the_daemon_stopped(tmp_path: Path) -> None:
+    """Both summaries (panel and scenario) recount from the files once the daemon has stopped."""
+    from bodycam.sim.evidence import after_stop
+
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "receipts").mkdir()
+    for n in (3, 4, 5):                                 # 1 and 2 were offloaded; 5 was sealed at SIGTERM
+        (tmp_path / "segments" / f"seg-{n:010d}.mp4").write_bytes(b"x")
+    for n in (1, 2):
+        (tmp_path / "receipts" / f"seg-{n:010d}.receipt.json").write_text("{}")
+    (tmp_path / "receipts" / "audit-0000000001-0000000009.receipt.json").write_text("{}")
+    last = {"state": "recording", "segments_sealed": 4, "segments_on_disk": 2}
+    assert after_stop(last, tmp_path) == {"state": "recording", "segments_sealed": 5, "segments_on_disk": 3,
+                                          "segments_offloaded": 2}

@@ -12,6 +12,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..layout import DataLayout
 
@@ -49,6 +50,16 @@ def receipts(data_dir: Path) -> list[Path]:
         return sorted((Path(data_dir) / "receipts").glob("seg-*.receipt.json"))
     except OSError:
         return []
+
+
+def after_stop(last: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """The last status, with the segments counted again once the daemon has stopped: the one it sealed
+    as it stopped (after that status) counts as sealed this run, so the summary agrees with the files.
+    Nothing is offloaded while the daemon stops."""
+    on_disk = len(sealed_segments(data_dir))
+    at_stop = max(0, on_disk - int(last.get("segments_on_disk", on_disk)))
+    return {**last, "segments_sealed": int(last.get("segments_sealed", 0)) + at_stop,
+            "segments_on_disk": on_disk, "segments_offloaded": len(receipts(data_dir))}
 
 
 def collect(data_dir: Path) -> Evidence:

@@ -19,7 +19,6 @@ import tty
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -424,19 +423,6 @@ class PanelSession:
                         return
 
 
-def _on_the_device(status: dict[str, Any], data_dir: Path) -> dict[str, Any]:
-    """``status`` with the device's segments counted on disk now, as the panel's poll counts them."""
-    return {**status, "segments_on_disk": len(evidence.sealed_segments(data_dir)),
-            "segments_offloaded": len(evidence.receipts(data_dir)), "pending_uploads": None}
-
-
-def sealed_this_run(last: dict[str, Any], data_dir: Path) -> int:
-    """Segments sealed this run, counting the one the daemon sealed as it stopped (after the last status):
-    the summary must agree with what is on disk. Nothing is offloaded while the daemon stops."""
-    at_stop = len(evidence.sealed_segments(data_dir)) - int(last.get("segments_on_disk", 0))
-    return int(last.get("segments_sealed", 0)) + max(0, at_stop)
-
-
 def run_panel(daemon: DaemonProcess, cfg: Config, *, console: Console | None = None) -> int:
     """Start the daemon, run the panel until q (or Ctrl-C), stop the daemon, print the evidence."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -460,9 +446,9 @@ def run_panel(daemon: DaemonProcess, cfg: Config, *, console: Console | None = N
     # Plain print from here: paths and commands must stay whole lines, to be copied and pasted.
     print(f"bodycam sim: daemon stopped, exit code {exit_code}")
     if last:
-        last = {**last, "segments_sealed": sealed_this_run(last, daemon.data_dir)}
+        last = evidence.after_stop(last, daemon.data_dir)
         print(f"  last status: {describe_status(last)}")
-        print(f"  this run   {_recordings_row(_on_the_device(last, daemon.data_dir))}")
+        print(f"  this run   {_recordings_row({**last, 'pending_uploads': None})}")
     print(f"  daemon log: {evidence.show_path(daemon.log_path)}")
     for line in evidence.render(evidence.collect(daemon.data_dir)):
         print(line)

@@ -31,5 +31,9 @@ def test_without_a_config_every_later_check_is_listed_as_skipped(tmp_path: Path)
     names = [name for name, _ in report.skipped]
     assert names[0] == "daemon" and names[-1] == "backend" and len(names) == 11
     assert all(why == "needs the device config (fix 'config' first)" for _, why in report.skipped)
+    text = report.render()
+    assert "  skip  11 checks   needs the device config (fix 'config' first):" in text.splitlines()
+    assert "daemon, camera, camera stack, encoder, pins, key, certificate, enrolment," in text
+    assert max(map(len, text.splitlines()[-4:])) <= 100
     doc = json.loads(report.to_json())
     assert doc["ok"] is False and [s["name"] for s in doc["skipped"]] == names

@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import textwrap
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -615,7 +616,16 @@ class Report:
 
     def render(self) -> str:
         text = render(self.checks, self.serial)
-        skipped = [f"  {'skip':<5} {name:<12} {why}" for name, why in self.skipped]
+        reasons: dict[str, list[str]] = {}   # one line per reason: no config skips eleven checks
+        for name, why in self.skipped:
+            reasons.setdefault(why, []).append(name)
+        skipped = []
+        for why, names in reasons.items():
+            if len(names) == 1:
+                skipped.append(f"  {'skip':<5} {names[0]:<12} {why}")
+            else:
+                skipped.append(f"  {'skip':<5} {len(names)} checks   {why}:")
+                skipped += textwrap.wrap(", ".join(names), 100, initial_indent=" " * 21, subsequent_indent=" " * 21)
         head, _, tail = text.rpartition("\n")
         return "\n".join([head, *skipped, tail])
 
@@ -638,7 +648,7 @@ def run_checks(
              "storage", "backend")
     if ctx.cfg is None:
         return Report(checks, None, [(name, "needs the device config (fix 'config' first)") for name in later])
-    skipped = [("camera test", "records for real: 'bodycam doctor --camera-test' (stop the service first)")]
+    skipped = []
     for fn in (check_daemon, check_camera, check_camera_stack, check_encoder, check_pins, check_key,
                check_certificate):
         if (check := fn(sys_, ctx)) is not None:
@@ -649,6 +659,7 @@ def run_checks(
     checks.append(check_clock(sys_, ctx))
     checks.append(check_storage(sys_, ctx))
     checks.append(check_backend(sys_, ctx, url))
+    skipped.append(("camera test", "records for real: 'bodycam doctor --camera-test' (stop the service first)"))
     return Report(checks, ctx.cfg.device.serial, skipped)
 
 

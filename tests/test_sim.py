@@ -159,11 +159,11 @@ def test_panel_renders_a_status() -> None:
     assert "1234 captured, 2 dropped  (29.9 fps)" in text
     assert "3 segments sealed this run; on the device: 9 on disk" in text
     assert "84.7 GB free (256.0 MB kept in reserve)" in text
-    assert "2025-11-21T10:00:00Z  not synced with the backend since boot" in text
+    assert "2025-11-21T10:00:00Z  not synced since boot (the dock syncs it)" in text
     assert "undocked   battery 12% (low: 4 beeps every 20 s)" in text
     assert re.search(r"Fault\s+none", text)
     assert "double press -> start_recording, buffering -> recording" in text
-    assert "d record" in text and "q quit" in text and "f stealth (hold)" in text
+    assert "d record" in text and "q quit" in text and "f stealth" in text
 
 
 def test_panel_blinks_leds_by_alternating_and_darkens_them_in_stealth() -> None:

@@ -62,7 +62,7 @@ def test_the_panel_draws_no_internal_names_and_shows_a_hold() -> None:
     text = draw(view, width=130)
     assert not [w for w in INTERNAL if w in text], text
     assert re.search(r"Holding\s+█{10}░{10} 1\.5 / 3 s  record button \(then recording stops\)", text)
-    assert "3 segments sealed this run; on the device: 1 on disk, 2 offloaded, 1 waiting for the dock" in text
+    assert "3 segments sealed this run; on the device: 1 on disk, 2 offloaded, 1 to upload" in text
 
 
 class Pty:

@@ -70,7 +70,7 @@ def clock_words(clock: Any) -> str:
         return text
     if status == "unsynced":
         prev = clock.get("previous_boot_sync")
-        text = "not synced with the backend since boot (docking syncs it)"
+        text = "not synced since boot (the dock syncs it)"
         if isinstance(prev, dict) and prev.get("last_sync_utc"):
             text += f"; last synced {prev['last_sync_utc'][:10]} {_hms(prev['last_sync_utc'])}"
         return text

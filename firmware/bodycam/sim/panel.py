@@ -54,7 +54,7 @@ KEYS: dict[str, tuple[str, dict[str, str]]] = {
 HOLDS = {"h": "record", "f": "function"}  # keys that hold a button down for its configured seconds
 # The key line under the panel: short, so it fits a laptop terminal on one line; `?` gives the long form.
 HELP = "  ".join(f"[b]{k}[/b] {what}" for k, what in (
-    ("d", "record"), ("s", "marker"), ("h", "stop (hold)"), ("f", "stealth (hold)"), ("k", "dock"),
+    ("d", "record"), ("s", "marker"), ("h", "stop"), ("f", "stealth"), ("k", "dock"),
     ("u", "undock"), ("v", "verify"), ("?", "help"), ("q", "quit")))
 
 
@@ -159,7 +159,7 @@ def _recordings_row(s: dict[str, Any]) -> str:
     if s.get("segments_offloaded"):
         parts.append(f"{s['segments_offloaded']} offloaded")
     if s.get("pending_uploads") is not None:
-        parts.append(f"{s['pending_uploads']} waiting for the dock")
+        parts.append(f"{s['pending_uploads']} to upload")
     return text + ("; on the device: " + ", ".join(parts) if parts else "")
 
 

@@ -438,6 +438,13 @@ def test_export_bundle_verifies_offline_with_bodycam_verify(backend, admin, tmp_
     assert "exported" in ex.stdout
     names = sorted(p.name for p in out.iterdir())
     assert "README.md" in names and "audit.log" in names and "BC-EXP-1.cert.pem" in names
+    readme = (out / "README.md").read_text()
+    seqs = [s.sequence for s in segments_of(rig)]
+    assert f"Device `BC-EXP-1`, {len(seqs)} segments (sequences {seqs[0]}-{seqs[-1]}), " in readme
+    assert "[{" not in readme and "'sequence'" not in readme
+    stock = readme.split("```sh\n")[2].split("```")[0]  # the bundle's own stock-tool check, as printed
+    checked = subprocess.run(["bash", "-c", stock], cwd=out, capture_output=True, text=True)
+    assert checked.stdout.endswith("done\n") and "bad" not in checked.stdout and "altered" not in checked.stdout
     assert len([n for n in names if n.endswith(".mp4")]) == len(segments_of(rig))
     v = subprocess.run(
         [sys.executable, "-m", "bodycam.cli", "verify", str(out), "--key", str(out / "BC-EXP-1.cert.pem")],

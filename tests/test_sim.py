@@ -157,13 +157,13 @@ def test_panel_renders_a_status() -> None:
     assert "○ green   ● red   (red blinking)" in text
     assert "█" * 15 + "░" * 15 + " 15.0 / 30 s  (3.2 MB)" in text
     assert "1234 captured, 2 dropped  (29.9 fps)" in text
-    assert "3 segments sealed this run, 9 on disk" in text
+    assert "3 segments sealed this run; on the device: 9 on disk" in text
     assert "84.7 GB free (256.0 MB kept in reserve)" in text
-    assert "2025-11-21T10:00:00Z  status unsynced" in text
+    assert "2025-11-21T10:00:00Z  not synced since boot (the dock syncs it)" in text
     assert "undocked   battery 12% (low: 4 beeps every 20 s)" in text
     assert re.search(r"Fault\s+none", text)
     assert "double press -> start_recording, buffering -> recording" in text
-    assert "d double press" in text and "q quit" in text and "f function hold (stealth)" in text
+    assert "d record" in text and "q quit" in text and "f stealth" in text
 
 
 def test_panel_blinks_leds_by_alternating_and_darkens_them_in_stealth() -> None:
@@ -433,9 +433,9 @@ def test_panel_in_a_terminal(tmp_path: Path) -> None:
         read_until("q quit")
         os.write(fd, b"d")
         read_until(r"RECORDING")
-        read_until(r"start_recording, buffering -> recording")
+        read_until(r"recording started \(buffering -> recording\)")
         os.write(fd, b"h")
-        read_until(r"stop_recording, recording -> buffering")
+        read_until(r"recording stopped \(recording -> buffering\)")
         os.write(fd, b"q")
         read_until(r"exit code 0", timeout=30)
         read_until(r"bodycam verify")

@@ -172,6 +172,29 @@ def test_single_media_file_implies_manifest(dev: Path) -> None:
     assert report.ok and report.devices[SERIAL].segments == 1
 
 
+def test_single_manifest_finds_its_key_as_its_data_dir_does(dev: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's `bodycam verify seg-0000000042.json --decode`: no --key, the key is in
+    segments/../device/ as for `bodycam verify DATA_DIR`, and the note says where it came from."""
+    code, out, _ = cli(str(seg(dev, 2, "json")), "--decode", capsys=capsys)
+    assert code == 0, out
+    assert "taken from beside the evidence" in out and "device.pub.pem" in out
+    report = verify_paths([seg(dev, 2, "mp4")])
+    assert report.ok and report.devices[SERIAL].segments == 1
+    (dev / "device" / "device.pub.pem").unlink()  # no key anywhere: an error that says what to pass
+    code, out, _ = cli(str(seg(dev, 2, "json")), capsys=capsys)
+    assert code == 1 and "no public key to check signatures with" in out
+
+
+def test_single_manifest_in_an_export_finds_the_certificate_beside_it(dev: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(dev / "segments", bundle)
+    shutil.copy(dev / "device" / "device.pub.pem", bundle)
+    report = verify_paths([bundle / "seg-0000000004.json"])
+    assert report.ok and report.keys[0]["source"] == str(bundle / "device.pub.pem")
+    assert any("taken from beside the evidence" in n for n in report.notes)
+
+
 # --- tampering --------------------------------------------------------------------------------------
 
 def test_flipped_media_byte(dev: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,31 +29,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="The evidence backend cameras offload to. API: docs/backend-api.md.",
     )
     bsub = p.add_subparsers(dest="backend_command", required=True, metavar="COMMAND")
-    bsub.add_parser("serve", parents=[common], help="run the HTTP service").set_defaults(run=_run("serve"))
     bsub.add_parser(
-        "init", parents=[common], help="create data dir, agency CA, receipt key and database"
+        "serve", parents=[common], help="run the HTTP service",
+        description="Serve the evidence API (docs/backend-api.md) on [server] host and port.",
+    ).set_defaults(run=_run("serve"))
+    bsub.add_parser(
+        "init", parents=[common], help="create data dir, agency CA, receipt key and database",
+        description="Create the data directory, the agency CA, the receipt-signing key and the database. "
+                    "Safe to repeat: nothing existing is replaced.",
     ).set_defaults(run=_run("init"))
-    tok = bsub.add_parser("token", help="people's account tokens")
+    tok = bsub.add_parser("token", help="people's account tokens",
+                          description="Accounts for people (admins, reviewers) and their API tokens.")
     tsub = tok.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    tc = tsub.add_parser("create", parents=[common], help="create an account and print its token once")
-    tc.add_argument("name")
-    tc.add_argument("--role", choices=("admin", "reviewer"), default="reviewer")
+    tc = tsub.add_parser("create", parents=[common], help="create an account and print its token once",
+                         description="Create an account and print its API token, once: only its hash is kept.")
+    tc.add_argument("name", help="the person's name, as the audit trail will show it")
+    tc.add_argument("--role", choices=("admin", "reviewer"), default="reviewer",
+                    help="reviewer (default): views and downloads evidence; admin: also enrols, revokes, audits")
     tc.set_defaults(run=_run("token_create"))
-    tsub.add_parser("list", parents=[common], help="list accounts").set_defaults(run=_run("token_list"))
+    tsub.add_parser(
+        "list", parents=[common], help="list accounts", description="List the accounts and their roles."
+    ).set_defaults(run=_run("token_list"))
     et = bsub.add_parser(
-        "enrol-token", parents=[common], help="issue a one-time enrolment token for a camera"
+        "enrol-token", parents=[common], help="issue a one-time enrolment token for a camera",
+        description="Issue a one-time token a camera with this serial presents at enrolment; put it in "
+                    "the camera's [offload] enrol_token or pass it to `bodycam enrol --token`.",
     )
-    et.add_argument("serial")
+    et.add_argument("serial", help="the camera's serial, e.g. BC-0417")
     et.set_defaults(run=_run("enrol_token"))
-    rv = bsub.add_parser("revoke", parents=[common], help="refuse a lost or stolen camera from now on")
-    rv.add_argument("serial")
+    rv = bsub.add_parser("revoke", parents=[common], help="refuse a lost or stolen camera from now on",
+                         description="Refuse every later request signed by this camera's key; "
+                                     "what it uploaded before stays.")
+    rv.add_argument("serial", help="the camera's serial")
     rv.set_defaults(run=_run("revoke"))
-    ex = bsub.add_parser("export", parents=[common], help="write a recording's evidence bundle for court")
-    ex.add_argument("recording")
+    ex = bsub.add_parser("export", parents=[common], help="write a recording's evidence bundle for court",
+                         description="Write a recording's evidence bundle: segments, device certificate, "
+                                     "audit log, receipts and a README; `bodycam verify DIR` checks it offline.")
+    ex.add_argument("recording", help="the recording id, e.g. BC-0417-0000000042 (GET /v1/recordings)")
     ex.add_argument("--out", required=True, type=Path, metavar="DIR", help="new or empty directory")
     ex.set_defaults(run=_run("export"))
     bsub.add_parser(
-        "audit-verify", parents=[common], help="check the backend audit trail's chain and signatures"
+        "audit-verify", parents=[common], help="check the backend audit trail's chain and signatures",
+        description="Check the backend's own audit trail: every entry's signature and the hash chain.",
     ).set_defaults(run=_run("audit_verify"))
 
 

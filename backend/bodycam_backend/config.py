@@ -21,53 +21,69 @@ MIB = 1 << 20
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """Where the HTTP service listens."""
+
     host: str = _opt("127.0.0.1", help="bind address; put TLS in front (a reverse proxy) beyond loopback")
-    port: int = _opt(8080, min=1, max=65535)
-    log_level: str = _opt("info", choices=("debug", "info", "warning", "error"))
+    port: int = _opt(8080, min=1, max=65535, help="TCP port")
+    log_level: str = _opt("info", choices=("debug", "info", "warning", "error"), help="least severe messages logged")
     bench_put: bool = _opt(False, help="route PUT /v1/bench/put, the baseline of 'scripts/bench offload'")
 
 
 @dataclass(frozen=True)
 class StorageConfig:
-    backend: str = _opt("directory", choices=("directory", "s3"))
+    """Where evidence and the backend's own state are kept."""
+
+    backend: str = _opt(
+        "directory", choices=("directory", "s3"), help="directory: write-once files in data_dir; s3: [s3] below"
+    )
     data_dir: str = _opt("/var/lib/bodycam-backend", help="SQLite, keys, upload staging, directory store")
 
 
 @dataclass(frozen=True)
 class S3Config:
+    """An S3-compatible store with Object Lock, for [storage] backend = "s3"."""
+
     endpoint_url: str = _opt("", help="empty: AWS; e.g. http://127.0.0.1:8333 for SeaweedFS")
-    region: str = _opt("us-east-1")
-    bucket: str = _opt("bodycam-evidence")
+    region: str = _opt("us-east-1", help="S3 region")
+    bucket: str = _opt("bodycam-evidence", help="bucket, created with Object Lock enabled")
     prefix: str = _opt("", help="key prefix inside the bucket, e.g. 'force-a/'")
     access_key_id: str = _opt("", help="empty: boto3's usual credential chain (env, profile, role)")
-    secret_access_key: str = _opt("")
+    secret_access_key: str = _opt("", help="with access_key_id: both or neither")
     retention_days: float = _opt(2555.0, min=0.0001, max=36500, help="Object Lock COMPLIANCE retention")
     create_bucket: bool = _opt(False, help="create the bucket with Object Lock enabled if missing")
 
 
 @dataclass(frozen=True)
 class AgencyConfig:
+    """The agency whose CA certifies its cameras."""
+
     name: str = _opt("Example Constabulary", help="O= of the CA and device certificates")
-    ca_days: int = _opt(7300, min=1, max=36500)
+    ca_days: int = _opt(7300, min=1, max=36500, help="validity of the agency CA created by init")
 
 
 @dataclass(frozen=True)
 class EnrolmentConfig:
-    token_ttl_hours: float = _opt(72.0, min=0.01, max=24 * 365)
-    certificate_days: int = _opt(1825, min=1, max=36500)
+    """One-time enrolment tokens and the device certificates they buy."""
+
+    token_ttl_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="an unused enrolment token expires")
+    certificate_days: int = _opt(1825, min=1, max=36500, help="validity of a device certificate")
 
 
 @dataclass(frozen=True)
 class AuthConfig:
+    """Signed device requests and device sessions."""
+
     max_skew_seconds: int = _opt(300, min=5, max=86400, help="signed-request timestamp window")
-    device_session_seconds: int = _opt(900, min=30, max=86400)
+    device_session_seconds: int = _opt(900, min=30, max=86400, help="lifetime of a device session")
     session_secret: str = _opt("", help="HMAC secret shared by all backend nodes; empty: a file in data_dir")
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """Size and time limits on what devices send."""
+
     max_upload_bytes: int = _opt(GIB, min=1, max=1 << 40, help="largest segment media accepted")
-    max_audit_upload_bytes: int = _opt(16 * MIB, min=1024, max=GIB)
+    max_audit_upload_bytes: int = _opt(16 * MIB, min=1024, max=GIB, help="largest audit log upload")
     max_json_bytes: int = _opt(4 * MIB, min=4096, max=64 * MIB, help="finalize and enrol bodies")
     upload_expiry_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="incomplete uploads then expire")
     body_idle_seconds: float = _opt(
@@ -77,8 +93,10 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class AdmissionConfig:
-    max_concurrent_uploads: int = _opt(64, min=1, max=100000)
-    retry_after_seconds: int = _opt(5, min=1, max=3600)
+    """Admission control: how many uploads run at once; devices beyond it are told to retry (503)."""
+
+    max_concurrent_uploads: int = _opt(64, min=1, max=100000, help="uploads in progress at once")
+    retry_after_seconds: int = _opt(5, min=1, max=3600, help="Retry-After told to a device turned away (503)")
     idle_seconds: float = _opt(
         120.0, min=1, max=86400, help="an upload this long without progress frees its slot"
     )

@@ -124,11 +124,13 @@ def export_recording(b: Backend, recording_id: str, out: Path, *, actor: Actor) 
 
 def _readme(d: dict[str, Any], certs: list[str], audit: bool) -> str:
     first, last = d["first_sequence"], d["last_sequence"]
+    count = len(d["segments"])  # the detail's list of segment documents, not a number
+    size = f"{d['bytes'] / 1e6:.1f} MB" if d["bytes"] >= 1_000_000 else f"{d['bytes']} bytes"
     cert = certs[0]
     gaps = [g["sequence"] for g in d["gaps"] if not g["closed_utc"]]
     return f"""# Evidence bundle: recording {d["recording_id"]}
 
-Device `{d["device_serial"]}`, {d["segments"]} segments (sequences {first}-{last}), {d["bytes"]} bytes of video,
+Device `{d["device_serial"]}`, {count} segment{"" if count == 1 else "s"} (sequences {first}-{last}), {size} of video,
 {d["first_utc"]} to {d["last_utc"]} (device clock, UTC).
 {"Open gaps at the backend when exported: " + ", ".join(map(str, gaps)) if gaps else "No open gaps at the backend when exported."}
 

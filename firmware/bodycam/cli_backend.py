@@ -16,8 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     try:
         from bodycam_backend import cli
     except ImportError:
-        p = sub.add_parser("backend", help="the reference evidence backend (not installed)")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p = sub.add_parser("backend", help="the reference evidence backend (not installed)",
+                           description=f"The evidence backend cameras offload to; {HINT}.")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="the backend command and its arguments")
         p.set_defaults(run=_missing)
         return
     cli.add_parser(sub)

@@ -16,7 +16,10 @@ from .errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("enrol", help="enrol with the evidence backend (one-time token), pin its key")
+    p = sub.add_parser(
+        "enrol", help="enrol with the evidence backend (one-time token), pin its key",
+        description="Send the device's CSR and a one-time enrolment token to the backend, store the "
+                    "certificate it issues and pin the backend's receipt key (docs/daemon.md section 5).")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
     p.add_argument("--backend", metavar="URL", help="override [offload] backend_url")

@@ -71,7 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(run=run_build)
 
-    w = isub.add_parser("wheels", help="fill the wheel cache for offline builds (needs PyPI)")
+    w = isub.add_parser("wheels", help="fill the wheel cache for offline builds (needs PyPI)",
+                        description="Download the aarch64 wheels an image needs into the cache, so later "
+                                    "builds can run with --offline.")
     w.add_argument("--wheels", type=Path, metavar="DIR", help="wheel cache (default ~/.cache/bodycam/wheels)")
     w.add_argument("--source", type=Path, help="bodycam source checkout")
     w.set_defaults(run=run_wheels)

@@ -11,7 +11,10 @@ from .layout import ensure_writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("keygen", help="create the device key (refuses to overwrite one)")
+    p = sub.add_parser(
+        "keygen", help="create the device key (refuses to overwrite one)",
+        description="Create the device's ECDSA P-256 signing key (mode 0600) and its public half, "
+                    "on the device itself. An existing key is never overwritten.")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config", help="device config; the key goes to its key_file / data_dir")
     g.add_argument("--key", help="path of the private key file to create")

@@ -19,7 +19,11 @@ from .errors import BodycamError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("offload", help="upload pending segments and the audit log now (no daemon)")
+    p = sub.add_parser(
+        "offload", help="upload pending segments and the audit log now (no daemon)",
+        description="One offload pass without the daemon: upload every segment not yet acknowledged, "
+                    "then the audit log; a segment is freed only after the backend's signed receipt "
+                    "checks out.")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
     p.add_argument("--backend", metavar="URL", help="override [offload] backend_url")

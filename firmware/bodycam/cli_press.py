@@ -16,16 +16,22 @@ from .daemon.control import request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("press", help="press a camera button (simulation, tests)")
-    p.add_argument("gesture", choices=GESTURES)
-    p.add_argument("--button", choices=BUTTONS, default="record")
+    p = sub.add_parser(
+        "press", help="press a camera button (simulation, tests)",
+        description="Make the running daemon see a button gesture, as if pressed on the camera: "
+                    "double starts recording, single adds a marker, hold (3 s) stops; a function-"
+                    "button hold toggles stealth (docs/daemon.md).")
+    p.add_argument("gesture", choices=GESTURES, help="the gesture: " + ", ".join(GESTURES))
+    p.add_argument("--button", choices=BUTTONS, default="record", help="which button (default: record)")
     add_socket_args(p)
     p.set_defaults(run=run_press)
     for name, text in (("dock", "put the camera in its dock"), ("undock", "take the camera out of its dock")):
-        q = sub.add_parser(name, help=f"{text} (simulation)")
+        q = sub.add_parser(name, help=f"{text} (simulation)",
+                           description=f"Tell the running daemon its dock-sense pin says: {text}.")
         add_socket_args(q)
         q.set_defaults(run=run_dock, docked=name == "dock")
-    b = sub.add_parser("battery", help="set the simulated battery level")
+    b = sub.add_parser("battery", help="set the simulated battery level",
+                       description="Set the battery level the running daemon sees (simulation only).")
     b.add_argument("percent", type=percent, help="0 to 100")
     add_socket_args(b)
     b.set_defaults(run=run_battery)

@@ -13,7 +13,10 @@ from . import provision
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("provision", help="create the device key (if missing), public key and CSR")
+    p = sub.add_parser(
+        "provision", help="create the device key (if missing), public key and CSR",
+        description="First boot's key step: create the device key if there is none, write its public "
+                    "key and a CSR for enrolment. Safe to repeat.")
     p.add_argument("--config", required=True, help="device config TOML")
     p.set_defaults(run=run)
 

@@ -21,7 +21,11 @@ from .device import RecordingDevice
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("record", help="buffer, then record for a while, headless")
+    p = sub.add_parser(
+        "record", help="buffer, then record for a while, headless",
+        description="Headless check without buttons: fill the pre-event buffer, trigger a recording, "
+                    "record --seconds, stop and seal. The evidence goes to the data_dir like the "
+                    "daemon's; do not run it beside a running daemon.")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
     p.add_argument("--wait", type=duration, default=None,

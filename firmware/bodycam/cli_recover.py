@@ -20,7 +20,11 @@ from .recovery import recover
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recover", help="seal segments left open by a crash or power cut")
+    p = sub.add_parser(
+        "recover", help="seal segments left open by a crash or power cut",
+        description="Seal the segments a crash or power cut left open: the torn tail is cut, the "
+                    "complete fragments are sealed with recovered: true. The daemon does this itself "
+                    "at start; run it by hand only with the daemon stopped.")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
     p.set_defaults(run=run)

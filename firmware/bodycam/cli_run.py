@@ -18,11 +18,16 @@ from .daemon import runner
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the camera daemon (buttons, indicators, control socket)")
+    p = sub.add_parser(
+        "run", help="run the camera daemon (buttons, indicators, control socket)",
+        description="Run the camera: buffer continuously, record on the record button, seal and sign "
+                    "segments, drive the indicators, answer `bodycam status`/`press` on the control "
+                    "socket, and offload when docked. systemd runs it on a camera; ./scripts/sim here.")
     p.add_argument("--config", required=True, help="device config TOML")
     p.add_argument("--data", help="override [device] data_dir")
     p.add_argument("--backend", metavar="URL", help="override [offload] backend_url (the simulator uses it)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="least severe log messages written (default: info)")
     p.set_defaults(run=run)
 
 

@@ -46,13 +46,15 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .sim import scenario as scenariomod
-    from .sim.process import DaemonProcess, first_boot_key
+    from .sim.process import DaemonProcess, daemon_answers, first_boot_key, in_use_message
 
     if args.panel and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BodycamError("--panel needs a terminal; without one, run a scenario: "
                            "bodycam sim --scenario config/scenarios/patrol.toml")
     data_root = Path(args.data).resolve()
     device_dir = data_root / "device"
+    if daemon_answers(device_dir):  # before anything starts: no second backend, no summary of the other's files
+        raise BodycamError(in_use_message(data_root))
     scenario = scenariomod.load(args.scenario) if args.scenario else None
     config_path = Path(args.config) if args.config else (scenario.config if scenario else None)
     if config_path is None:

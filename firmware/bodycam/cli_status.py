@@ -12,6 +12,7 @@ from typing import Any
 
 from . import config as configmod
 from .daemon.control import request, socket_path
+from .daemon.words import clock_words
 from .errors import ConfigError
 from .offload.describe import describe as describe_offload
 
@@ -31,7 +32,10 @@ def socket_from_args(args: argparse.Namespace) -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="ask the running daemon for its state")
+    p = sub.add_parser(
+        "status", help="ask the running daemon for its state",
+        description="Ask the running daemon, over its control socket, for its state, buffer, "
+                    "recording, storage, clock, dock and faults (docs/daemon.md section 3).")
     add_socket_args(p)
     p.add_argument("--json", action="store_true", help="print the raw status object")
     p.set_defaults(run=run)
@@ -44,11 +48,12 @@ def _mb(n: int | None) -> str:
 def render(s: dict[str, Any]) -> str:
     """A few aligned lines; the first says the state, the last says what is wrong, if anything."""
     state = s["state"] + (f" ({s['recording_id']})" if s.get("recording_id") else "")
-    flags = [f for f, on in (("docked", s.get("docked")), ("stealth", s.get("stealth")),
-                             ("stop pending", s.get("stop_pending"))) if on]
+    flags = [f for f, on in (("in the dock", s.get("docked") and s["state"] != "docked"),
+                             ("stealth on", s.get("stealth")),
+                             ("stop pending: press again to confirm", s.get("stop_pending"))) if on]
     battery = s.get("battery_percent")
     rows = [
-        ("state", state + (f" [{', '.join(flags)}]" if flags else "")),
+        ("state", ", ".join([state, *flags])),
         ("device", f"{s['serial']} officer {s['officer_id']}, firmware {s['firmware_version']}, "
                    f"up {s['uptime_seconds']:.0f} s"),
         ("buffer", f"{s['buffer_seconds']:.1f} s, {s['buffer_bytes'] / 1e6:.1f} MB"),
@@ -56,7 +61,7 @@ def render(s: dict[str, Any]) -> str:
         ("segments", f"{s['segments_sealed']} sealed this boot, {s['pending_uploads']} on disk to upload"),
         ("storage", f"{_mb(s['free_bytes'])} free, {_mb(s['headroom_bytes'])} above the "
                     f"{_mb(s['reserve_bytes'])} reserve"),
-        ("clock", s["clock"].get("status", "?")),
+        ("clock", clock_words(s["clock"])),
         ("battery", "unknown" if battery is None
          else f"{battery:.0f} %" + (" LOW" if s.get("low_battery") else "")),
     ]

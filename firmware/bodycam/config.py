@@ -27,19 +27,26 @@ def _opt(default: Any, *, min: float | None = None, max: float | None = None,  #
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    serial: str = _opt("BC-SIM-0001")
-    officer_id: str = _opt("unassigned")
-    data_dir: str = _opt("/var/lib/bodycam", help="evidence, keys and state live here")
-    key_file: str = _opt("", help="defaults to <data_dir>/device/key.pem")
+    """Who this camera is and where its evidence lives."""
+
+    serial: str = _opt("BC-SIM-0001", help="device serial: in every manifest, the certificate and the "
+                        "hostname; letters, digits, '-', '_'")
+    officer_id: str = _opt("unassigned", help="officer wearing the camera: burned into the video, in manifests")
+    data_dir: str = _opt("/var/lib/bodycam", help="evidence, keys and state live here (relative: from the "
+                         "config file's folder)")
+    key_file: str = _opt("", help="the device key; empty: DATA_DIR/device/key.pem")
 
 
 @dataclass(frozen=True)
 class CameraConfig:
-    source: str = _opt("synthetic", choices=("synthetic", "file", "webcam", "picamera2"))
-    width: int = _opt(1280, min=64, max=4096)
-    height: int = _opt(720, min=64, max=4096)
-    fps: float = _opt(30.0, min=1, max=120)
-    seed: int = _opt(1, min=0)
+    """Where frames come from and at what size and rate."""
+
+    source: str = _opt("synthetic", choices=("synthetic", "file", "webcam", "picamera2"),
+                       help="picamera2 on a Pi; synthetic (generated test pattern), file or webcam elsewhere")
+    width: int = _opt(1280, min=64, max=4096, help="recorded width in pixels (even)")
+    height: int = _opt(720, min=64, max=4096, help="recorded height in pixels (even)")
+    fps: float = _opt(30.0, min=1, max=120, help="frames per second")
+    seed: int = _opt(1, min=0, help="synthetic source: pattern seed (same seed, same pictures)")
     file: str = _opt("", help="video file for source = 'file'")
     loop: bool = _opt(True, help="file source: start again at the end instead of stopping")
     device: str = _opt("/dev/video0", help="webcam device path or index")
@@ -57,11 +64,14 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class WatermarkConfig:
-    enabled: bool = _opt(True)
-    show_serial: bool = _opt(True)
-    show_officer: bool = _opt(True)
-    position: str = _opt("bottom-left", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
-    scale: float = _opt(1.0, min=0.25, max=4.0)
+    """The text burned into every frame: UTC time, serial, officer."""
+
+    enabled: bool = _opt(True, help="burn UTC time (ms) into every frame")
+    show_serial: bool = _opt(True, help="also the device serial")
+    show_officer: bool = _opt(True, help="also the officer id")
+    position: str = _opt("bottom-left", choices=("top-left", "top-right", "bottom-left", "bottom-right"),
+                         help="corner of the frame")
+    scale: float = _opt(1.0, min=0.25, max=4.0, help="text size, relative to the default")
 
 
 PREBUFFER_MARGIN = 1.5  # x264's VBV lets a second run up to ~2x the bitrate; scenes average far less
@@ -76,17 +86,24 @@ def prebuffer_bytes_needed(seconds: float, encoder: EncoderConfig) -> int:
 
 @dataclass(frozen=True)
 class EncoderConfig:
+    """H.264 encoding."""
+
     codec: str = _opt("auto", choices=("auto", "libx264", "h264_v4l2m2m"),
                       help="auto: the Pi 4's hardware encoder if present, else libx264 (Pi 5, PC)")
-    bitrate_kbps: int = _opt(6000, min=100, max=50000)
-    gop_seconds: float = _opt(1.0, min=0.1, max=10)
-    preset: str = _opt("ultrafast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"))
+    bitrate_kbps: int = _opt(6000, min=100, max=50000, help="target bitrate; also sizes the pre-event buffer")
+    gop_seconds: float = _opt(1.0, min=0.1, max=10, help="keyframe interval; pre-roll and segments start "
+                              "on keyframes")
+    preset: str = _opt("ultrafast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+                       help="libx264 speed preset: slower is smaller, needs more CPU")
     threads: int = _opt(0, min=0, max=16, help="0 lets the encoder choose")
 
 
 @dataclass(frozen=True)
 class BufferConfig:
-    pre_event_seconds: float = _opt(30.0, min=0, max=120)
+    """The pre-event buffer: video kept in RAM before the record button."""
+
+    pre_event_seconds: float = _opt(30.0, min=0, max=120, help="a recording starts at least this long "
+                                    "before the trigger (whole GOPs)")
     max_megabytes: float = _opt(0.0, min=0, max=1024,
                                 help="RAM cap of the pre-event buffer; 0 = sized from bitrate x (seconds + one GOP)"
                                      f" x {PREBUFFER_MARGIN:g}")
@@ -100,18 +117,26 @@ class BufferConfig:
 
 @dataclass(frozen=True)
 class RecordingConfig:
-    segment_seconds: float = _opt(10.0, min=1, max=600)
+    """How recordings are cut into segments and fragments."""
+
+    segment_seconds: float = _opt(10.0, min=1, max=600, help="length of each signed segment file")
     fragment_seconds: float = _opt(0.5, min=0.1, max=1.0, help="fragments are fsynced at least this often")
-    max_recording_seconds: float = _opt(4 * 3600.0, min=10, max=24 * 3600)
+    max_recording_seconds: float = _opt(4 * 3600.0, min=10, max=24 * 3600,
+                                        help="a longer recording rolls into a new one at a keyframe")
 
 
 @dataclass(frozen=True)
 class StorageConfig:
-    reserve_megabytes: float = _opt(256.0, min=0, max=1_000_000)
+    """Free space on the evidence card."""
+
+    reserve_megabytes: float = _opt(256.0, min=0, max=1_000_000, help="new footage stops before free space "
+                                    "falls below this; evidence is never deleted to make room")
 
 
 @dataclass(frozen=True)
 class ButtonsConfig:
+    """The record and function buttons and the dock-sense input (BCM pin numbers) and their gestures."""
+
     record_pin: int = _opt(17, min=0, max=27, help="BCM number; button to ground, internal pull-up")
     function_pin: int = _opt(27, min=0, max=27, help="BCM number; button to ground, internal pull-up")
     dock_pin: int = _opt(22, min=0, max=27, help="BCM number of the dock-sense input; high = docked")
@@ -125,14 +150,16 @@ class ButtonsConfig:
 
 @dataclass(frozen=True)
 class IndicatorsConfig:
-    green_led_pin: int = _opt(5, min=0, max=27)
-    red_led_pin: int = _opt(6, min=0, max=27)
-    buzzer_pin: int = _opt(13, min=0, max=27, help="active buzzer")
-    vibration_pin: int = _opt(19, min=0, max=27, help="vibration motor driver")
+    """LEDs, buzzer and vibration motor (BCM pin numbers)."""
+
+    green_led_pin: int = _opt(5, min=0, max=27, help="BCM number; green LED: blinks buffering, solid docked")
+    red_led_pin: int = _opt(6, min=0, max=27, help="BCM number; red LED: blinks recording, solid booting or fault")
+    buzzer_pin: int = _opt(13, min=0, max=27, help="BCM number; active buzzer")
+    vibration_pin: int = _opt(19, min=0, max=27, help="BCM number; vibration motor driver")
     record_reminder_seconds: float = _opt(120.0, min=0, max=3600,
                                           help="two beeps this often while recording, 0 = off")
-    beeps: bool = _opt(True)
-    vibration: bool = _opt(True)
+    beeps: bool = _opt(True, help="sound the buzzer (start, stop, marker, reminders, warnings)")
+    vibration: bool = _opt(True, help="vibrate on start, stop and faults")
 
 
 @dataclass(frozen=True)

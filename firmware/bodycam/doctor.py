@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import subprocess
+import textwrap
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -607,16 +608,31 @@ def check_backend(sys_: System, ctx: Context, url: str | None) -> Check:
 class Report:
     checks: list[Check]
     serial: str | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (check, why): none is left out silently
 
     @property
     def ok(self) -> bool:
         return not any(c.status == FAIL for c in self.checks)
 
     def render(self) -> str:
-        return render(self.checks, self.serial)
+        text = render(self.checks, self.serial)
+        reasons: dict[str, list[str]] = {}   # one line per reason: no config skips eleven checks
+        for name, why in self.skipped:
+            reasons.setdefault(why, []).append(name)
+        skipped = []
+        for why, names in reasons.items():
+            if len(names) == 1:
+                skipped.append(f"  {'skip':<5} {names[0]:<12} {why}")
+            else:
+                skipped.append(f"  {'skip':<5} {len(names)} checks   {why}:")
+                skipped += textwrap.wrap(", ".join(names), 100, initial_indent=" " * 21, subsequent_indent=" " * 21)
+        head, _, tail = text.rpartition("\n")
+        return "\n".join([head, *skipped, tail])
 
     def to_json(self) -> str:
-        return to_json(self.checks)
+        doc = json.loads(to_json(self.checks))
+        doc["skipped"] = [{"name": name, "why": why} for name, why in self.skipped]
+        return json.dumps(doc, indent=2)
 
 
 def run_checks(
@@ -628,17 +644,23 @@ def run_checks(
 ) -> Report:
     ctx = Context()
     checks = [check_config(sys_, ctx, config_path), check_firstboot(sys_, ctx), check_service(sys_, ctx)]
+    later = ("daemon", "camera", "camera stack", "encoder", "pins", "key", "certificate", "enrolment", "clock",
+             "storage", "backend")
     if ctx.cfg is None:
-        return Report(checks, None)
+        return Report(checks, None, [(name, "needs the device config (fix 'config' first)") for name in later])
+    skipped = []
     for fn in (check_daemon, check_camera, check_camera_stack, check_encoder, check_pins, check_key,
                check_certificate):
         if (check := fn(sys_, ctx)) is not None:
             checks.append(check)
+        elif fn is check_camera_stack:
+            skipped.append(("camera stack", f"[camera] source = {ctx.cfg.camera.source!r}, not the Pi camera"))
     checks.append(check_enrolment(sys_, ctx, has_enrol))
     checks.append(check_clock(sys_, ctx))
     checks.append(check_storage(sys_, ctx))
     checks.append(check_backend(sys_, ctx, url))
-    return Report(checks, ctx.cfg.device.serial)
+    skipped.append(("camera test", "records for real: 'bodycam doctor --camera-test' (stop the service first)"))
+    return Report(checks, ctx.cfg.device.serial, skipped)
 
 
 def render(checks: list[Check], serial: str | None) -> str:

@@ -267,7 +267,7 @@ class _Verifier:
                 self._add_data_dir(path)
             else:
                 self._scan(path, _Scope(path, scanned=True))
-                self.found_keys += sorted(p for p in path.glob("*.pem") if p.is_file())
+                self._find_keys(path)
                 if (path / "audit.log").is_file():
                     self.audit_logs.append(path / "audit.log")
             return
@@ -281,9 +281,7 @@ class _Verifier:
             self._scan(root / "segments", scope)
         if scope.chain_state:
             self.chain_files.append((chain, scope))
-        # never open the device's private key: only its public half and certificates (not the CSR)
-        self.found_keys += sorted(p for p in (root / "device").glob("*.pem")
-                                  if p.is_file() and p.name != "key.pem" and not p.name.endswith(".csr.pem"))
+        self._find_keys(root / "device")
         if (root / "audit" / "audit.log").is_file():
             self.audit_logs.append(root / "audit" / "audit.log")
 
@@ -300,9 +298,29 @@ class _Verifier:
             else:
                 self.leftovers.add(p.resolve())
 
+    def _find_keys(self, directory: Path) -> None:
+        """Public keys and certificates in ``directory``, to check with when none are given. Never the
+        device's private key (key.pem) or its CSR: only what a verifier may hold."""
+        for p in sorted(directory.glob("*.pem")):
+            if p.is_file() and p.name != "key.pem" and not p.name.endswith(".csr.pem") \
+                    and p not in self.found_keys:
+                self.found_keys.append(p)
+
+    def _keys_beside_file(self, path: Path) -> None:
+        """A single evidence file finds its key where its directory would: in a data dir
+        (segments/../device/, audit/../device/) or, in an export, beside it; so `verify seg-N.json` and
+        `verify DIR` agree, with the same "taken from beside the evidence" note."""
+        parent = path.parent
+        if parent.name in ("segments", "audit", "state") and (parent.parent / "device").is_dir():
+            self._find_keys(parent.parent / "device")
+        else:
+            self._find_keys(parent)
+
     def _add_file(self, path: Path) -> None:
         name = path.name
         scope = _Scope(path.parent, scanned=False)
+        if name.endswith((".mp4", ".sig", ".json", ".mp4.partial", ".journal", ".log")):
+            self._keys_beside_file(path.resolve())
         if name.endswith((".mp4.partial", ".journal")):
             self.leftovers.add(path.resolve())
         elif name.endswith((".mp4", ".sig")):

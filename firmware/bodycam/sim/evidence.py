@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..layout import DataLayout
 
@@ -42,6 +44,24 @@ def sealed_segments(data_dir: Path) -> list[Path]:
     return [seg_dir / n for n in names]
 
 
+def receipts(data_dir: Path) -> list[Path]:
+    """The backend's receipts: one per segment it acknowledged (and the device then freed)."""
+    try:
+        return sorted((Path(data_dir) / "receipts").glob("seg-*.receipt.json"))
+    except OSError:
+        return []
+
+
+def after_stop(last: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """The last status, with the segments counted again once the daemon has stopped: the one it sealed
+    as it stopped (after that status) counts as sealed this run, so the summary agrees with the files.
+    Nothing is offloaded while the daemon stops."""
+    on_disk = len(sealed_segments(data_dir))
+    at_stop = max(0, on_disk - int(last.get("segments_on_disk", on_disk)))
+    return {**last, "segments_sealed": int(last.get("segments_sealed", 0)) + at_stop,
+            "segments_on_disk": on_disk, "segments_offloaded": len(receipts(data_dir))}
+
+
 def collect(data_dir: Path) -> Evidence:
     layout = DataLayout(Path(data_dir))
     try:
@@ -64,6 +84,16 @@ def show_path(p: Path) -> str:
     return rel if len(rel) < len(str(p)) else str(p)
 
 
+def bodycam_command() -> str:
+    """How to call `bodycam` from the shell that started the simulator: `./scripts/sim` puts its .venv
+    on its own PATH only, so unless that venv is activated the printed commands name it by path."""
+    venv_bin = Path(sys.executable).parent
+    in_venv = sys.prefix != sys.base_prefix
+    if not in_venv or os.environ.get("VIRTUAL_ENV") == sys.prefix or not (venv_bin / "bodycam").exists():
+        return "bodycam"
+    return shlex.quote(show_path(venv_bin / "bodycam"))
+
+
 def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
     """The evidence section of the run summary, one line per item."""
     q = lambda p: shlex.quote(show_path(p))  # noqa: E731
@@ -81,17 +111,17 @@ def render(ev: Evidence, *, max_listed: int = 8) -> list[str]:
                 lines.append(f"             {show_path(s)}  {s.stat().st_size / 1e6:.2f} MB")
     else:
         lines.append(f"  segments   none on the device in {show_path(DataLayout(ev.data_dir).segments)}/")
-    receipts = sorted((ev.data_dir / "receipts").glob("seg-*.receipt.json"))
-    if receipts:
-        lines.append(f"  offloaded  {len(receipts)} segment(s) acknowledged by the backend; its signed "
-                     f"receipts are in {show_path(receipts[0].parent)}/")
+    acknowledged = receipts(ev.data_dir)
+    if acknowledged:
+        lines.append(f"  offloaded  {len(acknowledged)} segment(s) acknowledged by the backend; its signed "
+                     f"receipts are in {show_path(acknowledged[0].parent)}/")
     for p in ev.open_segments:
         lines.append(f"  open       {show_path(p)} (not sealed: the daemon or 'bodycam recover' seals it)")
     lines.append(f"  audit log  {show_path(ev.audit_log) if ev.audit_log else '(none yet)'}")
     if ev.public_key:
         lines.append(f"  device key {show_path(ev.public_key)} "
                      "(public half; the private key never leaves the device)")
-    lines.append(f"  verify     bodycam verify {q(ev.data_dir)}")
+    lines.append(f"  verify     {bodycam_command()} verify {q(ev.data_dir)}")
     if segs and ev.public_key:
         s = segs[-1]
         lines.append(f"  by hand    openssl dgst -sha256 -verify {q(ev.public_key)} "

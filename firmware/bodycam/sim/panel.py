@@ -31,11 +31,12 @@ from ..clock import iso_utc
 from ..config import Config
 from ..controls.indicators import LED_FOR_STATE  # one table for the real LEDs and this
 from ..daemon.control import ControlError
+from ..daemon.words import clock_words, dock_words, key_name, press_words
 from ..errors import BodycamError
 from ..offload.describe import describe as describe_offload
 from . import evidence
 from .process import DaemonError, DaemonProcess
-from .runner import StepFailed, describe_status, reply_detail, verify_data_dir
+from .runner import StepFailed, describe_status, verify_data_dir
 
 POLL_SECONDS = 0.2
 STATE_STYLE = {"booting": "bold yellow", "buffering": "bold green", "recording": "bold white on red",
@@ -50,8 +51,11 @@ KEYS: dict[str, tuple[str, dict[str, str]]] = {
     "k": ("dock", {"cmd": "dock"}),
     "u": ("undock", {"cmd": "undock"}),
 }
-HELP = "  ".join([f"[b]{k}[/b] {what}" for k, (what, _) in KEYS.items()]
-                 + ["[b]v[/b] verify", "[b]q[/b] quit"])
+HOLDS = {"h": "record", "f": "function"}  # keys that hold a button down for its configured seconds
+# The key line under the panel: short, so it fits a laptop terminal on one line; `?` gives the long form.
+HELP = "  ".join(f"[b]{k}[/b] {what}" for k, what in (
+    ("d", "record"), ("s", "marker"), ("h", "stop"), ("f", "stealth"), ("k", "dock"),
+    ("u", "undock"), ("v", "verify"), ("?", "help"), ("q", "quit")))
 
 
 @dataclass
@@ -67,6 +71,7 @@ class PanelView:
     stopped: bool = False               # the daemon has exited: the status shown is its last
     fps: float | None = None
     utc_now: str = ""                   # the host clock, which the simulated device shares
+    holding: tuple[str, float, float] | None = None  # (button, seconds held, seconds needed)
     activity: deque[str] = field(default_factory=lambda: deque(maxlen=8))
 
 
@@ -146,18 +151,27 @@ def _buffer_row(s: dict[str, Any], target: float) -> Text:
 
 
 def _recordings_row(s: dict[str, Any]) -> str:
-    parts = [f"{s.get('segments_sealed', 0)} segments sealed this run"]
+    """Sealed this run, then where the device's segments are now: the same words as the exit summary."""
+    text = f"{s.get('segments_sealed', 0)} segments sealed this run"
+    parts = []
     if "segments_on_disk" in s:
         parts.append(f"{s['segments_on_disk']} on disk")
+    if s.get("segments_offloaded"):
+        parts.append(f"{s['segments_offloaded']} offloaded")
     if s.get("pending_uploads") is not None:
-        parts.append(f"{s['pending_uploads']} waiting for the dock")
-    return ", ".join(parts)
+        parts.append(f"{s['pending_uploads']} to upload")
+    return text + ("; on the device: " + ", ".join(parts) if parts else "")
 
 
 def _clock_row(s: dict[str, Any], utc_now: str) -> str:
-    clock = s.get("clock")
-    detail = "  ".join(f"{k} {v}" for k, v in clock.items()) if isinstance(clock, dict) else str(clock or "")
-    return f"{utc_now}  {detail}".strip()
+    return f"{utc_now}  {clock_words(s.get('clock'))}".strip()
+
+
+def _hold_row(holding: tuple[str, float, float]) -> Text:
+    button, held, needed = holding
+    then = "recording stops" if button == "record" else "stealth switches"
+    return bar(held / needed, width=20) + Text(f" {held:.1f} / {needed:g} s  {button} button (then {then})",
+                                               style="bold yellow")
 
 
 def _dock_row(s: dict[str, Any]) -> Text:
@@ -197,6 +211,8 @@ def render(view: PanelView) -> RenderableType:
     if s.get("stop_pending"):
         state_text.append("  press again to confirm the stop", style="bold yellow")
     grid.add_row("State", state_text)
+    if view.holding and not view.stopped:
+        grid.add_row("Holding", _hold_row(view.holding))
     grid.add_row("LEDs", _led_text(s, view.now))
     grid.add_row("Stealth", Text("ON (lights and sounds off, logged)", style="bold magenta")
                  if s.get("stealth") else Text("off"))
@@ -269,6 +285,8 @@ class PanelSession:
         self.view = PanelView(serial=cfg.device.serial, data_dir=evidence.show_path(daemon.data_dir),
                               pre_event_seconds=cfg.buffer.pre_event_seconds)
         self._last_frames: tuple[float, int] | None = None
+        self._hold_seconds = {"record": cfg.buttons.hold_stop_seconds, "function": cfg.buttons.stealth_hold_seconds}
+        self._hold: tuple[str, float] | None = None   # (key, monotonic start) of the button held down now
         self._verifying = threading.Lock()
         self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()  # lines from the verify thread
 
@@ -301,6 +319,7 @@ class PanelSession:
                 self.view.daemon_note = f"pid {d.proc.pid if d.proc else '?'}: waiting for the control socket"
             return
         status["segments_on_disk"] = len(evidence.sealed_segments(d.data_dir))
+        status["segments_offloaded"] = len(evidence.receipts(d.data_dir))
         self.view.status = status
         self.view.daemon_note = f"pid {d.proc.pid if d.proc else '?'}, log {evidence.show_path(d.log_path)}"
         frames, now = status.get("frames_captured"), time.monotonic()
@@ -312,26 +331,55 @@ class PanelSession:
             elif self._last_frames is None:
                 self._last_frames = (now, frames)
 
-    def key(self, k: str) -> bool:
-        """Act on one key; False means quit."""
+    def key(self, k: str, now: float | None = None) -> bool:
+        """Act on one key; False means quit. A hold key starts holding the button; ``tick`` sends the
+        gesture once it has been held as long as the config says, as a finger on the camera would."""
+        now = time.monotonic() if now is None else now
         if k in ("q", "Q"):
             return False
-        if k == "v":
+        if self._hold is not None:
+            self.note(f"{key_name(k)}  wait: the {HOLDS[self._hold[0]]} button is still held")
+        elif k == "v":
             self.verify()
+        elif k == "?":
+            self.note("keys: " + ", ".join(f"{key} {what}" for key, (what, _) in KEYS.items())
+                      + ", v verify, q quit")
+        elif k in HOLDS:
+            self._hold = (k, now)
+            self.tick(now)
         elif k in KEYS:
-            what, message = KEYS[k]
-            try:
-                reply = self.daemon.request(message, timeout=2.0)
-            except (ControlError, DaemonError) as e:
-                self.note(f"{k}  {what}: refused: {str(e).splitlines()[0]}")
-            else:
-                detail = reply_detail(reply)
-                if "toggle_stealth" in detail:
-                    with contextlib.suppress(ControlError, DaemonError):
-                        on = self.daemon.request({"cmd": "status"}, timeout=2.0).get("stealth")
-                        detail += f" (stealth now {'on' if on else 'off'})"
-                self.note(f"{k}  {what}" + (f" -> {detail}" if detail else ""))
+            self._send(k)
+        else:
+            self.note(f"{key_name(k)}: not a key; press ? for help")
         return True
+
+    def tick(self, now: float) -> None:
+        """Advance a held button: show how long it has been held, send the hold when it is long enough."""
+        if self._hold is None:
+            self.view.holding = None
+            return
+        k, started = self._hold
+        button = HOLDS[k]
+        needed, held = self._hold_seconds[button], now - started
+        if held < needed:
+            self.view.holding = (button, held, needed)
+            return
+        self._hold, self.view.holding = None, None
+        self._send(k)
+
+    def _send(self, k: str) -> None:
+        what, message = KEYS[k]
+        try:
+            reply = self.daemon.request(message, timeout=2.0)
+        except (ControlError, DaemonError) as e:
+            self.note(f"{k}  {what}: refused: {str(e).splitlines()[0]}")
+            return
+        detail = press_words(reply) if "press" in reply else dock_words(reply)
+        if isinstance(reply.get("press"), dict) and reply["press"].get("intent") == "toggle_stealth":
+            with contextlib.suppress(ControlError, DaemonError):
+                on = self.daemon.request({"cmd": "status"}, timeout=2.0).get("stealth")
+                detail = f"stealth {'on' if on else 'off'}"
+        self.note(f"{k}  {what} -> {detail}")
 
     def verify(self) -> None:
         if not self._verifying.acquire(blocking=False):
@@ -364,6 +412,7 @@ class PanelSession:
                     next_poll = now + POLL_SECONDS
                 self.view.now = now
                 self.view.utc_now = iso_utc(time.time_ns())[:19] + "Z"
+                self.tick(now)
                 self.drain()
                 live.update(render(self.view), refresh=True)
                 for k in keys.read(timeout=max(0.0, min(0.1, next_poll - time.monotonic()))):
@@ -397,7 +446,9 @@ def run_panel(daemon: DaemonProcess, cfg: Config, *, console: Console | None = N
     # Plain print from here: paths and commands must stay whole lines, to be copied and pasted.
     print(f"bodycam sim: daemon stopped, exit code {exit_code}")
     if last:
+        last = evidence.after_stop(last, daemon.data_dir)
         print(f"  last status: {describe_status(last)}")
+        print(f"  this run   {_recordings_row({**last, 'pending_uploads': None})}")
     print(f"  daemon log: {evidence.show_path(daemon.log_path)}")
     for line in evidence.render(evidence.collect(daemon.data_dir)):
         print(line)

@@ -65,6 +65,25 @@ def first_boot_key(cfg: Config) -> Path | None:
     return cfg.key_path
 
 
+def daemon_answers(data_dir: Path) -> bool:
+    """Whether a daemon already answers on ``data_dir``'s control socket (a stale socket does not)."""
+    sock = socket_path(Path(data_dir))
+    if not sock.exists():
+        return False
+    try:
+        request(sock, {"cmd": "status"}, timeout=1.0)
+    except ControlError:
+        return False
+    return True
+
+
+def in_use_message(data_dir: Path) -> str:
+    """One short line for a laptop terminal: what is wrong and the two ways out."""
+    from .evidence import show_path
+
+    return f"{show_path(Path(data_dir))} is in use by another simulator; quit it or pass --data NEW_DIR"
+
+
 class DaemonProcess:
     """``bodycam run --config FILE --data DIR`` with mock pins; its output goes to ``log_path``."""
 
@@ -94,15 +113,10 @@ class DaemonProcess:
         """Start the child and return at once (the panel shows "booting" while it comes up)."""
         if self.proc is not None:
             return
-        if self.socket.exists():
-            # Without this check a second simulator would take the first one's daemon for its own.
-            try:
-                request(self.socket, {"cmd": "status"}, timeout=1.0)
-            except ControlError:
-                pass                    # a stale socket from a crash: the daemon removes it at start
-            else:
-                raise DaemonError(f"a daemon is already running on {self.data_dir} (another 'bodycam sim'?); "
-                                  "stop it, or give this simulator its own --data directory")
+        # Without this check a second simulator would take the first one's daemon for its own. A stale
+        # socket from a crash does not answer: the daemon removes it at start.
+        if daemon_answers(self.data_dir):
+            raise DaemonError(in_use_message(self.data_dir))
         ensure_writable_dir(self.data_dir, what="simulator data folder")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -191,7 +191,8 @@ class ScenarioRunner:
         else:
             self._print(f"FAILED: {outcome.reason}")
         if self.last_status:
-            self._print(f"  last status: {describe_status(self.last_status)}")
+            last = evidence.after_stop(self.last_status, self.daemon.data_dir)  # with the one sealed at stop
+            self._print(f"  last status: {describe_status(last)}")
         self._print(f"  daemon log: {evidence.show_path(self.daemon.log_path)}")
         for line in evidence.render(evidence.collect(self.daemon.data_dir)):
             self._print(line)

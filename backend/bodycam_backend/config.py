@@ -104,6 +104,8 @@ class AdmissionConfig:
 
 @dataclass(frozen=True)
 class TrailConfig:
+    """The backend audit trail: how often its head is anchored in the write-once store."""
+
     checkpoint_seconds: float = _opt(
         300.0, min=0, max=86400,
         help="anchor the audit trail's head in the write-once store this often (and at shutdown); 0 = off",

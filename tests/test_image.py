@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -440,3 +441,19 @@ def test_a_pin_library_that_would_not_import_is_refused(wheel_cache: Path, tmp_p
         wheels.check_pin_library([])
     real = sorted(wheel_cache.glob("lgpio-*cp311*aarch64.whl"))
     assert real and "aarch64 extension _lgpio" in wheels.check_pin_library(real[-1:])
+
+
+def test_boot_test_kit_agrees_with_its_guest_script() -> None:
+    """scripts/boot-test is opt-in and slow; here only: its guest script parses, and every check the
+    host waits for is one the guest reports (a renamed check would otherwise fail only in the emulator)."""
+    import bootkit
+
+    guest = REPO / "tests/boottest-guest.sh"
+    subprocess.run(["bash", "-n", str(guest)], check=True)
+    text = guest.read_text()
+    reported = set(re.findall(r"(?m)^\s*check ([a-z-]+) \"", text))
+    reported |= set(re.findall(r'say "(?:pass|fail) ([a-z-]+)', text))
+    expected = {name for names in bootkit.CHECKS.values() for name in names}
+    assert reported == expected, reported ^ expected
+    proc = subprocess.run([sys.executable, str(REPO / "tests/bootkit.py"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--offline" in proc.stdout, proc.stderr

@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))
 
-from bodycam.image import rootfs  # noqa: E402
+from bodycam.image import overlay, rootfs  # noqa: E402
 from bodycam.image.tools import epoch_env  # noqa: E402
 
 PACKAGES = (
@@ -147,6 +147,7 @@ def partuuid(n: int) -> str:
 def layout_base(root: Path, out: Path, work: Path) -> Path:
     """The Debian root in Raspberry Pi OS's layout: 1 FAT32 boot (4 MiB in), 2 ext4 root."""
     say("layout: Raspberry Pi OS layout (FAT32 boot + ext4 root, PARTUUID fstab)")
+    work.mkdir(parents=True, exist_ok=True)
     tree = work / "root"
     shutil.rmtree(tree, ignore_errors=True)
     sh("cp", "-a", root, tree)
@@ -247,7 +248,7 @@ def add_checks(img: Path, work: Path) -> None:
         rootfs.Mkdir("/usr/local/sbin"),
         rootfs.Write("/usr/local/sbin/bodycam-boottest", stage / "script", mode=0o755),
     ]
-    editor.apply(ops, stage)
+    editor.apply(overlay.with_parents(ops), stage)
     with open(img, "r+b") as f:
         f.truncate(max(CARD_BYTES, img.stat().st_size))
 

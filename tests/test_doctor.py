@@ -287,6 +287,19 @@ def test_encoder(cam: FakeCamera) -> None:
     assert c.status == FAIL and "no H.264 hardware encoder" in c.detail and c.fix == 'set [encoder] codec = "auto"'
 
 
+def test_encoder_with_the_real_pyav_listing(cam: FakeCamera) -> None:
+    """Found by scripts/boot-test: the listing once kept only names with "h264", which drops libx264,
+    so every software-encoding camera (any Pi 5) got "FAIL encoder: this PyAV build has no libx264"."""
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", doctor._LIST_H264], capture_output=True, text=True)
+    assert proc.returncode == 0 and "libx264" in proc.stdout.split(), proc.stdout
+    cam.pyav_h264 = proc.stdout
+    (cam.root / "sys/class/video4linux/video11/name").unlink()  # a Pi 5: no H.264 block
+    c = cam.check("encoder")
+    assert c.status == OK and c.detail.startswith("libx264 (software"), c
+
+
 def test_pins(cam: FakeCamera) -> None:
     cam.write("etc/group", f"video:x:44:bodycam\ngpio:x:997:pi\nbodycam:x:{os.getuid()}:\n")
     c = cam.check("pins")

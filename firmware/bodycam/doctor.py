@@ -346,7 +346,8 @@ def check_camera_stack(sys_: System, ctx: Context) -> Check | None:
     )
 
 
-_LIST_H264 = "import av, sys; sys.stdout.write(' '.join(sorted(c for c in av.codecs_available if 'h264' in c)))"
+# H.264 encoders are named h264_* and libx264 (no "h264" in that one: match "264").
+_LIST_H264 = "import av, sys; sys.stdout.write(' '.join(sorted(c for c in av.codecs_available if '264' in c)))"
 
 
 def check_encoder(sys_: System, ctx: Context) -> Check:

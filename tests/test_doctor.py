@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bodycam import cli, doctor, provision
+from bodycam import cli, doctor, logs, provision
 from bodycam import config as configmod
 from bodycam.doctor import FAIL, OK, WARN, System
 from cryptography import x509
@@ -431,9 +431,9 @@ def test_a_restart_loop_is_a_failure_with_its_cause(cam: FakeCamera) -> None:
 
 def test_failure_reason_reads_the_daemons_json_errors() -> None:
     line = json.dumps({"level": "error", "event": "pins_fault", "msg": "cannot open the button pins (x)"})
-    assert doctor.failure_reason(["Started bodycam.service", line, "bodycam.service: Consumed 2s CPU"]) == \
+    assert logs.last_error(["Started bodycam.service", line, "bodycam.service: Consumed 2s CPU"]) == \
         "cannot open the button pins (x)"
-    assert doctor.failure_reason(["Started bodycam.service"]) is None
+    assert logs.last_error(["Started bodycam.service"]) is None
 
 
 def test_no_pin_factory_fails_pins(cam: FakeCamera) -> None:

@@ -31,6 +31,7 @@ from .device import CLOCK_PLAUSIBLE_AFTER_NS
 from .encode.platform import HARDWARE_CODEC, Platform, choose_codec
 from .errors import BodycamError
 from .image import firstboot
+from .logs import last_error
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 CONFIG = "/etc/bodycam/device.toml"
@@ -171,38 +172,12 @@ def check_firstboot(sys_: System, ctx: Context) -> Check:
     )
 
 
-def failure_reason(lines: Sequence[str]) -> str | None:
-    """The daemon's own words for why it stopped, the newest of: its one-line ``bodycam: ...`` error,
-    a JSON log entry at level error, the exception line that ends a Python traceback. systemd's own
-    lines ("Main process exited", "Scheduled restart job") say nothing about why, so they are skipped."""
-    found: list[str] = []
-    in_traceback = False
-    for line in lines:
-        text = line.rstrip()
-        if text.startswith("Traceback (most recent call last)"):
-            in_traceback = True
-        elif in_traceback:
-            if text and not text[0].isspace():
-                found.append(text)
-                in_traceback = False
-        elif text.startswith("bodycam: "):
-            found.append(text.removeprefix("bodycam: "))
-        elif text.startswith("{"):
-            try:
-                entry = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
-                found.append(str(entry.get("msg") or entry.get("event")))
-    return found[-1] if found else None
-
-
 def last_failure(sys_: System) -> str | None:
     """Why the daemon last failed, from ``journalctl -u bodycam -b -o cat`` (None if nothing says)."""
     proc = sys_.run(["journalctl", "-u", "bodycam", "-b", "-n", str(JOURNAL_LINES), "-o", "cat", "--no-pager"])
     if proc.returncode != 0:
         return None
-    return failure_reason(proc.stdout.splitlines())
+    return last_error(proc.stdout.splitlines())
 
 
 def check_service(sys_: System, ctx: Context) -> Check:

@@ -9,7 +9,7 @@ about half an hour and needs root for mmdebstrap):
              boot, 2 ext4 root; fstab by PARTUUID), as tests/imagekit.make_base does for its stand-in
 3. build     ``scripts/build-image`` on it, config with the synthetic camera (no camera stack)
 4. test copy the boot-test's own additions, on a copy only: a drop-in ``GPIOZERO_PIN_FACTORY=mock``
-             (emulation only: QEMU's virt machine has no GPIO chip) and bodycam-boottest.service
+             (emulation only: QEMU's virt machine has no Raspberry Pi GPIO header) and bodycam-boottest.service
              (tests/boottest-guest.sh), which prints one line per check to the serial console
 5. boot      ``qemu-system-aarch64 -M virt`` with Debian's kernel and initrd from the root, no
              network, twice: first boot (checks, then power off), then a later boot
@@ -83,7 +83,7 @@ reserve_megabytes = 16
 """
 
 MOCK_PINS = """\
-# scripts/boot-test only: QEMU's virt machine has no GPIO chip. Never on a real camera.
+# scripts/boot-test only: QEMU's virt machine has no Raspberry Pi GPIO header. Never on a real camera.
 [Service]
 Environment=GPIOZERO_PIN_FACTORY=mock
 """

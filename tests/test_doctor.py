@@ -467,3 +467,17 @@ def test_the_pin_factory_probe_is_real_python() -> None:
     assert ok.returncode == 0 and ok.stdout == "MockFactory", ok.stderr
     bad = probe("lgpio")  # not installed on this (x86) machine, as on the image of issue 12
     assert bad.returncode != 0 and "lgpio" in bad.stderr.splitlines()[-1], bad.stderr
+
+
+
+def test_no_pin_factory_says_why_lgpio_failed(cam: FakeCamera) -> None:
+    """The real probe with no factory named (as on the camera): gpiozero tries lgpio first."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    cam.pin_factory = subprocess.run([sys.executable, "-c", doctor.PIN_FACTORY], capture_output=True, text=True,
+                                     env=env)
+    assert cam.pin_factory.returncode != 0, "this machine has no GPIO: no pin factory may load"
+    c = cam.check("pins")
+    assert c.status == FAIL and c.detail.startswith("gpiozero loads no pin factory in the firmware's Python: ")
+    assert "(lgpio: No module named 'lgpio')" in c.detail, c.detail

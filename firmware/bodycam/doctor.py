@@ -377,12 +377,17 @@ def check_pins(sys_: System, ctx: Context) -> Check:
         )
     proc = sys_.run([str(sys_.path(VENV_PYTHON)), "-c", PIN_FACTORY])
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+        text = proc.stderr or proc.stdout or ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        # gpiozero warns why each default factory failed; lgpio's reason is the one that matters on a Pi.
+        lgpio = next((ln.split("Falling back from lgpio: ", 1)[1] for ln in lines if "Falling back from lgpio: " in ln),
+                     None)
         return Check(
             "pins",
             FAIL,
             "gpiozero loads no pin factory in the firmware's Python: "
-            + (lines[-1] if lines else f"exit status {proc.returncode}"),
+            + (lines[-1] if lines else f"exit status {proc.returncode}")
+            + (f" (lgpio: {lgpio})" if lgpio else ""),
             NO_PIN_LIBRARY_FIX,
         )
     factory = proc.stdout.strip() or "a pin factory"

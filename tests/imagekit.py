@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"  # sfdisk, debugfs, ...
 
+from bodycam.image.firstboot import TOOLS as FIRSTBOOT_TOOLS
+
 LABEL_ID = "0x5ee0c0de"
+TOOL_DIRS = {"rm": "usr/bin", "dpkg": "usr/bin", "dpkg-query": "usr/bin", "apt-get": "usr/bin",
+             "runuser": "usr/sbin", "hostname": "usr/bin", "systemctl": "usr/bin"}
 PARTUUID = "5ee0c0de"
 SECTOR = 512
 PI_HASH = "$6$saltsalt$Zq0oJkJx8oW4e6bq6fUqJ0iQ2w0s3bQ9m0yQn9E8xK0pJ8Y9cT7dVf2hL1aB3cD5eF6gH7iJ8kL9mN0oP1qR2s"
@@ -38,6 +42,12 @@ def _write(root: Path, rel: str, text: str | bytes) -> None:
     p.write_bytes(text.encode() if isinstance(text, str) else text)
 
 
+BOOKWORM_OS_RELEASE = (
+    'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
+    "VERSION_CODENAME=bookworm\nID=debian\n"
+)
+
+
 def make_base(
     out: Path,
     *,
@@ -46,8 +56,13 @@ def make_base(
     xz: bool = False,
     extra: Mapping[str, str | bytes] | None = None,
     links: Mapping[str, str] | None = None,
+    without: Iterable[str] = (),
 ) -> Path:
-    """``extra``: more root files (relative path -> content); ``links``: symlinks (path -> target)."""
+    """``extra``: more root files (relative path -> content); ``links``: symlinks (path -> target);
+    ``without``: default root files to leave out (e.g. ``usr/sbin/sfdisk``, a base without fdisk).
+
+    Every program first boot runs is there (as a stub: nothing runs them here), with Bookworm's
+    os-release and Python 3.11 (``usr/lib/python3.11``), as the build's base checks expect."""
     work = out.parent / (out.name + ".parts")
     work.mkdir(parents=True, exist_ok=True)
     boot, root = work / "boot", work / "root"
@@ -90,7 +105,16 @@ def make_base(
         "[Service]\nExecStart=/usr/sbin/sshd -D\n"
         "[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n",
     )
-    _write(root, "usr/bin/python3", "#!/bin/sh\n")
+    _write(root, "usr/lib/os-release", BOOKWORM_OS_RELEASE)
+    (root / "etc/os-release").symlink_to("../usr/lib/os-release")
+    _write(root, "usr/lib/python3.11/os.py", "")
+    _write(root, "usr/bin/python3.11", "#!/bin/sh\n")
+    (root / "usr/bin/python3").symlink_to("python3.11")
+    for tool in FIRSTBOOT_TOOLS:
+        if tool != "python3":
+            _write(root, f"{TOOL_DIRS.get(tool, 'usr/sbin')}/{tool}", "#!/bin/sh\n")
+    for rel in without:
+        (root / rel).unlink()
     for d in (
         "etc/systemd/system/multi-user.target.wants",
         "home/pi",

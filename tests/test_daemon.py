@@ -607,3 +607,76 @@ def test_a_slow_disk_during_status_does_not_hold_up_a_press(harness) -> None:
         card_stuck.set()
         caller.join(10)
     assert answer and answer[0]["free_bytes"] == h.free
+
+
+# ---------------------------------------------------------------------------- pins that cannot be opened
+
+@pytest.mark.parametrize("held", ["button", "indicator"])
+def test_a_pin_already_in_use_is_a_fault_with_solid_red_not_an_exit(tmp_path: Path, mock_factory,
+                                                                    held: str) -> None:
+    """Another program holds a pin: the daemon stays up in "fault", red LED solid, status says why."""
+    from bodycam.daemon import runner
+    from gpiozero import LED
+
+    cfg = small_config(tmp_path / "data")
+    generate_key(cfg.key_path)
+    other = LED(cfg.buttons.record_pin if held == "button" else cfg.indicators.green_led_pin)
+    stop = threading.Event()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(runner.run(cfg, stop)), daemon=True)
+    t.start()
+    sock = socket_path(cfg.data_dir)
+    try:
+        wait_until(lambda: _answers(sock), timeout=20, what="the control socket")
+        status = wait_until(lambda: (s := request(sock, {"cmd": "status"}))["state"] == "fault" and s,
+                            timeout=10, what="the fault state")
+        assert status["fault"].startswith(f"cannot open the {held} pins (")
+        assert "gpio group" in status["fault"]
+        red = mock_factory.pin(cfg.indicators.red_led_pin)
+        assert red.state, "solid red: the indicator that still works"
+        time.sleep(1.2)
+        assert red.state and t.is_alive(), "solid, not blinking; and still running"
+    finally:
+        stop.set()
+        t.join(timeout=20)
+        other.close()
+    assert result == [0]
+    faults = [e["data"]["message"] for e in audit(tmp_path / "data") if e["event"] == "fault"]
+    assert len(faults) == 1 and faults[0].startswith(f"cannot open the {held} pins ("), faults
+
+
+@pytest.mark.slow
+def test_daemon_process_without_a_pin_library_stays_up_in_fault(tmp_path: Path) -> None:
+    """The image bug: no lgpio, so gpiozero finds no pin factory. A real `bodycam run` must not exit
+    (systemd would restart it every few seconds for ever) but stay up in "fault", saying why."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    data = tmp_path / "data"
+    generate_key(data / "device" / "key.pem")
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "lgpio"}  # lgpio is not installed on this machine
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(BODYCAM), "run", "--config", str(cfg)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        sock = socket_path(data)
+        wait_until(lambda: _answers(sock), timeout=20, what="the control socket")
+        wait_until(lambda: json.loads(cli("status", "--json", "--config", str(cfg)).stdout)["state"] == "fault",
+                   timeout=10, what="the fault state")
+        time.sleep(2)
+        assert proc.poll() is None, "still running: no restart loop"
+        status = json.loads(cli("status", "--json", "--config", str(cfg)).stdout)
+        assert status["fault"].startswith("cannot open the indicator pins (")
+        assert "; cannot open the button pins (" in status["fault"]
+        assert status["frames_captured"] > 0, "the camera still buffers"
+        r = cli("status", "--config", str(cfg))
+        assert "fault" in r.stdout and "cannot open the indicator pins" in r.stdout, r.stdout
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    faults = [ln for ln in lines if ln["event"] == "pins_fault"]
+    assert len(faults) == 2 and "Traceback" not in log_path.read_text()

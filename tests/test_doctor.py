@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bodycam import cli, doctor, provision
+from bodycam import cli, doctor, logs, provision
 from bodycam import config as configmod
 from bodycam.doctor import FAIL, OK, WARN, System
 from cryptography import x509
@@ -81,6 +81,8 @@ class FakeCamera:
             "fault": None,
         }
         self.enrol_command = True
+        self.pin_factory = subprocess.CompletedProcess([], 0, "LGPIOFactory", "")
+        self.journal = ""  # journalctl -u bodycam -b -o cat
         self.camera_stack = subprocess.CompletedProcess([], 0, "", "")
         self.pyav_h264 = "h264 h264_v4l2m2m libx264"  # PyPI's aarch64 PyAV wheel
         w = self.write
@@ -142,8 +144,13 @@ class FakeCamera:
         if cmd[0] == str(self.root / "opt/bodycam/venv/bin/python"):
             if cmd[2] == doctor._LIST_H264:
                 return subprocess.CompletedProcess(list(cmd), 0, self.pyav_h264, "")
+            if cmd[2] == doctor.PIN_FACTORY:
+                return self.pin_factory
             assert cmd[1:] == ["-c", "import picamera2, libcamera"]
             return self.camera_stack
+        if cmd[0] == "journalctl":
+            assert cmd[1:5] == ["-u", "bodycam", "-b", "-n"] and cmd[6:8] == ["-o", "cat"], cmd
+            return subprocess.CompletedProcess(list(cmd), 0, self.journal, "")
         if cmd[0] == "rpicam-hello":
             return subprocess.CompletedProcess(list(cmd), 0, self.cameras, "")
         return subprocess.CompletedProcess(list(cmd), 127, "", "not found")
@@ -280,6 +287,19 @@ def test_encoder(cam: FakeCamera) -> None:
     assert c.status == FAIL and "no H.264 hardware encoder" in c.detail and c.fix == 'set [encoder] codec = "auto"'
 
 
+def test_encoder_with_the_real_pyav_listing(cam: FakeCamera) -> None:
+    """Found by scripts/boot-test: the listing once kept only names with "h264", which drops libx264,
+    so every software-encoding camera (any Pi 5) got "FAIL encoder: this PyAV build has no libx264"."""
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", doctor._LIST_H264], capture_output=True, text=True)
+    assert proc.returncode == 0 and "libx264" in proc.stdout.split(), proc.stdout
+    cam.pyav_h264 = proc.stdout
+    (cam.root / "sys/class/video4linux/video11/name").unlink()  # a Pi 5: no H.264 block
+    c = cam.check("encoder")
+    assert c.status == OK and c.detail.startswith("libx264 (software"), c
+
+
 def test_pins(cam: FakeCamera) -> None:
     cam.write("etc/group", f"video:x:44:bodycam\ngpio:x:997:pi\nbodycam:x:{os.getuid()}:\n")
     c = cam.check("pins")
@@ -366,3 +386,98 @@ def test_cli_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert cli.main(["doctor", "--config", str(tmp_path / "missing.toml"), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and out["checks"][0]["status"] == FAIL
+
+
+# What the journal held on the emulated camera of issue 12: gpiozero found no pin factory, the daemon
+# exited, systemd restarted it every ~8 s (the daemon now stays up in its fault state instead).
+LOOP_JOURNAL = """\
+{"ts": "2025-06-01T11:59:50Z", "level": "info", "logger": "bodycam.daemon", "event": "started", "msg": "started"}
+Traceback (most recent call last):
+  File "/opt/bodycam/venv/lib/python3.11/site-packages/gpiozero/devices.py", line 302, in _default_pin_factory
+gpiozero.exc.BadPinFactory: Unable to load any default pin factory!
+bodycam.service: Main process exited, code=exited, status=2/INVALIDARGUMENT
+bodycam.service: Failed with result 'exit-code'.
+Failed to start bodycam.service - bodycam body-worn camera daemon.
+bodycam.service: Scheduled restart job, restart counter is at 41.
+Starting bodycam.service - bodycam body-worn camera daemon...
+"""
+
+
+def test_a_restart_loop_is_a_failure_with_its_cause(cam: FakeCamera) -> None:
+    """Issue 12: doctor said the service was "activating (start), result success" and pins ok."""
+    cam.services["bodycam.service"] = (
+        "ActiveState=activating\nSubState=start\nNRestarts=41\nResult=success\nExecMainStatus=0\n"
+    )
+    cam.status = None
+    cam.journal = LOOP_JOURNAL
+    c = cam.check("service")
+    assert c.status == FAIL
+    assert c.detail == (
+        "bodycam.service restarting in a loop: activating (start), 41 restarts since boot; "
+        "last start failed: gpiozero.exc.BadPinFactory: Unable to load any default pin factory!"
+    )
+    assert "journalctl -b -u bodycam" in c.fix
+    # The daemon's own one-line error wins over older traceback lines; systemd's lines are skipped.
+    cam.journal = LOOP_JOURNAL + "bodycam: no device key at /var/lib/bodycam/device/key.pem\nStarted x\n"
+    assert cam.check("service").detail.endswith("last start failed: no device key at "
+                                                "/var/lib/bodycam/device/key.pem")
+    cam.services["bodycam.service"] = "ActiveState=active\nSubState=running\nNRestarts=3\n"
+    c = cam.check("service")
+    assert c.status == WARN and "restarted 3 times since boot; last failure: no device key" in c.detail
+    cam.services["bodycam.service"] = "ActiveState=activating\nSubState=auto-restart\nNRestarts=0\n"
+    cam.journal = ""
+    assert cam.check("service").status == FAIL and "in a loop" in cam.check("service").detail
+
+
+def test_failure_reason_reads_the_daemons_json_errors() -> None:
+    line = json.dumps({"level": "error", "event": "pins_fault", "msg": "cannot open the button pins (x)"})
+    assert logs.last_error(["Started bodycam.service", line, "bodycam.service: Consumed 2s CPU"]) == \
+        "cannot open the button pins (x)"
+    assert logs.last_error(["Started bodycam.service"]) is None
+
+
+def test_no_pin_factory_fails_pins(cam: FakeCamera) -> None:
+    cam.pin_factory = subprocess.CompletedProcess(
+        [], 1, "", "Traceback ...\ngpiozero.exc.BadPinFactory: Unable to load any default pin factory!\n"
+    )
+    c = cam.check("pins")
+    assert c.status == FAIL
+    assert c.detail == ("gpiozero loads no pin factory in the firmware's Python: "
+                        "gpiozero.exc.BadPinFactory: Unable to load any default pin factory!")
+    assert "lgpio" in c.fix and "scripts/build-image" in c.fix
+
+
+def test_pins_fault_in_the_daemon_fails_pins(cam: FakeCamera) -> None:
+    assert cam.status is not None
+    cam.status["fault"] = "cannot open the button pins (pin GPIO17 is already in use)"
+    c = cam.check("pins")
+    assert c.status == FAIL and "LGPIOFactory loads, but the daemon: cannot open the button pins" in c.detail
+    assert cam.check("daemon").status == FAIL
+
+
+def test_the_pin_factory_probe_is_real_python() -> None:
+    """The snippet doctor runs in the venv: it names the factory, or fails as the daemon would."""
+    import sys
+
+    def probe(factory: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GPIOZERO_PIN_FACTORY": factory}
+        return subprocess.run([sys.executable, "-c", doctor.PIN_FACTORY], capture_output=True, text=True, env=env)
+
+    ok = probe("mock")
+    assert ok.returncode == 0 and ok.stdout == "MockFactory", ok.stderr
+    bad = probe("lgpio")  # not installed on this (x86) machine, as on the image of issue 12
+    assert bad.returncode != 0 and "lgpio" in bad.stderr.splitlines()[-1], bad.stderr
+
+
+
+def test_no_pin_factory_says_why_lgpio_failed(cam: FakeCamera) -> None:
+    """The real probe with no factory named (as on the camera): gpiozero tries lgpio first."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    cam.pin_factory = subprocess.run([sys.executable, "-c", doctor.PIN_FACTORY], capture_output=True, text=True,
+                                     env=env)
+    assert cam.pin_factory.returncode != 0, "this machine has no GPIO: no pin factory may load"
+    c = cam.check("pins")
+    assert c.status == FAIL and c.detail.startswith("gpiozero loads no pin factory in the firmware's Python: ")
+    assert "(lgpio: No module named 'lgpio')" in c.detail, c.detail

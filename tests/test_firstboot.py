@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,56 @@ def test_camera_stack_not_installed_stops_with_one_line(
         "E: Unable to correct problems, you have held broken packages."
     )
     assert firstboot.pending(cam.host())[0] == "camera" and not (tmp_path / "opt/bodycam/venv").exists()
+
+
+def test_a_tool_missing_from_the_image_is_one_failed_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base without fdisk: subprocess raises FileNotFoundError for sfdisk; first boot says so in one line."""
+    cam = FakeCamera(tmp_path)
+    real = cam.run
+
+    def no_sfdisk(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if Path(cmd[0]).name == "sfdisk":  # the real call, on a path where there is no sfdisk
+            return firstboot._run([str(tmp_path / "usr/sbin/sfdisk"), *cmd[1:]], input=", +\n")
+        return real(cmd, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cam, "run", no_sfdisk)
+    log: list[str] = []
+    assert firstboot.run_all(cam.host(log)) == 1
+    assert log[-1] == (
+        "bodycam-firstboot [3/8] datapart: FAILED: sfdisk is not on this image (Debian package fdisk): "
+        "rebuild the image from a base that has it (scripts/build-image checks the base for it)"
+    )
+    assert firstboot.pending(cam.host())[0] == "datapart"
+
+
+def test_the_script_fails_in_one_line_without_a_traceback(tmp_path: Path) -> None:
+    """The real script as a process, its tools absent (empty PATH): one FAILED line, exit 1."""
+    cam = FakeCamera(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-I", firstboot.__file__, "--root", str(tmp_path)],
+        capture_output=True, text=True, env={"PATH": str(tmp_path / "empty")},
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        "bodycam-firstboot [1/8] users: FAILED: systemd-sysusers is not on this image (Debian package "
+        "systemd): rebuild the image from a base that has it (scripts/build-image checks the base for it)"
+    )
+    assert cam.read("etc/hostname") == "raspberrypi\n"
+
+
+def test_every_program_first_boot_runs_is_listed_for_the_build_check(tmp_path: Path) -> None:
+    cam = FakeCamera(tmp_path, enrol=True)
+    seen: set[str] = set()
+    real = cam.run
+
+    def record(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        seen.add(Path(cmd[0]).name)
+        return real(cmd, **kw)  # type: ignore[arg-type]
+
+    cam.run = record  # type: ignore[method-assign]
+    assert firstboot.run_all(cam.host()) == 0
+    ours = {"python", "bodycam", Path(sys.executable).name}  # the venv's, created by first boot itself
+    assert seen - ours <= set(firstboot.TOOLS), seen - ours - set(firstboot.TOOLS)
+    assert {"sfdisk", "partx", "resize2fs", "runuser", "systemd-sysusers"} <= seen

@@ -11,16 +11,17 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from bodycam import cli
-from bodycam.image import wheels
+from bodycam.image import basecheck, wheels
 from bodycam.image.build import BuildOptions, build
 from bodycam.image.progress import Progress
-from bodycam.image.tools import BUILD_TOOLS, epoch_env, require
+from bodycam.image.tools import BUILD_TOOLS, ImageError, epoch_env, require
 from image_fixtures import REPO, ROOT_GROW, SSH_KEY
-from imagekit import LABEL_ID, PARTUUID, Ext4View, partitions, sh
+from imagekit import BOOKWORM_OS_RELEASE, LABEL_ID, PARTUUID, Ext4View, make_base, partitions, sh
 
 
 def test_tools_are_installed() -> None:
@@ -358,3 +359,101 @@ def test_bad_input_gets_one_line(
 def test_build_image_script_help() -> None:
     proc = subprocess.run([str(REPO / "scripts/build-image"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--config" in proc.stdout and "--ssh-key" in proc.stdout
+
+
+# ---- the base can run what the image puts on it (issue 12) ---------------------------------------
+
+
+def _build_error(base: Path, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    args = [str(base), "--config", str(inputs["config"]), "--ca", str(inputs["ca"]), "-o", str(tmp_path / "o.img"),
+            "--offline", "--wheels", str(tmp_path / "no-cache"), "--no-camera-stack"]
+    err = _cli_error(args, capsys)
+    assert not (tmp_path / "o.img").exists()
+    return err.strip()
+
+
+def test_a_base_without_fdisk_is_refused_naming_the_tool_and_package(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """First boot would crash at datapart on the camera; the build says so before doing anything."""
+    base = make_base(tmp_path / "nofdisk.img", without=["usr/sbin/sfdisk", "usr/sbin/runuser"])
+    err = _build_error(base, inputs, tmp_path, capsys)
+    assert err == (
+        "bodycam: base image: first boot needs runuser, sfdisk, which the base does not have: use a base with "
+        "the Debian package(s) fdisk util-linux (apt-get install fdisk util-linux)"
+    )
+
+
+def test_a_trixie_base_with_python_3_13_is_refused(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trixie = BOOKWORM_OS_RELEASE.replace("12 (bookworm)", "13 (trixie)").replace("bookworm", "trixie")
+    base = make_base(
+        tmp_path / "trixie.img",
+        without=["usr/lib/os-release", "usr/lib/python3.11/os.py", "usr/bin/python3", "usr/bin/python3.11"],
+        extra={"usr/lib/os-release": trixie, "usr/lib/python3.13/os.py": "", "usr/bin/python3.13": "#!/bin/sh\n",
+               "var/lib/dpkg/status": "Package: python3\nStatus: install ok installed\nArchitecture: arm64\n"
+               "Version: 3.13.5-1\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.41-12\n"},
+        links={"usr/bin/python3": "python3.13"},
+    )
+    err = _build_error(base, inputs, tmp_path, capsys)
+    assert err.startswith("bodycam: base image: Debian GNU/Linux 13 (trixie) has Python 3.13; this firmware's")
+    assert "use a Bookworm base image" in err
+
+
+def test_the_base_target_is_read_from_its_root(inputs: dict[str, Path], tmp_path: Path) -> None:
+    from bodycam.image import disk
+    from bodycam.image.rootfs import Ext4Editor
+
+    layout = disk.read_layout(inputs["base"])
+    root = tmp_path / "root.ext4"
+    disk.extract(inputs["base"], layout.partitions[1], root)
+    target = basecheck.read_target(Ext4Editor(root, epoch_env(0)))
+    assert (target.python, target.glibc_minor, target.os_name) == ("3.11", 36, "Debian GNU/Linux 12 (bookworm)")
+
+
+def test_the_pin_library_is_on_the_image_for_aarch64(root_fs: Ext4View, built: tuple[Path, str]) -> None:
+    """gpiozero needs lgpio on a Pi 4/5; the build checks the wheel holds an aarch64 extension."""
+    lgpio = [n for n in root_fs.ls("/opt/bodycam/wheels") if n.startswith("lgpio-")]
+    assert len(lgpio) == 1 and "cp311-cp311-manylinux" in lgpio[0] and lgpio[0].endswith("_aarch64.whl"), lgpio
+    assert "pin library lgpio-" in built[1] and "aarch64 extension _lgpio" in built[1]
+
+
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_a_pin_library_that_would_not_import_is_refused(wheel_cache: Path, tmp_path: Path) -> None:
+    elf = b"\x7fELF\x02\x01\x01" + bytes(11)
+    empty = _wheel(tmp_path / "lgpio-0.0.0.2-py3-none-any.whl", {"lgpio.py": b""})  # on PyPI, and empty
+    x86 = _wheel(tmp_path / "lgpio-0.2.2.0-cp311-cp311-manylinux_2_34_aarch64.whl",
+                 {"_lgpio.cpython-311-x86_64-linux-gnu.so": elf + (62).to_bytes(2, "little") + bytes(44)})
+    with pytest.raises(ImageError, match="not a compiled wheel for CPython 3.11.*no pin factory"):
+        wheels.check_pin_library([empty])
+    with pytest.raises(ImageError, match="holds no aarch64 lgpio extension module"):
+        wheels.check_pin_library([x86])
+    with pytest.raises(ImageError, match="no lgpio wheel among the image's wheels"):
+        wheels.check_pin_library([])
+    real = sorted(wheel_cache.glob("lgpio-*cp311*aarch64.whl"))
+    assert real and "aarch64 extension _lgpio" in wheels.check_pin_library(real[-1:])
+
+
+def test_boot_test_kit_agrees_with_its_guest_script() -> None:
+    """scripts/boot-test is opt-in and slow; here only: its guest script parses, and every check the
+    host waits for is one the guest reports (a renamed check would otherwise fail only in the emulator)."""
+    import bootkit
+
+    guest = REPO / "tests/boottest-guest.sh"
+    subprocess.run(["bash", "-n", str(guest)], check=True)
+    text = guest.read_text()
+    reported = set(re.findall(r"(?m)^\s*check ([a-z-]+) \"", text))
+    reported |= set(re.findall(r'say "(?:pass|fail) ([a-z-]+)', text))
+    expected = {name for names in bootkit.CHECKS.values() for name in names}
+    assert reported == expected, reported ^ expected
+    proc = subprocess.run([sys.executable, str(REPO / "tests/bootkit.py"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--offline" in proc.stdout, proc.stderr

@@ -149,3 +149,11 @@ def test_firstboot_unit_runs_the_script_once() -> None:
     assert s["ExecStart"] == ["/usr/bin/python3 /usr/lib/bodycam/firstboot"]
     assert s["ConditionPathExists"] == ["!/var/lib/bodycam-firstboot/done"]
     assert "bodycam.service" in s["Before"][0]
+
+
+def test_enrol_timer_never_reruns_a_failed_first_boot() -> None:
+    """The timer fires every 2 min; if the enrol unit pulled first boot in, a failed one would loop."""
+    s = _settings("bodycam-enrol.service")
+    assert "Requires" not in s and not any("firstboot" in w for w in s.get("Wants", []))
+    assert "bodycam-firstboot.service" in s["After"][0]
+    assert "/var/lib/bodycam-firstboot/done" in s["ConditionPathExists"]

@@ -32,6 +32,7 @@ from .device import CLOCK_PLAUSIBLE_AFTER_NS
 from .encode.platform import HARDWARE_CODEC, Platform, choose_codec
 from .errors import BodycamError
 from .image import firstboot
+from .logs import last_error
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 CONFIG = "/etc/bodycam/device.toml"
@@ -40,6 +41,17 @@ VENV_BODYCAM = "/opt/bodycam/venv/bin/bodycam"
 VENV_PYTHON = "/opt/bodycam/venv/bin/python"
 TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 MAX_SKEW_SECONDS = 2.0
+JOURNAL_LINES = 60
+# What the daemon's gpiozero does first: load its default pin factory (lgpio on a Pi 4/5).
+PIN_FACTORY = (
+    "import sys; from gpiozero import Device; f = Device._default_pin_factory(); "
+    "sys.stdout.write(type(f).__name__); f.close()"
+)
+NO_PIN_LIBRARY_FIX = (
+    "the card lacks lgpio (gpiozero's pin library on a Pi 4/5): rebuild the image with this firmware's "
+    "scripts/build-image, which puts it on the card, or on a networked camera "
+    "'sudo /opt/bodycam/venv/bin/pip install lgpio'; then 'sudo systemctl restart bodycam'"
+)
 
 
 @dataclass
@@ -161,28 +173,50 @@ def check_firstboot(sys_: System, ctx: Context) -> Check:
     )
 
 
+def last_failure(sys_: System) -> str | None:
+    """Why the daemon last failed, from ``journalctl -u bodycam -b -o cat`` (None if nothing says)."""
+    proc = sys_.run(["journalctl", "-u", "bodycam", "-b", "-n", str(JOURNAL_LINES), "-o", "cat", "--no-pager"])
+    if proc.returncode != 0:
+        return None
+    return last_error(proc.stdout.splitlines())
+
+
 def check_service(sys_: System, ctx: Context) -> Check:
+    """Active, and how often systemd restarted it since boot (NRestarts): with Restart=always and no
+    start limit, a daemon that keeps failing shows as "activating" for ever, never as "failed"."""
     show = _systemctl_show(sys_, "bodycam.service", "ActiveState,SubState,NRestarts,Result,ExecMainStatus")
     if show is None:
         return Check("service", WARN, "systemctl is not available (not running on the camera?)")
     active, sub = show.get("ActiveState", "?"), show.get("SubState", "?")
     restarts = int(show.get("NRestarts", "0") or 0)
+    journal = "full log: 'journalctl -b -u bodycam -n 50'"
     if active == "active":
         ctx.service_active = True
         if restarts:
+            why = last_failure(sys_)
             return Check(
                 "service",
                 WARN,
-                f"bodycam.service {active} ({sub}), but restarted {restarts} times",
-                "look for the crash in 'journalctl -b -u bodycam'",
+                f"bodycam.service {active} ({sub}), but restarted {restarts} times since boot"
+                + (f"; last failure: {why}" if why else ""),
+                f"look for the cause of the restarts: {journal}",
             )
-        return Check("service", OK, f"bodycam.service {active} ({sub})")
+        return Check("service", OK, f"bodycam.service {active} ({sub}), no restarts since boot")
+    why = last_failure(sys_)
+    because = f"; last start failed: {why}" if why else ""
+    if restarts or sub == "auto-restart" or active == "activating":
+        return Check(
+            "service",
+            FAIL,
+            f"bodycam.service restarting in a loop: {active} ({sub}), {restarts} restarts since boot{because}",
+            f"fix what the failure says, then 'sudo systemctl restart bodycam'; {journal}",
+        )
     return Check(
         "service",
         FAIL,
         f"bodycam.service {active} ({sub}), result {show.get('Result', '?')}, "
-        f"exit status {show.get('ExecMainStatus', '?')}",
-        "read 'journalctl -b -u bodycam -n 50', fix the cause, then 'sudo systemctl restart bodycam'",
+        f"exit status {show.get('ExecMainStatus', '?')}{because}",
+        f"fix the cause, then 'sudo systemctl restart bodycam'; {journal}",
     )
 
 
@@ -288,7 +322,8 @@ def check_camera_stack(sys_: System, ctx: Context) -> Check | None:
     )
 
 
-_LIST_H264 = "import av, sys; sys.stdout.write(' '.join(sorted(c for c in av.codecs_available if 'h264' in c)))"
+# H.264 encoders are named h264_* and libx264 (no "h264" in that one: match "264").
+_LIST_H264 = "import av, sys; sys.stdout.write(' '.join(sorted(c for c in av.codecs_available if '264' in c)))"
 
 
 def check_encoder(sys_: System, ctx: Context) -> Check:
@@ -341,9 +376,30 @@ def check_pins(sys_: System, ctx: Context) -> Check:
             "user bodycam is not in the gpio group",
             "sudo usermod -aG gpio bodycam; sudo systemctl restart bodycam",
         )
+    proc = sys_.run([str(sys_.path(VENV_PYTHON)), "-c", PIN_FACTORY])
+    if proc.returncode != 0:
+        text = proc.stderr or proc.stdout or ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        # gpiozero warns why each default factory failed; lgpio's reason is the one that matters on a Pi.
+        lgpio = next((ln.split("Falling back from lgpio: ", 1)[1] for ln in lines if "Falling back from lgpio: " in ln),
+                     None)
+        return Check(
+            "pins",
+            FAIL,
+            "gpiozero loads no pin factory in the firmware's Python: "
+            + (lines[-1] if lines else f"exit status {proc.returncode}")
+            + (f" (lgpio: {lgpio})" if lgpio else ""),
+            NO_PIN_LIBRARY_FIX,
+        )
+    factory = proc.stdout.strip() or "a pin factory"
+    fault = str((ctx.status or {}).get("fault") or "")
+    if "pins" in fault:
+        return Check("pins", FAIL, f"{factory} loads, but the daemon: {fault}",
+                     "check the pin numbers and that no other program holds them; then "
+                     "'sudo systemctl restart bodycam'")
     if ctx.status is not None:
-        return Check("pins", OK, f"claimed by the daemon: {pins}")
-    return Check("pins", OK, f"GPIO present: {pins}")
+        return Check("pins", OK, f"{factory}; claimed by the daemon: {pins}")
+    return Check("pins", OK, f"{factory} loads; GPIO present: {pins}")
 
 
 def check_key(sys_: System, ctx: Context) -> Check:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -49,3 +50,30 @@ def setup(level: str = "info", *, stream: TextIO | None = None) -> logging.Handl
     root.setLevel(level.upper())
     root.propagate = False
     return handler
+
+
+def last_error(lines: Sequence[str]) -> str | None:
+    """The daemon's own words for why it stopped, read back from its output (``journalctl -o cat``),
+    the newest of: its one-line ``bodycam: ...`` error,
+    a JSON log entry at level error, the exception line that ends a Python traceback. systemd's own
+    lines ("Main process exited", "Scheduled restart job") say nothing about why, so they are skipped."""
+    found: list[str] = []
+    in_traceback = False
+    for line in lines:
+        text = line.rstrip()
+        if text.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback:
+            if text and not text[0].isspace():
+                found.append(text)
+                in_traceback = False
+        elif text.startswith("bodycam: "):
+            found.append(text.removeprefix("bodycam: "))
+        elif text.startswith("{"):
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+                found.append(str(entry.get("msg") or entry.get("event")))
+    return found[-1] if found else None

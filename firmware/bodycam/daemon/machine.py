@@ -242,6 +242,12 @@ class StateMachine:
             else:
                 self._undock()
 
+    def fault(self, message: str) -> None:
+        """A fault found outside the pipeline (pins that cannot be opened): latched, audited, shown."""
+        with self._lock:
+            if not self._closed:
+                self._enter_fault(message, kind="device")
+
     def tick(self) -> None:
         """Timers, faults and storage; the runner calls this every ~100 ms, tests after advancing a clock."""
         with self._lock:

@@ -7,6 +7,12 @@ closed last of the recording parts, so the open segment is sealed with reason "s
 log ends with power_off (the offload worker is stopped and joined before that, so its upload_stop
 entry comes first). Everything runs in threads of their own; the main thread only ticks the
 state machine and feeds the watchdog until ``stop`` is set (by SIGTERM/SIGINT in cli_run).
+
+Pins that cannot be opened (no pin library on the card, a pin held by another program, a wrong pin
+number) do not end the daemon: exiting would only make systemd restart it every few seconds for ever,
+with nothing on the camera to show it. It stays up in the fault state instead: the red LED solid if
+that pin opens (``controls.faultlight``), one error line in the journal, and ``bodycam status`` and
+``bodycam doctor`` saying which pins and why. The camera still buffers; the watchdog is still fed.
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from gpiozero import Device
-from gpiozero.exc import GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..controls.buttons import ButtonPanel
+from ..controls.faultlight import FaultLight
 from ..controls.indicators import Indicators
 from ..device import RecordingDevice
 from ..errors import BodycamError
@@ -65,12 +71,21 @@ class DataDirLock:
             self._fd = -1
 
 
-def _gpio(what: str, build):  # type: ignore[no-untyped-def]
+def pin_problem(what: str, error: BaseException) -> str:
+    """One line for the journal, `bodycam status` and doctor: which pins, why, what to check."""
+    return (f"cannot open the {what} pins ({str(error) or type(error).__name__}): check the pin numbers "
+            "in the config, that the bodycam user is in the gpio group and no other program holds them, "
+            "and 'bodycam doctor' (pin factory); without GPIO hardware set GPIOZERO_PIN_FACTORY=mock")
+
+
+def _gpio(what: str, build, problems: list[str]):  # type: ignore[no-untyped-def]
+    """``build()``, or None with the reason appended to ``problems`` (any error: lgpio raises its own)."""
     try:
         return build()
-    except GPIOZeroError as e:
-        raise BodycamError(f"cannot open the {what} pins ({e}); without GPIO hardware set "
-                           "GPIOZERO_PIN_FACTORY=mock to simulate them") from None
+    except Exception as e:
+        problems.append(pin_problem(what, e))
+        log.error(problems[-1], extra={"event": "pins_fault", "data": {"pins": what}})
+        return None
 
 
 def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
@@ -85,7 +100,9 @@ def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
         remove_stale_socket(sock)
         device = RecordingDevice(cfg, clock=clock)
         stack.callback(device.close, "shutdown")          # runs after the machine's own shutdown: no-op
-        indicators = _gpio("indicator", lambda: Indicators(cfg.indicators, clock=clock))
+        pin_problems: list[str] = []
+        indicators = (_gpio("indicator", lambda: Indicators(cfg.indicators, clock=clock), pin_problems)
+                      or FaultLight(cfg.indicators))
         stack.callback(indicators.close)
         simulated = isinstance(Device.pin_factory, MockFactory)
         battery = SettableBattery(100.0) if simulated else None
@@ -97,9 +114,10 @@ def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
         stack.callback(offload.close)     # before the machine's shutdown closes the audit log
         _tell_systemd(machine, notifier)
         panel = _gpio("button", lambda: ButtonPanel(cfg.buttons, clock=clock, on_gesture=machine.on_gesture,
-                                                   on_dock=machine.on_dock))
-        stack.callback(panel.close)
-        server = ControlServer(sock, machine, inject=panel.inject,
+                                                   on_dock=machine.on_dock), pin_problems)
+        if panel is not None:
+            stack.callback(panel.close)
+        server = ControlServer(sock, machine, inject=panel.inject if panel is not None else None,
                                set_battery=battery.set if battery is not None else None)
         server.start()
         stack.callback(server.close)
@@ -107,7 +125,9 @@ def run(cfg: Config, stop: threading.Event, *, notifier: Notifier | None = None,
         log.info("started", extra={"event": "started", "data": {
             "serial": cfg.device.serial, "data_dir": str(cfg.data_dir), "socket": str(sock),
             "pid": os.getpid(), "simulated_pins": simulated, "recovered_segments": len(device.recovered)}})
-        machine.boot(docked=panel.docked)
+        machine.boot(docked=panel.docked if panel is not None else False)
+        if pin_problems:
+            machine.fault("; ".join(pin_problems))
         _loop(machine, notifier, stop, clock, tick_seconds)
     log.info("stopped", extra={"event": "stopped", "data": {"faults": len(device.faults)}})
     notifier.close()

@@ -25,7 +25,7 @@ from cryptography import x509
 
 from .. import __version__
 from .. import config as configmod
-from . import aptrepo, bootfs, camerastack, datafs, disk, overlay, rootfs, wheels
+from . import aptrepo, basecheck, bootfs, camerastack, datafs, disk, overlay, rootfs, wheels
 from .progress import Progress
 from .tools import BUILD_TOOLS, ImageError, epoch_env, human, require
 
@@ -237,6 +237,10 @@ def _build(
         base.unlink()
     info = bootfs.read_info(boot_img)
     rootfs.fsck(root_img, env, "base image root file system")
+    base_root = rootfs.Ext4Editor(root_img, env)
+    target = basecheck.read_target(base_root)
+    basecheck.check_tools(base_root, camera_stack=camera_stack)
+    progress.info(f"base: {target.describe()}; has every program first boot runs")
 
     stack = camerastack.Stack()
     if camera_stack:
@@ -260,8 +264,10 @@ def _build(
     cache = (opts.wheels or default_cache()).resolve()
     progress.step("gathering aarch64 wheels" + (" (offline)" if opts.offline else ""))
     if not opts.offline:
-        wheels.refresh(source, cache, env, progress)
-    wheel_files = wheels.stage(source, cache, work / "wheels", env, progress)
+        wheels.refresh(source, cache, env, progress, python=target.python, glibc_minor=target.glibc_minor)
+    wheel_files = wheels.stage(
+        source, cache, work / "wheels", env, progress, python=target.python, glibc_minor=target.glibc_minor
+    )
     wheel_bytes = sum(w.stat().st_size for w in wheel_files)
 
     progress.step("boot partition: copying out, cleaning, rebuilding (mtools, mkfs.vfat)")

@@ -53,6 +53,24 @@ USER = "bodycam"
 VENV_MARKER = ".bodycam-complete"
 GROW_SLACK_SECTORS = 2048  # a partition within 1 MiB of the end of the card counts as grown
 
+# Every program a step runs, with its Debian package and the steps that run it. The image build checks
+# that the base has each one (image/basecheck.py); on the camera a missing one is that step's one-line
+# FAILED, never a traceback. Keep this in step with the steps below (tests/test_firstboot.py checks).
+TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "systemd-sysusers": ("systemd", ("users",)),
+    "sfdisk": ("fdisk", ("datapart",)),
+    "partx": ("util-linux", ("datapart",)),
+    "resize2fs": ("e2fsprogs", ("datapart",)),
+    "dpkg": ("dpkg", ("camera",)),
+    "dpkg-query": ("dpkg", ("camera",)),
+    "apt-get": ("apt", ("camera",)),
+    "python3": ("python3", ("venv",)),
+    "rm": ("coreutils", ("venv",)),
+    "runuser": ("util-linux", ("key",)),
+    "hostname": ("hostname", ("hostname",)),
+    "systemctl": ("systemd", ("enrol",)),
+}
+
 
 class StepError(RuntimeError):
     """A step cannot finish; the message says what is wrong and what the technician can do."""
@@ -85,6 +103,19 @@ class Host:
     def path(self, device_path: str) -> Path:
         return self.root / device_path.lstrip("/")
 
+    def call(
+        self,
+        cmd: Sequence[str],
+        *,
+        input: str | None = None,  # noqa: A002
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a program; one that is not on the image is a StepError naming its Debian package."""
+        try:
+            return self.run(list(cmd), input=input, timeout=timeout)
+        except FileNotFoundError:
+            raise StepError(missing_tool(cmd[0])) from None
+
     def check(
         self,
         cmd: Sequence[str],
@@ -93,13 +124,23 @@ class Host:
         input: str | None = None,  # noqa: A002
         timeout: float | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        proc = self.run(list(cmd), input=input, timeout=timeout)
+        proc = self.call(cmd, input=input, timeout=timeout)
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
             raise StepError(
                 f"{what}: {cmd[0]} exited {proc.returncode}: {lines[-1] if lines else ''}".rstrip(": ")
             )
         return proc
+
+
+def missing_tool(program: str) -> str:
+    name = Path(program).name
+    pkg = TOOLS.get(name, (None,))[0]
+    return (
+        f"{name} is not on this image"
+        + (f" (Debian package {pkg})" if pkg else "")
+        + ": rebuild the image from a base that has it (scripts/build-image checks the base for it)"
+    )
 
 
 # ---- durable writes --------------------------------------------------------------------------------
@@ -341,7 +382,7 @@ def step_camera(host: Host) -> str:
         f"installing the camera stack from {DEBS}",
     )
     for pkg in CAMERA_PACKAGES:
-        proc = host.run(["dpkg-query", "-W", "-f=${Status}", pkg])
+        proc = host.call(["dpkg-query", "-W", "-f=${Status}", pkg])
         if proc.returncode != 0 or proc.stdout.strip() != "install ok installed":
             raise StepError(
                 f"apt-get finished but {pkg} is not installed ({proc.stdout.strip() or 'unknown'})"
@@ -415,13 +456,13 @@ def step_hostname(host: Host) -> str:
         new = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
     if new != text:
         atomic_write(hosts, new.encode())
-    host.run(["hostname", name])  # the running kernel; /etc/hostname covers every later boot
+    host.call(["hostname", name])  # the running kernel; /etc/hostname covers every later boot
     return f"hostname {name}"
 
 
 def enrol_available(host: Host) -> bool:
     bodycam = host.path(VENV) / "bin" / "bodycam"
-    return host.run([str(bodycam), "enrol", "--help"]).returncode == 0
+    return host.call([str(bodycam), "enrol", "--help"]).returncode == 0
 
 
 def step_enrol(host: Host) -> str:
@@ -430,7 +471,7 @@ def step_enrol(host: Host) -> str:
             "this firmware has no 'bodycam enrol' yet: enrolment is left to a later firmware "
             "(bodycam-enrol.timer will try once it exists)"
         )
-    host.run(["systemctl", "start", "--no-block", "bodycam-enrol.service"])
+    host.call(["systemctl", "start", "--no-block", "bodycam-enrol.service"])
     return "enrolment started (bodycam-enrol.timer retries until the camera is docked)"
 
 
@@ -466,6 +507,9 @@ def run_all(host: Host) -> int:
             result = step(host)
         except StepError as e:
             host.log(f"{prefix} FAILED: {e}")
+            return 1
+        except OSError as e:  # still one line: the journal and the console show nothing else
+            host.log(f"{prefix} FAILED: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
             return 1
         host.log(f"{prefix} {result}")
         atomic_write(stamp(host, name), f"{name} done\n".encode())

@@ -13,6 +13,13 @@ Two pip runs, so that a build is a function of a local wheel cache:
 picamera2 and libcamera are not here: they are apt packages (camerastack.py puts them on the card and
 first boot installs them), and the venv is created with --system-site-packages to see them. The venv's
 own numpy and av wheels come first on its path, so picamera2 runs with them, not apt's: hence numpy<2.
+
+The pin library: gpiozero needs a pin factory, and on a Pi 4/5 that is ``lgpio`` (a C extension).
+pyproject.toml asks for it only on Linux/aarch64, and ``pip download --platform`` judges environment
+markers by the build machine, not the target, so the image asks for it here explicitly
+(``IMAGE_EXTRA``). ``check_pin_library`` then opens the staged wheel and checks it holds an aarch64
+extension for the target CPython: PyPI also has an empty ``lgpio 0.0.0.2`` pure-Python wheel that a
+resolver would happily pick, and which would leave gpiozero with no pin factory on the camera.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import re
 import shutil
 import sys
 import tomllib
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,24 +38,36 @@ from .tools import ImageError, run
 
 PYTHON_VERSION = "3.11"  # Raspberry Pi OS Bookworm
 GLIBC_MINOR = 36  # Bookworm's glibc 2.36: manylinux_2_17 .. manylinux_2_36 all run
-PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, GLIBC_MINOR + 1)]
 BOOTSTRAP = ["pip"]
+PIN_LIBRARY = "lgpio"
+IMAGE_EXTRA = [f"{PIN_LIBRARY}>=0.2"]  # see the module docstring: markers are not judged for the target
+EM_AARCH64 = 183
 _WHEEL_TAGS = re.compile(
     r"^(?P<name>.+?)-(?P<ver>[^-]+)(?:-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
 )
 
 
-def platform_args() -> list[str]:
+def platforms(glibc_minor: int = GLIBC_MINOR) -> list[str]:
+    """pip does not widen an explicit --platform to older manylinux versions: list each one.
+    (lgpio's wheels are manylinux_2_34: asking for manylinux_2_17 alone finds none.)"""
+    return ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, glibc_minor + 1)]
+
+
+PLATFORMS = platforms()
+
+
+def platform_args(python: str = PYTHON_VERSION, glibc_minor: int = GLIBC_MINOR) -> list[str]:
+    """pip options selecting wheels for the camera: CPython ``python`` on aarch64, glibc 2.``glibc_minor``."""
     args = [
         "--only-binary=:all:",
         "--python-version",
-        PYTHON_VERSION,
+        python,
         "--implementation",
         "cp",
         "--abi",
-        f"cp{PYTHON_VERSION.replace('.', '')}",
+        f"cp{python.replace('.', '')}",
     ]
-    for p in PLATFORMS:
+    for p in platforms(glibc_minor):
         args += ["--platform", p]
     return args
 
@@ -62,7 +82,7 @@ def pyproject(source: Path) -> dict:
 
 
 def runtime_requirements(source: Path) -> list[str]:
-    return list(pyproject(source)["project"].get("dependencies", [])) + BOOTSTRAP
+    return list(pyproject(source)["project"].get("dependencies", [])) + BOOTSTRAP + IMAGE_EXTRA
 
 
 def build_requirements(source: Path) -> list[str]:
@@ -80,10 +100,18 @@ def _isolated_env(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def refresh(source: Path, cache: Path, env: Mapping[str, str], progress: Progress) -> None:
+def refresh(
+    source: Path,
+    cache: Path,
+    env: Mapping[str, str],
+    progress: Progress,
+    *,
+    python: str = PYTHON_VERSION,
+    glibc_minor: int = GLIBC_MINOR,
+) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     constraints = source / "image" / "constraints.txt"
-    progress.info(f"pip download (aarch64, CPython {PYTHON_VERSION}) into {cache}")
+    progress.info(f"pip download (aarch64, CPython {python}, glibc 2.{glibc_minor}) into {cache}")
     run(
         _pip(
             "download",
@@ -92,7 +120,7 @@ def refresh(source: Path, cache: Path, env: Mapping[str, str], progress: Progres
             cache,
             "--find-links",
             cache,
-            *platform_args(),
+            *platform_args(python, glibc_minor),
             *(["--constraint", constraints] if constraints.exists() else []),
             *runtime_requirements(source),
         ),
@@ -115,7 +143,16 @@ def refresh(source: Path, cache: Path, env: Mapping[str, str], progress: Progres
     )
 
 
-def stage(source: Path, cache: Path, dest: Path, env: Mapping[str, str], progress: Progress) -> list[Path]:
+def stage(
+    source: Path,
+    cache: Path,
+    dest: Path,
+    env: Mapping[str, str],
+    progress: Progress,
+    *,
+    python: str = PYTHON_VERSION,
+    glibc_minor: int = GLIBC_MINOR,
+) -> list[Path]:
     """Exactly the wheels the image needs, from the cache only; returns them sorted by name."""
     if not cache.is_dir() or not any(cache.glob("*.whl")):
         raise ImageError(f"wheel cache {cache} is empty: run once without --offline (needs PyPI) to fill it")
@@ -132,7 +169,7 @@ def stage(source: Path, cache: Path, dest: Path, env: Mapping[str, str], progres
             cache,
             "--dest",
             dest,
-            *platform_args(),
+            *platform_args(python, glibc_minor),
             *(["--constraint", constraints] if constraints.exists() else []),
             *runtime_requirements(source),
         ),
@@ -142,6 +179,8 @@ def stage(source: Path, cache: Path, dest: Path, env: Mapping[str, str], progres
     firmware = build_firmware_wheel(source, cache, dest, quiet)
     wheels = sorted(dest.glob("*.whl"))
     check_platforms(wheels)
+    pins = check_pin_library(wheels, python)
+    progress.info(f"pin library {pins}")
     progress.info(f"{len(wheels)} wheels, firmware {firmware.name}")
     return wheels
 
@@ -201,3 +240,36 @@ def check_platforms(wheels: list[Path]) -> None:
             bad.append(w.name)
     if bad:
         raise ImageError(f"wheels that cannot run on an aarch64 Pi: {', '.join(bad)}")
+
+
+def _elf_machine(header: bytes) -> int | None:
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def check_pin_library(wheels: list[Path], python: str = PYTHON_VERSION) -> str:
+    """The staged wheels hold lgpio with an aarch64 extension for CPython ``python``: gpiozero on the
+    camera will find its pin factory. Returns a line for the build log."""
+    tag = f"cp{python.replace('.', '')}"
+    found = [w for w in wheels if (m := _WHEEL_TAGS.match(w.name)) and m.group("name").lower() == PIN_LIBRARY]
+    fix = (
+        f"gpiozero on the camera would find no pin factory; build without --offline to fetch "
+        f"'{IMAGE_EXTRA[0]}' for CPython {python} aarch64 (PyPI has manylinux_2_34 wheels)"
+    )
+    if not found:
+        raise ImageError(f"no {PIN_LIBRARY} wheel among the image's wheels: {fix}")
+    wheel = found[0]
+    m = _WHEEL_TAGS.match(wheel.name)
+    assert m is not None
+    if m.group("abi") not in (tag, "abi3"):
+        raise ImageError(f"{wheel.name}: not a compiled wheel for CPython {python}: {fix}")
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            libs = [n for n in z.namelist() if re.search(r"(^|/)_?lgpio[^/]*\.so(\.\d+)*$", n)]
+            machines = {_elf_machine(z.open(n).read(64)) for n in libs}
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ImageError(f"{wheel.name}: cannot read the wheel ({e}): delete it from the wheel cache") from None
+    if not libs or machines != {EM_AARCH64}:
+        raise ImageError(f"{wheel.name}: holds no aarch64 lgpio extension module: {fix}")
+    return f"{wheel.name} (aarch64 extension {', '.join(sorted(Path(n).name for n in libs))})"

@@ -153,6 +153,9 @@ HELP: dict[str, tuple[str, str]] = {
     "sudo -u bodycam /opt/bodycam/venv/bin/bodycam enrol --config /etc/bodycam/device.toml --token bce_...": (
         "a camera's bodycam user and a real backend", "bodycam enrol --help"),
     "scripts/bench record --pi": ("minutes of CPU; `--quick` checks it runs", "scripts/bench record --help"),
+    "sudo scripts/boot-test": ("root, qemu and 24 min from a cold cache (opt-in; tests/test_image.py keeps "
+                               "its checks in step)", "scripts/boot-test --help"),
+    "sudo scripts/boot-test --offline": ("as above", "scripts/boot-test --help"),
 }
 # docs/format.md's frame listing and per-frame UTC times: run by test_stock_tools_ffprobe where
 # Debian's ffmpeg is installed (scripts/_bootstrap.sh installs it as root), as one block.

@@ -76,12 +76,13 @@ def collect(data_dir: Path) -> Evidence:
 
 
 def show_path(p: Path) -> str:
-    """Paths relative to the working directory when that is shorter, so they can be pasted."""
+    """Paths under the working directory relative to it (shorter, still pasteable); others absolute, as
+    a path climbing out with ``..`` reads worse than the real one."""
     try:
         rel = os.path.relpath(p)
     except ValueError:
         return str(p)
-    return rel if len(rel) < len(str(p)) else str(p)
+    return rel if not rel.startswith("..") and len(rel) < len(str(p)) else str(p)
 
 
 def bodycam_command() -> str:

@@ -129,7 +129,8 @@ HELP: dict[str, tuple[str, str]] = {
                       "./scripts/sim --help"),
     "./scripts/sim < /dev/null": ("the patrol scenario takes 90 s (smoke.toml, run here, is the same path)",
                                   "./scripts/sim --help"),
-    "./scripts/test": ("it is the whole test suite", "./scripts/test --help"),
+    "./scripts/test": ("it is the whole test suite (and its --help must not touch this run's coverage data)",
+                       "./scripts/test --help"),
     "bodycam sim --panel --config config/sim.toml --data sim-data": ("a terminal", "bodycam sim --help"),
     "bodycam run --config /etc/bodycam/device.toml": ("a Pi camera (picamera2)", "bodycam run --help"),
     "scripts/build-image raspios-bookworm-arm64-lite.img.xz --config BC-0417.toml --ca agency-ca.pem "

@@ -65,17 +65,22 @@ def frames(width: int, height: int, n: int) -> list[np.ndarray]:
     return [src.render(i) for i in range(n)]
 
 
+def encode_bare(ctx: Any, images: list[np.ndarray]) -> None:
+    """The baseline's work: BGR -> YUV 4:2:0 and encode, nothing else (also `bench record`'s)."""
+    for i, img in enumerate(images):
+        vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
+        vf.pts = i * 3000
+        ctx.encode(vf)
+    ctx.encode(None)
+
+
 def bare_cpu_ms(images: list[np.ndarray], cfg: configmod.Config) -> float:
     """PyAV alone: convert and encode with libx264, nothing else."""
     c, e = cfg.camera, cfg.encoder
     ctx = open_context(width=c.width, height=c.height, fps=c.fps, bitrate_kbps=e.bitrate_kbps,
                        gop_seconds=e.gop_seconds, codec=SOFTWARE_CODEC, preset=e.preset)
     t = time.process_time()
-    for i, img in enumerate(images):
-        vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
-        vf.pts = i * 3000
-        ctx.encode(vf)
-    ctx.encode(None)
+    encode_bare(ctx, images)
     return (time.process_time() - t) * 1000 / len(images)
 
 

@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import psutil
 from bodycam import config as configmod
@@ -31,6 +30,7 @@ from bodycam.daemon.machine import StateMachine
 from bodycam.device import RecordingDevice
 from bodycam.encode.h264 import open_context
 from bodycam.evidence.signer import generate_key
+from encoder_paths import encode_bare
 
 TARGETS = {"ratio": 0.90, "dropped_720p": 0, "rss_mb": 250, "trigger_p99_ms": 50}
 
@@ -93,11 +93,7 @@ def bare_encode(frames: list[np.ndarray], cfg: configmod.Config) -> float:
                        bitrate_kbps=enc.bitrate_kbps, gop_seconds=enc.gop_seconds, codec=enc.codec,
                        preset=enc.preset, threads=enc.threads)
     t = time.perf_counter()
-    for i, img in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
-        vf.pts = i * 3000
-        ctx.encode(vf)
-    ctx.encode(None)
+    encode_bare(ctx, frames)
     return len(frames) / (time.perf_counter() - t)
 
 

@@ -298,8 +298,7 @@ def test_documented_chain_loop_checks_every_segment(sandbox: Path) -> None:
 def test_stock_tools_ffprobe(sandbox: Path) -> None:
     """The frame listing and the per-frame UTC times of docs/format.md (Debian's ffmpeg, which
     scripts/_bootstrap.sh installs as root)."""
-    if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe is not installed (apt install ffmpeg)")
+    assert shutil.which("ffprobe"), "ffprobe is not installed (scripts/_bootstrap.sh installs ffmpeg as root)"
     listing, t0, times = FFPROBE
     frames = bash(listing, sandbox / "stock")
     assert frames.returncode == 0 and frames.stdout.splitlines()[0].startswith("1,0,"), frames.stdout

@@ -178,6 +178,7 @@ class TusService:
         max_upload_bytes: int,
         max_audit_bytes: int,
         body_idle_s: float = 30.0,
+        io_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self.db = db
         self.staging = staging
@@ -188,7 +189,8 @@ class TusService:
         self._busy: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
-        self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="tus-io")
+        # The threads that write and hash bodies (injectable: a test holds them to prove the loop goes on).
+        self._io = io_pool or ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="tus-io")
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):

@@ -8,9 +8,9 @@ mid-PATCH loses at most that PATCH's unacknowledged bytes and ``HEAD`` tells the
 resume. The media SHA-256 is computed while the bytes stream in (re-read from disk only after a
 restart), so finalizing a large segment does not wait for a second pass.
 
-No file work runs on the event loop: bodies are written and hashed by worker threads (``BodyWriter``),
-and opening, truncating, fsyncing and removing staged files go through threads too, so one slow disk
-operation stalls only the upload it belongs to, never the loop that serves every other request.
+No staged-file work runs on the event loop: bodies are written and hashed by worker threads
+(``BodyWriter``), and opening, truncating, fsyncing, closing and removing staged files go through threads
+too, so a slow disk stalls only the upload it belongs to, never the loop that serves every other request.
 """
 
 from __future__ import annotations
@@ -535,7 +535,7 @@ class TusService:
             # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say where
             # the staged bytes really end, so the client resends from there instead of the upload being
             # completed with a hole and then rejected as tampered.
-            os.close(fd)
+            await anyio.to_thread.run_sync(os.close, fd)
             self._drop_hash(upload_id)
             self.db.set_offset(upload_id, have)
             raise ApiError(

@@ -409,7 +409,7 @@ def _at_once(jobs: list) -> float:
 
 
 def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: int = 8_000_000, rounds: int = 5,
-                       serial_prefix: str = "BENCH-CC", blob: bytes | None = None) -> dict:
+                       serial_prefix: str | None = None, blob: bytes | None = None) -> dict:
     """One instance under concurrency: ``streams`` devices each upload a ``size``-byte segment at once, with the
     device's protocol as a dock does (one signed request carrying the signed manifest, finalized on creation,
     receipt checked), against ``streams`` plain PUTs of the same bytes at once to the same server.
@@ -418,8 +418,10 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
     taken, so write-back one leaves behind is paid by both alike and one noisy round cannot decide it: the
     medians over ``rounds`` (>= 5 for a verdict) are reported. Finalize times are the backend's own (its
     Server-Timing ``finalize`` metric: from the whole body received to the receipt committed). Enrols
-    ``streams`` devices named ``serial_prefix-NNN`` through the admin API; ``admin_token`` is an admin's.
+    ``streams`` new devices named ``serial_prefix-NNN`` (a fresh random prefix unless given; a given one
+    must be new to the server) through the admin API; ``admin_token`` is an admin's.
     """
+    serial_prefix = serial_prefix or f"BENCH-CC-{secrets.token_hex(3).upper()}"
     blob = blob if blob is not None else os.urandom(size)
     admin = requests.Session()
     admin.headers["Authorization"] = f"Bearer {admin_token}"

@@ -26,7 +26,8 @@ from bodycam.clock import iso_utc
 from bodycam.evidence.signer import load_public_key, verify_signature
 
 from .context import Backend
-from .db import now_ns
+from .data import now_ns
+from .data import trail as trail_rows
 
 log = logging.getLogger("bodycam.backend.anchor")
 
@@ -39,7 +40,7 @@ def checkpoint_key(seq: int) -> str:
 
 
 def head(b: Backend) -> tuple[int, str] | None:
-    row = b.db.one("SELECT seq, sha256 FROM trail ORDER BY seq DESC LIMIT 1")
+    row = trail_rows.head(b.db)
     return (int(row["seq"]), str(row["sha256"])) if row else None
 
 

@@ -23,7 +23,7 @@ from bodycam.offload import httpsig
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .db import Database, now_ns
+from .data import Database, devices, now_ns, people
 from .errors import ApiError
 from .parsing import loads
 
@@ -99,7 +99,7 @@ class Authenticator:
 
     def _device_key(self, key_id: str) -> tuple[str, ec.EllipticCurvePublicKey]:
         """The enrolled key, refusing unknown keys, revoked devices and expired certificates."""
-        row = self.db.certificate(key_id)
+        row = devices.certificate(self.db, key_id)
         if row is None:
             raise ApiError(401, "unauthenticated", "unknown device key: enrol the device first")
         if row["status"] != "active":
@@ -202,9 +202,7 @@ class Authenticator:
                 headers={"WWW-Authenticate": 'Bearer realm="bodycam"'},
             )
         token = authz[7:].strip()
-        row = self.db.one(
-            "SELECT name, role, disabled FROM people WHERE token_sha256=?", (token_sha256(token),)
-        )
+        row = people.by_token(self.db, token_sha256(token))
         if row is None or row["disabled"]:
             raise ApiError(401, "unauthenticated", "unknown or disabled account token")
         return Person(row["name"], row["role"])
@@ -216,10 +214,7 @@ def create_person(db: Database, name: str, role: str) -> str:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = "bcp_" + secrets.token_urlsafe(32)
     with db.transaction() as c:
-        if c.execute("SELECT 1 FROM people WHERE name=?", (name,)).fetchone():
+        if people.exists(c, name):
             raise ValueError(f"an account named {name!r} exists already")
-        c.execute(
-            "INSERT INTO people(name, role, token_sha256, created_ns) VALUES(?,?,?,?)",
-            (name, role, token_sha256(token), now_ns()),
-        )
+        people.add(c, name=name, role=role, token_sha256=token_sha256(token), t=now_ns())
     return token

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bodycam.config import _build_table, _opt
 from bodycam.errors import ConfigError
@@ -37,6 +38,18 @@ class StorageConfig:
         "directory", choices=("directory", "s3"), help="directory: write-once files in data_dir; s3: [s3] below"
     )
     data_dir: str = _opt("/var/lib/bodycam-backend", help="SQLite, keys, upload staging, directory store")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the metadata lives: SQLite in data_dir (one instance), or PostgreSQL shared by several."""
+
+    url: str = _opt(
+        "",
+        help="empty: SQLite file in [storage] data_dir; postgresql://user@host:5432/db: PostgreSQL, which "
+        "every instance behind a load balancer must share (password from ~/.pgpass or PGPASSWORD)",
+    )
+    pool_size: int = _opt(10, min=2, max=500, help="most PostgreSQL connections one instance holds at once")
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ class TrailConfig:
 class BackendConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     s3: S3Config = field(default_factory=S3Config)
     agency: AgencyConfig = field(default_factory=AgencyConfig)
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
@@ -154,7 +168,30 @@ def from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source_path:
     return cfg
 
 
+def _check_database_url(url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(
+            f"[database] url = {_without_password(url)!r}: use postgresql://user@host:port/database, or \"\" "
+            "for SQLite in [storage] data_dir"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"[database] url: port of {parts.netloc.rsplit('@', 1)[-1]!r} is not a number") from None
+
+
+def _without_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if sep and ":" in head.split("://", 1)[-1]:
+        return head.rsplit(":", 1)[0] + ":***@" + tail
+    return url
+
+
 def _cross_check(cfg: BackendConfig) -> None:
+    _check_database_url(cfg.database.url)
     if cfg.storage.backend == "s3":
         if not cfg.s3.bucket:
             raise ConfigError("[s3] bucket: required when [storage] backend = 's3'")

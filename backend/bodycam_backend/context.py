@@ -17,7 +17,7 @@ from .audit import Actor, AuditTrail
 from .auth import Authenticator
 from .ca import AgencyCA, init_keys, load_backend_signer
 from .config import BackendConfig
-from .db import Database
+from .data import Database, open_database
 from .ingest import Ingestor
 from .receipts import ReceiptSigner
 from .store import EvidenceStore, open_store
@@ -38,13 +38,20 @@ def _session_secret(cfg: BackendConfig, keys: Path) -> bytes:
     return path.read_bytes().strip()
 
 
-def initialise(cfg: BackendConfig) -> bool:
-    """Create the data directory, keys and database if missing; returns True if keys were created."""
+def _prepare(cfg: BackendConfig) -> bool:
+    """The data directory and keys, created if missing; returns True if keys were created."""
     ensure_writable_dir(cfg.data_dir, what="[storage] data_dir",
                         fix="set [storage] data_dir in the backend config to a folder it can write")
     created = init_keys(cfg.data_dir / "keys", agency=cfg.agency.name, ca_days=cfg.agency.ca_days)
     _session_secret(cfg, cfg.data_dir / "keys")
-    Database(cfg.data_dir / "backend.sqlite3").close()
+    return created
+
+
+def initialise(cfg: BackendConfig) -> bool:
+    """Create the data directory and keys if missing and bring the database to the newest schema
+    (migrations); returns True if keys were created."""
+    created = _prepare(cfg)
+    open_database(cfg).close()
     return created
 
 
@@ -63,9 +70,9 @@ class Backend:
 
     @classmethod
     def open(cls, cfg: BackendConfig, *, with_store: bool = True) -> Backend:
-        initialise(cfg)
+        _prepare(cfg)
         keys = cfg.data_dir / "keys"
-        db = Database(cfg.data_dir / "backend.sqlite3")
+        db = open_database(cfg)
         signer = load_backend_signer(keys)
         store = open_store(cfg) if with_store else None
         trail = AuditTrail(db, signer)

@@ -2,7 +2,7 @@
 checksum (sha1, sha256).
 
 Bytes are staged in ``<data_dir>/uploads/<server id>.part``; the id is random hex made here, so no
-client-supplied name reaches the filesystem. The offset in SQLite is the durable truth: it only
+client-supplied name reaches the filesystem. The offset in the database is the durable truth: it only
 moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
 mid-PATCH loses at most that PATCH's unacknowledged bytes and ``HEAD`` tells the client where to
 resume. The media SHA-256 is computed while the bytes stream in (re-read from disk only after a
@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
-from .db import Database, now_ns
+from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal
 
@@ -110,10 +110,6 @@ class PendingRow(dict[str, Any]):
     """An upload row not yet in the database. A segment finalized on creation writes its row in the same
     transaction that records the segment: one commit (one WAL fsync) for the request, not two."""
 
-    UPLOAD_COLUMNS = "id, serial, key_id, kind, sequence, length, offset, sha256, created_ns"
-
-    def column_values(self) -> tuple[Any, ...]:
-        return tuple(self[c.strip()] for c in self.UPLOAD_COLUMNS.split(","))
 
 
 @dataclass
@@ -204,7 +200,7 @@ class TusService:
     def owned(self, upload_id: str, who: DeviceIdentity) -> Any:
         """The upload row if this device created it; other devices get 404 (they learn nothing)."""
         self.path(upload_id)
-        row = self.db.upload(upload_id)
+        row = uploads.get(self.db, upload_id)
         if row is None or row["serial"] != who.serial:
             raise ApiError(404, "not_found", "no such upload")
         return row
@@ -377,15 +373,7 @@ class TusService:
 
     def insert_row(self, row: PendingRow, conn: Any = None, *, state: str = "open", result: str | None = None) -> None:
         """Write a new upload's row (in ``conn``'s transaction if given); the state says how it ended."""
-        sql = (
-            f"INSERT INTO uploads({PendingRow.UPLOAD_COLUMNS}, state, updated_ns, result) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
-        )
-        args = (*row.column_values(), state, now_ns(), result)
-        if conn is not None:
-            conn.execute(sql, args)
-        else:
-            self.db.execute(sql, args)
+        uploads.insert(conn if conn is not None else self.db, row, state=state, updated_ns=now_ns(), result=result)
 
     def _running_sha256(self, upload_id: str) -> str | None:
         with self._lock:
@@ -431,7 +419,7 @@ class TusService:
             if upload_id in self._busy:
                 raise ApiError(423, "locked", "a PATCH is writing this upload; retry when it ends")
             self._hashes.pop(upload_id, None)
-        self.db.set_upload_state(upload_id, "terminated")
+        uploads.set_state(self.db, upload_id, "terminated", now_ns())
         self.path(upload_id).unlink(missing_ok=True)
         self.unstage_signed(upload_id)
         self.admission.release(upload_id)
@@ -476,7 +464,7 @@ class TusService:
             self.admission.admit(upload_id)
             new, complete = await self._write(request, upload_id, offset, length, checksum, digest=who.body_sha256)
             if new != offset:
-                self.db.set_offset(upload_id, new)
+                uploads.set_offset(self.db, upload_id, new, now_ns())
         finally:
             with self._lock:
                 self._busy.discard(upload_id)
@@ -568,7 +556,7 @@ class TusService:
                 # where the staged bytes really end, so the client resends from there instead of the
                 # upload being completed with a hole and then rejected as tampered.
                 self._drop_hash(upload_id)
-                self.db.set_offset(upload_id, have)
+                uploads.set_offset(self.db, upload_id, have, now_ns())
                 raise ApiError(
                     409,
                     "conflict",
@@ -679,8 +667,8 @@ class TusService:
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""
         cutoff = now_ns() - max_age_ns
-        rows = self.db.query("SELECT id FROM uploads WHERE state='open' AND updated_ns < ?", (cutoff,))
-        for r in rows:
-            self.db.set_upload_state(r["id"], "expired")
-            self.path(r["id"]).unlink(missing_ok=True)
-        return len(rows)
+        ids = uploads.stale_open(self.db, cutoff)
+        for uid in ids:
+            uploads.set_state(self.db, uid, "expired", now_ns())
+            self.path(uid).unlink(missing_ok=True)
+        return len(ids)

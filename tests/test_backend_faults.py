@@ -29,10 +29,10 @@ from bodycam_backend import config as configmod
 
 
 @contextmanager
-def own_backend(tmp_path: Path, serial: str, *, after: int = 5,
-                database: dict[str, Any] | None = None) -> Iterator[tuple[BackendProcess, Device, Segment]]:
+def own_backend(tmp_path: Path, serial: str, *, after: int = 5, database: dict[str, Any] | None = None,
+                **tables: dict[str, Any]) -> Iterator[tuple[BackendProcess, Device, Segment]]:
     """A backend process of the test's own (it gets killed), and one enrolled camera's first segment."""
-    backend = BackendProcess(tmp_path / "backend", database=database or {})
+    backend = BackendProcess(tmp_path / "backend", database=database or {}, **tables)
     backend.start()
     try:
         rig = record(tmp_path / "dev", serial, after=after)
@@ -71,7 +71,8 @@ def kill_mid_body(
 
 
 def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path, database) -> None:
-    with own_backend(tmp_path, "BC-KILL-1", after=25, database=database) as (backend, dev, seg):
+    with own_backend(tmp_path, "BC-KILL-1", after=25, database=database,
+                     limits={"upload_lease_seconds": 8}) as (backend, dev, seg):
         data = seg.media.read_bytes()
         loc = dev.create(seg).headers["Location"]
         half = len(data) // 2
@@ -81,7 +82,13 @@ def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path, d
         backend.start()
         offset = int(dev.head(loc).headers["Upload-Offset"])
         assert offset == half, "HEAD gives the durable offset: the acknowledged bytes, no more"
-        assert dev.patch(loc, offset, data[offset:]).status_code == 204
+        r = dev.patch(loc, offset, data[offset:])
+        if database:  # PostgreSQL, maybe a fleet: the dead process's lease holds until it expires
+            assert r.status_code == 423 and r.json()["offset"] == offset, r.text
+            assert 1 <= int(r.headers["Retry-After"]) <= 8
+            time.sleep(int(r.headers["Retry-After"]))
+            r = dev.patch(loc, offset, data[offset:])
+        assert r.status_code == 204, r.text  # the embedded backend knows it was the only one: free at once
         r = dev.finalize(loc, seg)
         assert r.status_code == 200, r.text
         assert r.json()["duplicate"] is False

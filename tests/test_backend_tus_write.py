@@ -42,10 +42,11 @@ def meta(**kv: str) -> str:
 
 
 def service(tmp_path) -> TusService:
+    db = connect("", sqlite_path=tmp_path / "db.sqlite3")
     return TusService(
-        db=connect("", sqlite_path=tmp_path / "db.sqlite3"),
+        db=db,
         staging=tmp_path / "uploads",
-        admission=Admission(limit=8, retry_after_s=1, idle_s=60),
+        admission=Admission(db=db, limit=8, retry_after_s=1, idle_s=60),
         max_upload_bytes=1 << 24,
         max_audit_bytes=1 << 20,
     )

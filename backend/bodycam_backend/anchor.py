@@ -45,7 +45,17 @@ def head(b: Backend) -> tuple[int, str] | None:
 
 
 def write_checkpoint(b: Backend) -> int | None:
-    """Anchor the trail's current head (once per head); returns its seq, None if the trail is empty."""
+    """Anchor the trail's current head (once per head); returns its seq, None if the trail is empty.
+
+    Instances on one database take turns (a lock in the database): one writes the checkpoint of a
+    head, the others then find it in the store, or skip this round if one is writing right now."""
+    with b.db.try_lock("bodycam:trail-checkpoint") as mine:
+        if not mine:
+            return None
+        return _write_checkpoint(b)
+
+
+def _write_checkpoint(b: Backend) -> int | None:
     top = head(b)
     if top is None:
         return None

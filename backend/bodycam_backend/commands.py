@@ -35,8 +35,14 @@ def serve(args: argparse.Namespace) -> int:
         lg.propagate = False
         lg.setLevel(cfg.server.log_level.upper())
     backend = Backend.open(cfg)
+    sole = backend.db.engine == "sqlite"  # the embedded backend is one process; PostgreSQL: maybe a fleet
+    if sole:  # what a previous process held is free: it is gone
+        backend.tus.forget_dead_leases()
+        backend.admission.forget_all()
     expired = backend.tus.expire_stale(int(cfg.limits.upload_expiry_hours * 3600e9))
-    recovered = backend.ingest.recover()
+    # Others may be serving from the same staging directory: leave what they may be writing right now.
+    grace = 0.0 if sole else 2 * max(cfg.limits.body_idle_seconds, cfg.limits.upload_lease_seconds) + 60
+    recovered = backend.ingest.recover(grace_s=grace)
     resumable = uploads.count_open(backend.db)
     log.info(
         "backend starting",
@@ -47,6 +53,9 @@ def serve(args: argparse.Namespace) -> int:
                 "port": cfg.server.port,
                 "storage": cfg.storage.backend,
                 "data_dir": str(cfg.data_dir),
+                "database": backend.db.engine,
+                "instance": backend.tus.instance,
+                "staging_dir": str(cfg.staging_dir),
                 "open_uploads": resumable,
                 "expired_uploads": expired,
                 "orphaned_staging_files": recovered["orphaned"],

@@ -38,6 +38,16 @@ class StorageConfig:
         "directory", choices=("directory", "s3"), help="directory: write-once files in data_dir; s3: [s3] below"
     )
     data_dir: str = _opt("/var/lib/bodycam-backend", help="SQLite, keys, upload staging, directory store")
+    staging_dir: str = _opt(
+        "", help="where uploads are staged until verified; empty: data_dir/uploads. Several instances: one "
+        "shared filesystem (NFS), so any instance can resume or finalize any upload"
+    )
+    keys_dir: str = _opt(
+        "", help="agency CA, receipt key; empty: data_dir/keys. Several instances: one shared folder (same keys)"
+    )
+    store_dir: str = _opt(
+        "", help="the write-once directory store (backend = directory); empty: data_dir/store"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,10 @@ class AuthConfig:
 
     max_skew_seconds: int = _opt(300, min=5, max=86400, help="signed-request timestamp window")
     device_session_seconds: int = _opt(900, min=30, max=86400, help="lifetime of a device session")
-    session_secret: str = _opt("", help="HMAC secret shared by all backend nodes; empty: a file in data_dir")
+    session_secret: str = _opt(
+        "", help="HMAC secret of device session tokens; empty: one made once and kept in the database, "
+        "so every instance on it shares it"
+    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,11 @@ class LimitsConfig:
     upload_expiry_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="incomplete uploads then expire")
     body_idle_seconds: float = _opt(
         30.0, min=0.5, max=3600, help="a request body that sends nothing this long is cut off (408)"
+    )
+    upload_lease_seconds: float = _opt(
+        20.0, min=0.5, max=3600,
+        help="a PATCH leases its upload (renewed while it writes); a lease left by a killed instance "
+        "frees the upload after this long (423 + Retry-After until then)",
     )
 
 
@@ -143,6 +161,18 @@ class BackendConfig:
     def data_dir(self) -> Path:
         return Path(self.storage.data_dir)
 
+    @property
+    def staging_dir(self) -> Path:
+        return Path(self.storage.staging_dir) if self.storage.staging_dir else self.data_dir / "uploads"
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.storage.keys_dir) if self.storage.keys_dir else self.data_dir / "keys"
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.storage.store_dir) if self.storage.store_dir else self.data_dir / "store"
+
 
 def sections() -> dict[str, type]:
     hints = {f.name: f.type for f in dataclasses.fields(BackendConfig) if f.name != "source_path"}
@@ -157,13 +187,10 @@ def from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source_path:
             raise ConfigError(f"[{name}]: unknown table; known tables are {', '.join(sorted(secs))}")
         tables[name] = _build_table(name, secs[name], value)
     cfg = BackendConfig(**tables, source_path=source_path)
-    if base_dir is not None and not Path(cfg.storage.data_dir).is_absolute():
-        cfg = dataclasses.replace(
-            cfg,
-            storage=dataclasses.replace(
-                cfg.storage, data_dir=str((base_dir / cfg.storage.data_dir).resolve())
-            ),
-        )
+    if base_dir is not None:
+        paths = {k: str((base_dir / v).resolve()) for k in ("data_dir", "staging_dir", "keys_dir", "store_dir")
+                 if (v := getattr(cfg.storage, k)) and not Path(v).is_absolute()}
+        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, **paths))
     _cross_check(cfg)
     return cfg
 

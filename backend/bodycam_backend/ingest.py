@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -66,6 +67,25 @@ def _b64(body: dict[str, Any], name: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "bad_request", f"{name} must be base64") from None
+
+
+def _declared_sha256(row: Any, manifest: bytes) -> set[str]:
+    """The media SHA-256 the device declared (creation metadata) and signed (manifest), as far as readable."""
+    out = {row["sha256"]} if row["sha256"] else set()
+    try:
+        media = json.loads(manifest).get("media")
+        if isinstance(media, dict) and isinstance(media.get("sha256"), str):
+            out.add(media["sha256"])
+    except (ValueError, AttributeError):
+        pass
+    return out
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 class Ingestor:
@@ -133,6 +153,10 @@ class Ingestor:
         self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
     ) -> dict[str, Any]:
         sha = await self.tus.media_sha256(row["id"], row["length"])
+        if sha not in _declared_sha256(row, manifest):
+            # This instance's running hash is not what the device signed: bytes may have been written by
+            # another instance since. The staged file itself decides.
+            sha = await self.tus.media_sha256(row["id"], row["length"], from_disk=True)
         return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha, staged)
 
     def _replay(self, row: Any) -> dict[str, Any]:
@@ -456,25 +480,35 @@ class Ingestor:
 
     # -- start-up --
 
-    def recover(self) -> dict[str, int]:
+    def recover(self, *, grace_s: float = 0.0) -> dict[str, int]:
         """Before serving: settle what a crash left in staging. A finalized segment whose staged files
         are still there may have been acknowledged before the store's new names were durable: the
         store is completed from them (same bytes; write-once holds). Staged bytes without a row were
-        never answered and go; an open upload keeps its bytes to be resumed."""
+        never answered and go; an open upload keeps its bytes to be resumed.
+
+        With several instances on one staging directory, files touched in the last ``grace_s`` may
+        belong to a request another instance is serving right now (a creation whose row is not written
+        yet, a finalize staging its manifest): those are left for a later start. (Files of a finished
+        upload are not: its row commits only after the store holds them.)"""
         counts = {"restored": 0, "orphaned": 0}
         staging = self.tus.staging
-        ids = sorted({p.name[:32] for p in staging.iterdir() if _STAGED.fullmatch(p.name)})
-        for uid in ids:
+        cutoff = time.time() - grace_s
+        names = [p for p in staging.iterdir() if _STAGED.fullmatch(p.name)]
+        recent = {p.name[:32] for p in names if grace_s and _mtime(p) >= cutoff}
+        for uid in sorted({p.name[:32] for p in names}):
             row = uploads.get(self.db, uid)
             part = self.tus.path(uid)
             if row is not None and row["state"] == "finalized" and row["kind"] == "segment":
                 counts["restored"] += self._restore(row, part, *self.tus.signed_paths(uid))
+            if (row is None or row["state"] == "open") and uid in recent:
+                continue  # maybe another instance's request in flight
             if row is None or row["state"] != "open":
                 counts["orphaned"] += row is None and part.exists()
                 part.unlink(missing_ok=True)
             self.tus.unstage_signed(uid)  # an open upload stages them again when it is finalized
         for p in staging.glob("bench-*.put"):
-            p.unlink(missing_ok=True)
+            if not grace_s or _mtime(p) < cutoff:
+                p.unlink(missing_ok=True)
         return counts
 
     def _restore(self, row: Any, media: Path, manifest: Path, sig: Path) -> int:

@@ -89,6 +89,12 @@ class Database(ABC):
         """All or nothing; a writer waits for (and then excludes) other writers that conflict."""
 
     @abstractmethod
+    def relaxed(self) -> AbstractContextManager[Tx]:
+        """A transaction whose commit does not wait for the disk: for writes a power cut may lose
+        harmlessly (a nonce, a lease, an admission slot's last-seen), made on every request. Never
+        inside another transaction of the same thread."""
+
+    @abstractmethod
     def lock(self, name: str) -> AbstractContextManager[None]:
         """Hold ``name`` (fleet-wide on PostgreSQL) across several transactions of this thread."""
 

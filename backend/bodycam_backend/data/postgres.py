@@ -121,6 +121,12 @@ class PostgresDatabase(Database):
         with self._conn() as conn, conn.transaction():
             yield PgTx(conn)
 
+    @contextmanager
+    def relaxed(self) -> Iterator[Tx]:
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit TO OFF")
+            yield PgTx(conn)
+
     def query(self, sql: str, args: Args = ()) -> list[Any]:
         with self._conn() as conn:
             cur = conn.execute(to_pyformat(sql), tuple(args))

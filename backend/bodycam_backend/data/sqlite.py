@@ -47,10 +47,30 @@ class SqliteDatabase(Database):
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._tx = SqliteTx(self._conn)
+        # A second connection for ``relaxed``: in WAL mode synchronous=NORMAL commits without an fsync.
+        self._relaxed_lock = threading.Lock()
+        self._relaxed_conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._relaxed_conn.row_factory = sqlite3.Row
+        self._relaxed_conn.execute("PRAGMA synchronous=NORMAL")
+        self._relaxed_conn.execute("PRAGMA busy_timeout=30000")
+        self._relaxed_tx = SqliteTx(self._relaxed_conn)
 
     def close(self) -> None:
+        with self._relaxed_lock:
+            self._relaxed_conn.close()
         with self._lock:
             self._conn.close()
+
+    @contextmanager
+    def relaxed(self) -> Iterator[Tx]:
+        with self._relaxed_lock:
+            self._relaxed_conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._relaxed_tx
+            except BaseException:
+                self._relaxed_conn.execute("ROLLBACK")
+                raise
+            self._relaxed_conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

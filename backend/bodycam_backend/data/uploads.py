@@ -38,3 +38,51 @@ def stale_open(q: Queryable, cutoff_ns: int) -> list[str]:
 def count_open(q: Queryable) -> int:
     row = q.one("SELECT COUNT(*) FROM uploads WHERE state='open'")
     return int(row[0]) if row else 0
+
+
+# -- leases: the one PATCH writing an upload, on any instance --
+
+
+def take_lease(q: Queryable, upload_id: str, *, offset: int, owner: str, now_ns: int, until_ns: int) -> bool:
+    """Lease an open upload at ``offset`` to ``owner`` unless another unexpired lease holds it or the
+    offset moved on; exactly one of two racing PATCHes gets True."""
+    return q.execute(
+        'UPDATE uploads SET lease_owner=?, lease_expires_ns=? WHERE id=? AND state=\'open\' AND "offset"=? '
+        "AND (lease_owner IS NULL OR lease_expires_ns < ?)",
+        (owner, until_ns, upload_id, offset, now_ns),
+    ) > 0
+
+
+def renew_lease(q: Queryable, upload_id: str, owner: str, until_ns: int) -> bool:
+    return q.execute(
+        "UPDATE uploads SET lease_expires_ns=? WHERE id=? AND lease_owner=?", (until_ns, upload_id, owner)
+    ) > 0
+
+
+def commit_offset(q: Queryable, upload_id: str, owner: str, offset: int, t: int) -> bool:
+    """The new durable offset, and the lease released, if ``owner`` still holds it."""
+    return q.execute(
+        'UPDATE uploads SET "offset"=?, updated_ns=?, lease_owner=NULL, lease_expires_ns=NULL '
+        "WHERE id=? AND lease_owner=?",
+        (offset, t, upload_id, owner),
+    ) > 0
+
+
+def release_lease(q: Queryable, upload_id: str, owner: str) -> None:
+    q.execute(
+        "UPDATE uploads SET lease_owner=NULL, lease_expires_ns=NULL WHERE id=? AND lease_owner=?", (upload_id, owner)
+    )
+
+
+def clear_leases(q: Queryable) -> None:
+    """Every lease dropped: for the one instance of an embedded (SQLite) backend, at its start."""
+    q.execute("UPDATE uploads SET lease_owner=NULL, lease_expires_ns=NULL WHERE lease_owner IS NOT NULL")
+
+
+def terminate(q: Queryable, upload_id: str, t: int) -> bool:
+    """Open and not being written (no live lease): terminated. False otherwise."""
+    return q.execute(
+        "UPDATE uploads SET state='terminated', updated_ns=? WHERE id=? AND state='open' "
+        "AND (lease_owner IS NULL OR lease_expires_ns < ?)",
+        (t, upload_id, t),
+    ) > 0

@@ -17,7 +17,7 @@ import pytest
 from bodycam_backend.admission import Admission
 from bodycam_backend.auth import DeviceIdentity
 from bodycam_backend.bodywriter import BATCH_BYTES, BodyWriter
-from bodycam_backend.db import Database
+from bodycam_backend.data import connect, uploads
 from bodycam_backend.errors import ApiError
 from bodycam_backend.tus import TusService
 from starlette.requests import Request
@@ -45,13 +45,15 @@ def meta(**kv: str) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
 
 
-def service(tmp_path) -> TusService:
+def service(tmp_path, io_pool: ThreadPoolExecutor | None = None) -> TusService:
+    db = connect("", sqlite_path=tmp_path / "db.sqlite3")
     return TusService(
-        db=Database(tmp_path / "db.sqlite3"),
+        db=db,
         staging=tmp_path / "uploads",
-        admission=Admission(limit=8, retry_after_s=1, idle_s=60),
+        admission=Admission(db=db, limit=8, retry_after_s=1, idle_s=60),
         max_upload_bytes=1 << 24,
         max_audit_bytes=1 << 20,
+        io_pool=io_pool,
     )
 
 
@@ -85,7 +87,7 @@ def test_running_hash_and_checksums_hold_however_the_bytes_arrive(tmp_path, piec
         assert r.headers["Upload-Offset"] == str(len(data))
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
         assert svc.path(uid).read_bytes() == data
-        assert svc.db.upload(uid)["offset"] == len(data)
+        assert uploads.get(svc.db, uid)["offset"] == len(data)
 
     anyio.run(run)
 
@@ -109,7 +111,7 @@ def test_staged_bytes_lost_below_the_offset_are_resent_not_left_as_a_hole(tmp_pa
         with pytest.raises(ApiError) as e:
             await svc.patch(request("PATCH", {**octets, "Upload-Offset": "200000"}, [data[200_000:]]), uid, WHO)
         assert e.value.status == 409 and e.value.extra["offset"] == 50_000
-        assert svc.db.upload(uid)["offset"] == 50_000
+        assert uploads.get(svc.db, uid)["offset"] == 50_000
         await svc.patch(request("PATCH", {**octets, "Upload-Offset": "50000"}, [data[50_000:]]), uid, WHO)
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
 
@@ -121,9 +123,7 @@ def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
     taken in, another request on the same loop is answered meanwhile, and the offset moves only once
     the bytes are written and fsynced."""
     pool = ThreadPoolExecutor(max_workers=1)
-    svc = TusService(db=Database(tmp_path / "db.sqlite3"), staging=tmp_path / "uploads",
-                     admission=Admission(limit=8, retry_after_s=1, idle_s=60), max_upload_bytes=1 << 24,
-                     max_audit_bytes=1 << 20, io_pool=pool)
+    svc = service(tmp_path, io_pool=pool)
     data = os.urandom(BATCH_BYTES * 3 // 2)  # one batch waiting for the disk, the rest taken in behind it
     octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
     disk = threading.Event()
@@ -164,7 +164,7 @@ def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
             finally:
                 disk.set()
         assert answers == [len(data)]
-        assert svc.path(uid).read_bytes() == data and svc.db.upload(uid)["offset"] == len(data)
+        assert svc.path(uid).read_bytes() == data and uploads.get(svc.db, uid)["offset"] == len(data)
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
 
     try:

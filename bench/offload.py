@@ -10,7 +10,12 @@ Every figure is measured in this run, against a baseline measured in the same ru
    minimal stock-style client (creation-with-upload, then a separate finalize: one round trip and one
    request's auth more), reported for comparison. Both get verification and a signed receipt, which
    the client checks;
-2. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
+2. one instance under concurrency (``measure_concurrent``, also imported by the fleet bench): 16
+   devices upload an 8 MB segment each at once with the device's protocol (finalized on creation),
+   against 16 plain PUTs of the same bytes at once, in interleaved rounds; the median round's ratio of
+   aggregate MB/s (target >= 0.9), the backend's finalize p50/p99 (its Server-Timing header) and each
+   side's server CPU per GB;
+3. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
    segments each at once with the device's protocol and client (one signed request per segment),
    through admission control (503 + Retry-After honoured). Every receipt is
    verified, then the backend is asked for every device's last sequence and open gaps: zero lost

@@ -30,7 +30,8 @@ def two_instances(root: Path, url: str, **admission: Any) -> Iterator[tuple[Back
               "store_dir": str(root / "shared" / "store")}
     pair = tuple(
         BackendProcess(root / name, storage=shared, database={"url": url},
-                       admission={"idle_seconds": 30, **admission}, limits={"upload_lease_seconds": 5})
+                       admission={"idle_seconds": 30, **admission}, limits={"upload_lease_seconds": 5},
+                       trail={"checkpoint_seconds": 0.3})
         for name in ("a", "b")
     )
     try:
@@ -210,3 +211,9 @@ def test_the_audit_trail_stays_one_chain_when_both_instances_append_at_once(flee
     assert errors == []
     check = b.cli("audit-verify", check=False)
     assert check.returncode == 0 and "audit trail: OK" in check.stdout, check.stdout + check.stderr
+    # both instances anchor the head every 0.3 s into the one store, taking turns: never two writes of
+    # one checkpoint (the store's link-once files would refuse the second and the log would say so)
+    assert int(check.stdout.split(" checkpoints")[0].rsplit(", ", 1)[1]) >= 2, check.stdout
+    for inst in (a, b):
+        log = (inst.root / "serve-1.log").read_text()
+        assert "cannot anchor" not in log, log

@@ -99,12 +99,95 @@ def token_create(args: argparse.Namespace) -> int:
 
 
 def token_list(args: argparse.Namespace) -> int:
+    from .data import people
+
     b = _open(args)
-    for r in b.db.query("SELECT name, role, created_ns, disabled FROM people ORDER BY name"):
+    for r in people.accounts(b.db):
         print(
             f"{r['name']}\t{r['role']}\t{iso_utc(r['created_ns'])}\t"
             f"{'disabled' if r['disabled'] else 'active'}"
         )
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def user_add(args: argparse.Namespace) -> int:
+    from .accounts import add_user
+
+    b = _open(args)
+    try:
+        add_user(b.db, args.name, args.role, _password(args))
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    b.trail.record(cli_actor(), "user_add", f"person:{args.name}", role=args.role)
+    print(f"{args.name} ({args.role}) can sign in to the review pages")
+    return 0
+
+
+def user_password(args: argparse.Namespace) -> int:
+    from .accounts import set_password
+
+    b = _open(args)
+    try:
+        set_password(b.db, args.name, _password(args))
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    b.trail.record(cli_actor(), "user_password", f"person:{args.name}")
+    print(f"{args.name}: password set; their sessions were ended")
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    from .data import people
+
+    b = _open(args)
+    worn: dict[str, list[str]] = {}
+    for a in people.assignments(b.db):
+        if a["until_ns"] is None:
+            worn.setdefault(a["name"], []).append(f"{a['serial']} since {iso_utc(a['from_ns'])}")
+    for r in people.accounts(b.db):
+        print(f"{r['name']}\t{r['role']}\t{'disabled' if r['disabled'] else 'active'}\t"
+              f"{'password' if r['password_ns'] else 'token only'}\t{', '.join(worn.get(r['name'], [])) or '-'}")
+    return 0
+
+
+def user_assign(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .data import people
+    from .db import now_ns
+    from .enrol import check_serial
+
+    b = _open(args)
+    try:
+        serial = check_serial(args.serial)
+        if people.account(b.db, args.name) is None:
+            raise ValueError(f"no account named {args.name!r}; create it with 'bodycam backend user add'")
+        since = now_ns()
+        if args.since:
+            try:
+                when = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+                since = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1e9)
+            except ValueError:
+                raise ValueError(f"--since {args.since!r}: give ISO 8601 UTC, e.g. 2026-12-01T06:00:00Z") from None
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    people.assign(b.db, serial, args.name, since)
+    b.trail.record(cli_actor(), "assign", f"device:{serial}", person=args.name, since_utc=iso_utc(since))
+    print(f"{serial} is worn by {args.name} from {iso_utc(since)}")
     return 0
 
 

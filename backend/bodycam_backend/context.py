@@ -17,6 +17,7 @@ from .audit import Actor, AuditTrail
 from .auth import Authenticator
 from .ca import AgencyCA, init_keys, load_backend_signer
 from .config import BackendConfig
+from .data import ensure_schema
 from .db import Database
 from .ingest import Ingestor
 from .receipts import ReceiptSigner
@@ -66,6 +67,7 @@ class Backend:
         initialise(cfg)
         keys = cfg.data_dir / "keys"
         db = Database(cfg.data_dir / "backend.sqlite3")
+        ensure_schema(db)
         signer = load_backend_signer(keys)
         store = open_store(cfg) if with_store else None
         trail = AuditTrail(db, signer)

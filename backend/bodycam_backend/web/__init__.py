@@ -1,0 +1,36 @@
+"""The review pages, served by `bodycam backend serve` itself (docs/review.md).
+
+One view module per resource (signin, recordings, audit), Jinja2 templates and plain JavaScript in
+``static/`` with no build step and nothing fetched from elsewhere. Every page and every byte of evidence
+needs a signed-in session; what a person may see is decided by ``bodycam_backend.permissions``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import audit, recordings, signin
+from .headers import SecurityHeaders
+
+STATIC = Path(__file__).parent / "static"
+
+__all__ = ["SecurityHeaders", "routes"]
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", signin.home),
+        Route("/login", signin.login, methods=["GET", "POST"]),
+        Route("/logout", signin.logout, methods=["POST"]),
+        Route("/recordings", recordings.listing),
+        Route("/recordings/{recording_id}", recordings.detail),
+        Route("/recordings/{recording_id}/integrity", recordings.integrity),
+        Route("/recordings/{recording_id}/thumbnail.jpg", recordings.thumbnail),
+        Route("/recordings/{recording_id}/certificates/{key_id}", recordings.certificate),
+        Route("/recordings/{recording_id}/segments/{sequence:int}/{part}", recordings.segment_part),
+        Route("/recordings/{recording_id}/audit", audit.recording_audit),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]

@@ -86,3 +86,86 @@ def signed_in(url: str, name: str, password: str = PASSWORD) -> requests.Session
 
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+
+
+def launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def sign_in_page(page: Any, url: str, name: str, password: str = PASSWORD) -> None:
+    page.goto(url + "/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/recordings**")
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+class LyingProxy:
+    """Stands between the browser and a real backend and tells the page every check passed: the
+    integrity verdict is rewritten to all green, and the segment hashes it reports to those of the bytes
+    it serves. The browser's own check must still see what the bytes are."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import json
+        import threading
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n) if n else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length",)}
+                r = requests.request(self.command, upstream + self.path, headers=headers, data=body,
+                                     allow_redirects=False, timeout=30)
+                content = r.content
+                if self.path.split("?")[0].endswith("/integrity") and r.status_code == 200:
+                    doc = r.json()
+                    doc.update(ok=True, errors=[], missing_sequences=[])
+                    for s in doc["segments"]:
+                        s.update(ok=True, problems=[])
+                    content = json.dumps(doc).encode()
+                    proxy.lied += 1
+                self.send_response(r.status_code)
+                for k, v in r.raw.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_HEAD = _forward
+
+        self.lied = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_js(page: Any, expression: str, timeout: float = 30.0) -> Any:
+    """Poll a JavaScript expression until truthy. (Playwright's wait_for_function evaluates a string with
+    eval inside the page, which the pages' Content-Security-Policy rightly forbids; evaluate() does not.)"""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +73,10 @@ def set_password(db: Any, name: str, password: str) -> None:
 
 
 class Sessions:
-    def __init__(self, db: Any, cfg: ReviewConfig) -> None:
+    def __init__(self, db: Any, cfg: ReviewConfig, *, clock: Callable[[], int] = now_ns) -> None:
+        """``clock``: UTC ns, injected so tests of expiry need not wait."""
         self.db = db
+        self.clock = clock
         self.idle_ns = int(cfg.idle_minutes * 60e9)
         self.absolute_ns = int(cfg.absolute_hours * 3600e9)
         self.max_failures = cfg.max_failed_logins
@@ -82,7 +85,7 @@ class Sessions:
     def sign_in(self, name: str, password: str, address: str) -> tuple[str, WebSession]:
         """(cookie value, session), or SignInError. Too many recent failures for the name or the
         address refuse even a right password, so guessing cannot continue by luck."""
-        t = now_ns()
+        t = self.clock()
         since = t - self.window_ns
         if (q.failures_since(self.db, f"name:{name}", since) >= self.max_failures
                 or q.failures_since(self.db, f"addr:{address}", since) >= 4 * self.max_failures):
@@ -114,7 +117,7 @@ class Sessions:
         row = q.session(self.db, sid)
         if row is None:
             return None
-        t = now_ns()
+        t = self.clock()
         if row["disabled"] or row["expires_ns"] < t or row["last_ns"] + self.idle_ns < t:
             q.drop_session(self.db, sid)
             return None

@@ -158,6 +158,7 @@
       }
       state.loaded = i + 1;
       layoutTimeline();
+      tick();
     }
     if (ms.readyState === "open") ms.endOfStream();
     state.complete = true;

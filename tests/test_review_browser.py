@@ -108,7 +108,8 @@ def test_a_whole_recording_plays_across_segment_boundaries_without_a_stall(seede
     samples = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        t, ended = page.evaluate("[document.getElementById('video').currentTime, document.getElementById('video').ended]")
+        t, ended = page.evaluate("[document.getElementById('video').currentTime, "
+                                 "document.getElementById('video').ended]")
         samples.append((time.monotonic(), t))
         if ended:
             break

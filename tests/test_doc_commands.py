@@ -76,6 +76,7 @@ RUN: dict[str, str] = {
     "source .venv/bin/activate": "repo",
     "bodycam keygen --config /etc/bodycam/device.toml": "fresh",
     "bodycam backend enrol-token BC-0417": "sandbox",
+    "bodycam backend user list": "sandbox",
     "bodycam verify /var/lib/bodycam": "sandbox",
     "bodycam verify export-dir/ --key device.cert.pem": "sandbox",
     "bodycam verify seg-0000000042.json --decode": "segments",
@@ -153,6 +154,13 @@ HELP: dict[str, tuple[str, str]] = {
                                                        "bodycam backend export --help"),
     "sudo -u bodycam /opt/bodycam/venv/bin/bodycam enrol --config /etc/bodycam/device.toml --token bce_...": (
         "a camera's bodycam user and a real backend", "bodycam enrol --help"),
+    "bodycam backend user add rita --role reviewer": ("a person at a terminal typing a password "
+                                                      "(tests/test_review_http.py uses --password-stdin)",
+                                                      "bodycam backend user add --help"),
+    "bodycam backend user assign olly BC-0417": ("an account named olly (tests/test_review_http.py assigns one)",
+                                                 "bodycam backend user assign --help"),
+    "bodycam backend user password rita": ("a terminal and an account named rita",
+                                           "bodycam backend user password --help"),
     "scripts/bench record --pi": ("minutes of CPU; `--quick` checks it runs", "scripts/bench record --help"),
     "sudo scripts/boot-test": ("root, qemu and 24 min from a cold cache (opt-in; tests/test_image.py keeps "
                                "its checks in step)", "scripts/boot-test --help"),

@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bsub = p.add_subparsers(dest="backend_command", required=True, metavar="COMMAND")
     bsub.add_parser(
         "serve", parents=[common], help="run the HTTP service",
-        description="Serve the evidence API (docs/backend-api.md) on [server] host and port.",
+        description="Serve the evidence API (docs/backend-api.md) and the review pages (docs/review.md) "
+                    "on [server] host and port.",
     ).set_defaults(run=_run("serve"))
     bsub.add_parser(
         "init", parents=[common], help="create data dir, agency CA, receipt key and database",

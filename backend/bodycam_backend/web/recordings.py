@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import time
 from datetime import datetime
 from functools import wraps
 from typing import Any
@@ -99,6 +100,7 @@ def summary(r: Any) -> dict[str, Any]:
 
 @page
 def listing(request: Request, s: WebSession) -> Response:
+    started = time.perf_counter()
     permissions.require(s.name, s.role, "recordings.list")
     b = backend_of(request)
     f = filters(request, s)
@@ -109,11 +111,15 @@ def listing(request: Request, s: WebSession) -> Response:
     b.trail.record(actor(s), "list", "recordings", filters=shown, total=total,
                    shown=[d["recording_id"] for d in docs])
     if request.query_params.get("format") == "json":
-        return JSONResponse({"recordings": docs, "total": total, "page": f.page, "per_page": f.per_page})
-    pages = max(1, -(-total // f.per_page))
-    base = {k: v for k, v in shown.items() if k != "page"}
-    return render(request, "recordings.html", session=s, recordings=docs, total=total, page=f.page, pages=pages,
-                  f=f, params=base, devices=q.devices(b.db), own_only=permissions.own_only(s.role))
+        r: Response = JSONResponse({"recordings": docs, "total": total, "page": f.page, "per_page": f.per_page})
+    else:
+        pages = max(1, -(-total // f.per_page))
+        base = {k: v for k, v in shown.items() if k != "page"}
+        r = render(request, "recordings.html", session=s, recordings=docs, total=total, page=f.page, pages=pages,
+                   f=f, params=base, devices=q.devices(b.db), own_only=permissions.own_only(s.role))
+    # the time this process spent (index catch-up, query, audit entry, rendering): scripts/bench review
+    r.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return r
 
 
 def recording_for(request: Request, s: WebSession, action: str) -> Any:

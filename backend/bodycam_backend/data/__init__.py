@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import people, review
+from . import devices, people, review
 
-SCHEMA: tuple[str, ...] = people.SCHEMA + review.SCHEMA
+SCHEMA: tuple[str, ...] = people.SCHEMA + review.SCHEMA + devices.SCHEMA
 
 
 def ensure_schema(db: Any) -> None:

@@ -110,16 +110,22 @@ def forget_failures(db: Any, subject: str, before_ns: int | None = None) -> None
 
 
 def assign(db: Any, serial: str, name: str, from_ns: int) -> None:
-    """``serial`` is worn by ``name`` from ``from_ns``; the previous open assignment ends there."""
+    """``serial`` is worn by ``name`` from ``from_ns`` until the camera's next assignment. Assignments of
+    one camera never overlap: the one covering ``from_ns`` ends there, and this one ends where the next
+    begins (if one was recorded for later)."""
     with db.transaction() as c:
         c.execute(
-            "UPDATE device_assignments SET until_ns = ? WHERE serial = ? AND until_ns IS NULL AND from_ns < ?",
-            (from_ns, serial, from_ns),
+            "UPDATE device_assignments SET until_ns = ? WHERE serial = ? AND from_ns < ?"
+            " AND (until_ns IS NULL OR until_ns > ?)",
+            (from_ns, serial, from_ns, from_ns),
         )
+        nxt = c.execute(
+            "SELECT MIN(from_ns) FROM device_assignments WHERE serial = ? AND from_ns > ?", (serial, from_ns)
+        ).fetchone()
         c.execute(
-            "INSERT INTO device_assignments(serial, name, from_ns, until_ns) VALUES(?,?,?,NULL) "
+            "INSERT INTO device_assignments(serial, name, from_ns, until_ns) VALUES(?,?,?,?) "
             "ON CONFLICT(serial, from_ns) DO UPDATE SET name = excluded.name",
-            (serial, name, from_ns),
+            (serial, name, from_ns, nxt[0] if nxt else None),
         )
 
 

@@ -22,6 +22,7 @@ SCHEMA: tuple[str, ...] = (
     " markers INTEGER NOT NULL, recovered INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS review_recordings_time ON review_recordings(first_utc_ns)",
     "CREATE INDEX IF NOT EXISTS review_recordings_serial ON review_recordings(serial, first_utc_ns)",
+    "CREATE INDEX IF NOT EXISTS review_recordings_seq ON review_recordings(serial, first_seq)",
     "CREATE INDEX IF NOT EXISTS review_segments_stored_at ON segments(stored_ns)",
     "CREATE INDEX IF NOT EXISTS flags_segment ON flags(serial, sequence)",
 )
@@ -35,6 +36,20 @@ _FLAGGED = "EXISTS (SELECT 1 FROM flags f WHERE f.serial = r.serial AND f.sequen
 _GAPS = (
     "EXISTS (SELECT 1 FROM gaps g WHERE g.serial = r.serial AND g.closed_ns IS NULL"
     " AND g.sequence BETWEEN r.first_seq AND r.last_seq + 1)"
+)
+# The recording a gap or flag at sequence X.sequence of camera X.serial falls in or just after: the one
+# starting last at or before it (one index probe per gap or flag; the few candidates are then checked
+# exactly with _GAPS/_FLAGGED). Gaps and flags are few; recordings are many.
+_AROUND = ("(SELECT r2.recording_id FROM review_recordings r2 WHERE r2.serial = x.serial"
+           " AND r2.first_seq <= x.sequence ORDER BY r2.first_seq DESC LIMIT 1)")
+_GAP_CANDIDATES = f"r.recording_id IN (SELECT {_AROUND} FROM gaps x WHERE x.closed_ns IS NULL)"
+_FLAG_CANDIDATES = f"r.recording_id IN (SELECT {_AROUND} FROM flags x WHERE x.sequence IS NOT NULL)"
+# A person's recordings: cameras assigned to them, then the assignment covering the start. Assignments of
+# one camera never overlap (data.people.assign), so this is exactly _OFFICER = name.
+_WORN_BY = (
+    "r.serial IN (SELECT a.serial FROM device_assignments a WHERE a.name = ?) AND EXISTS (SELECT 1 FROM"
+    " device_assignments a WHERE a.name = ? AND a.serial = r.serial AND a.from_ns <= r.first_utc_ns"
+    " AND (a.until_ns IS NULL OR a.until_ns > r.first_utc_ns))"
 )
 SORTS = {
     "time": "r.first_utc_ns",
@@ -68,8 +83,8 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
     args: list[Any] = []
     for name in (f.officer, f.officer_only):
         if name:
-            where.append(f"{_OFFICER} = ?")
-            args.append(name)
+            where.append(_WORN_BY)
+            args += [name, name]
     if f.device:
         where.append("r.serial = ?")
         args.append(f.device)
@@ -80,9 +95,9 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
         where.append("r.first_utc_ns < ?")
         args.append(f.until_ns)
     if f.has_gaps:
-        where.append(_GAPS)
+        where.append(f"{_GAP_CANDIDATES} AND {_GAPS}")
     if f.flagged:
-        where.append(_FLAGGED)
+        where.append(f"{_FLAG_CANDIDATES} AND {_FLAGGED}")
     if f.recovered:
         where.append("r.recovered > 0")
     if f.has_markers:
@@ -94,9 +109,12 @@ def list_recordings(db: Any, f: Filters) -> tuple[list[Any], int]:
     """One page of recordings and the total matching."""
     where, args = _where(f)
     order = SORTS.get(f.sort, SORTS["time"]) + (" DESC" if f.descending else " ASC")
+    direction = " DESC" if f.descending else " ASC"
+    # the page's ids first (the skipped rows cost an index step each, nothing more), then their columns
     rows = db.query(
         f"SELECT r.*, {_OFFICER} AS officer, {_FLAGGED} AS flagged, {_GAPS} AS has_gaps"
-        f" FROM review_recordings r{where} ORDER BY {order}, r.recording_id LIMIT ? OFFSET ?",
+        f" FROM review_recordings r WHERE r.recording_id IN (SELECT r.recording_id FROM review_recordings r{where}"
+        f" ORDER BY {order}, r.recording_id{direction} LIMIT ? OFFSET ?) ORDER BY {order}, r.recording_id{direction}",
         (*args, f.per_page, (max(f.page, 1) - 1) * f.per_page),
     )
     total = db.one(f"SELECT COUNT(*) FROM review_recordings r{where}", tuple(args))

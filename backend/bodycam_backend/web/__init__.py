@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import audit, recordings, signin
+from . import audit, devices, recordings, signin
 from .headers import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -32,5 +32,8 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/certificates/{key_id}", recordings.certificate),
         Route("/recordings/{recording_id}/segments/{sequence:int}/{part}", recordings.segment_part),
         Route("/recordings/{recording_id}/audit", audit.recording_audit),
+        Route("/devices", devices.listing),
+        Route("/devices/{serial}/revoke", devices.revoke, methods=["GET", "POST"]),
+        Route("/audit", audit.global_audit),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -40,3 +40,35 @@ def recording_audit(request: Request, s: Any) -> Response:
     if request.query_params.get("format") == "json":
         return JSONResponse(doc)
     return render(request, "audit.html", session=s, a=doc, r={"recording_id": rid})
+
+
+PAGE = 100
+
+
+@page
+def global_audit(request: Request, s: Any) -> Response:
+    """The whole trail for auditors, newest first, 100 a page, with the chain's verification status."""
+    from .. import permissions
+    from ..data import devices as dq
+    from ..errors import ApiError
+
+    permissions.require(s.name, s.role, "audit.view")
+    b = backend_of(request)
+    before_raw = request.query_params.get("before", "")
+    if before_raw and not before_raw.isdigit():
+        raise ApiError(400, "bad_request", "before must be an entry's seq (a whole number)")
+    before = int(before_raw) if before_raw else None
+    b.trail.record(actor(s), "view", "audit")
+    rows = dq.trail_page(b.db, before, PAGE)
+    chain = anchor.verify_trail(b)
+    entries = []
+    for r in rows:
+        e = json.loads(r["entry"])
+        entries.append({"seq": e["seq"], "utc": e["utc"], "actor": e["actor"], "role": e["role"],
+                        "action": e["action"], "target": e["target"], "data": e.get("data") or {}})
+    doc = {"entries": entries, "trail_ok": chain.ok, "trail_entries": chain.entries,
+           "trail_errors": chain.errors[:20], "checkpoints": chain.checkpoints,
+           "older": entries[-1]["seq"] if len(entries) == PAGE else None}
+    if request.query_params.get("format") == "json":
+        return JSONResponse(doc)
+    return render(request, "audit_all.html", session=s, a=doc)

@@ -217,6 +217,11 @@ def test_every_sign_in_list_view_and_play_is_in_the_audit_trail_and_on_the_audit
     text = page.inner_text("#audit")
     assert "person:sam" in text and "play" in text and "ingest" in text
     shot(page, "audit")
+    page.click("header a[href='/devices']")
+    page.wait_for_url("**/devices")
+    assert page.locator("#devices tbody tr").count() == 2
+    assert page.locator("a.revoke").count() == 0  # a supervisor sees devices, only an admin revokes
+    shot(page, "devices")
 
 
 @pytest.fixture

@@ -48,6 +48,11 @@ def test_no_page_or_evidence_without_a_session(seeded) -> None:
         else:
             assert r.status_code == 401, (name, r.status_code)
         assert b"ftyp" not in r.content[:64]
+    for path in ("/devices", "/audit", "/devices/BC-REV-0001/revoke"):
+        r = requests.get(url + path, allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), path
+    r = requests.post(url + "/devices/BC-REV-0001/revoke", data={"confirm": "yes"}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
     assert requests.get(url + "/", allow_redirects=False).headers["location"] == "/login"
     # a made-up or stolen-from-the-database value is no session
     s = requests.Session()
@@ -179,3 +184,43 @@ def test_user_add_refuses_bad_input_with_one_line(seeded) -> None:
     assert r.returncode == 2 and "give ISO 8601 UTC" in r.stderr
     listing = seeded.backend.cli("user", "list").stdout
     assert re.search(r"^olly\tofficer\tactive\tpassword\tBC-REV-0001 since 2000-01-01T00:00:00.000Z$", listing, re.M)
+
+
+def test_devices_page_and_revoke_admin_only_confirmed_csrf_checked_and_audited(seeded) -> None:
+    url = seeded.backend.url
+    rita = signed_in(url, "rita")
+    devices = rita.get(url + "/devices?format=json").json()["devices"]
+    by = {d["serial"]: d for d in devices}
+    assert by["BC-REV-0001"]["status"] == "active" and by["BC-REV-0001"]["officer"] == "olly"
+    assert by["BC-REV-0001"]["last_upload_utc"] and by["BC-REV-0001"]["open_gaps"] == 0
+    assert "revoke" not in rita.get(url + "/devices").text
+    assert rita.get(url + "/devices/BC-REV-0002/revoke").status_code == 403
+    assert rita.post(url + "/devices/BC-REV-0002/revoke", data={"csrf": csrf_of(rita.get(url + "/devices").text),
+                                                               "confirm": "yes"}).status_code == 403
+    assert signed_in(url, "olly").get(url + "/devices", allow_redirects=False).status_code == 403
+    ada = signed_in(url, "ada")
+    confirm = ada.get(url + "/devices/BC-REV-0002/revoke")
+    assert confirm.status_code == 200 and "I confirm" in confirm.text
+    token = csrf_of(confirm.text)
+    assert ada.post(url + "/devices/BC-REV-0002/revoke", data={"confirm": "yes"}).status_code == 403
+    assert ada.post(url + "/devices/BC-REV-0002/revoke", data={"csrf": token}).status_code == 400
+    assert ada.get(url + "/devices?format=json").json()["devices"][1]["status"] == "active"
+    r = ada.post(url + "/devices/BC-REV-0002/revoke", data={"csrf": token, "confirm": "yes"}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/devices"
+    by = {d["serial"]: d for d in ada.get(url + "/devices?format=json").json()["devices"]}
+    assert by["BC-REV-0002"]["status"] == "revoked" and by["BC-REV-0002"]["revoked_utc"]
+    assert by["BC-REV-0001"]["status"] == "active"
+    # the camera is refused at once by the device API; its footage stays viewable and verifiable
+    dev = requests.get(url + "/v1/device/status")
+    assert dev.status_code == 401
+    integrity = ada.get(f"{url}/recordings/{seeded.recordings['BC-REV-0002']}/integrity").json()
+    assert integrity["ok"] is True and integrity["revoked"] is True
+    # audited, and the global audit page (auditors, admins) shows it with the chain verified
+    aud = signed_in(url, "aud")
+    page = aud.get(url + "/audit")
+    assert page.status_code == 200 and 'id="trail">verified<' in page.text
+    entries = aud.get(url + "/audit?format=json").json()["entries"]
+    revoke = [e for e in entries if e["action"] == "revoke"]
+    assert revoke and revoke[0]["actor"] == "person:ada" and revoke[0]["target"] == "device:BC-REV-0002"
+    assert rita.get(url + "/audit", allow_redirects=False).status_code == 403
+    assert aud.get(url + "/audit?before=x").status_code == 400

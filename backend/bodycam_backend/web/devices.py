@@ -54,7 +54,7 @@ async def revoke(request: Request) -> Response:
     try:
         row = _device(request, s)
         if request.method == "GET":
-            return render(request, "revoke.html", session=s, serial=row["serial"], status=row["status"])
+            return render(request, "revoke.html", session=s, serial=row["serial"], device_status=row["status"])
         form = await request.form()
         if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
             raise ApiError(403, "forbidden", "missing or wrong CSRF token; open the devices page and try again")

@@ -36,6 +36,7 @@ def routes(rid: str) -> dict[str, str]:
         "play": f"/recordings/{rid}/segments/1/media",
         "download": f"/recordings/{rid}/segments/1/media?download=1",
         "audit": f"/recordings/{rid}/audit",
+        "export": f"/recordings/{rid}/export.zip",
     }
 
 
@@ -62,9 +63,11 @@ def test_no_page_or_evidence_without_a_session(seeded) -> None:
 
 # role -> routes it may use (the rest must be refused with 403); officer olly owns BC-REV-0001
 ALLOWED = {
-    "admin": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download", "audit"},
-    "supervisor": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download", "audit"},
-    "reviewer": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download"},
+    "admin": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download", "audit",
+              "export"},
+    "supervisor": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download", "audit",
+                   "export"},
+    "reviewer": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play", "download", "export"},
     "officer": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "play"},
     "auditor": {"list", "list_json", "view", "integrity", "thumbnail", "manifest", "audit"},
 }
@@ -171,6 +174,32 @@ def test_sign_in_is_throttled_per_account_in_the_database(seeded) -> None:
     assert "too many failed sign-ins" in r.text
     # another account is not locked by it
     assert signed_in(url, "rita").get(url + "/recordings?format=json").status_code == 200
+
+
+def test_the_exported_zip_verifies_offline_and_the_export_is_audited(seeded, tmp_path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    url = seeded.backend.url
+    rid = seeded.recordings["BC-REV-0001"]
+    s = signed_in(url, "rita")
+    r = s.get(f"{url}/recordings/{rid}/export.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert f'filename="{rid}.zip"' in r.headers["content-disposition"]
+    (tmp_path / "b.zip").write_bytes(r.content)
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:
+        z.extractall(tmp_path / "out")
+    bundle = tmp_path / "out" / rid
+    for seg in seeded.segments["BC-REV-0001"]:
+        assert (bundle / seg.media.name).read_bytes() == seg.media.read_bytes()
+    v = subprocess.run([sys.executable, "-m", "bodycam.cli", "verify", str(bundle), "--key",
+                        str(bundle / "BC-REV-0001.cert.pem")], capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0 and v.stdout.startswith("verify: OK"), v.stdout + v.stderr
+    admin = signed_in(url, "aud")
+    entries = admin.get(url + "/audit?format=json").json()["entries"]
+    assert any(e["action"] == "export" and e["actor"] == "person:rita" and e["target"] == f"recording:{rid}"
+               for e in entries)
 
 
 def test_user_add_refuses_bad_input_with_one_line(seeded) -> None:

@@ -32,6 +32,7 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/certificates/{key_id}", recordings.certificate),
         Route("/recordings/{recording_id}/segments/{sequence:int}/{part}", recordings.segment_part),
         Route("/recordings/{recording_id}/audit", audit.recording_audit),
+        Route("/recordings/{recording_id}/export.zip", recordings.export_zip),
         Route("/devices", devices.listing),
         Route("/devices/{serial}/revoke", devices.revoke, methods=["GET", "POST"]),
         Route("/audit", audit.global_audit),

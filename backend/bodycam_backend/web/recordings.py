@@ -245,3 +245,39 @@ def segment_part(request: Request) -> Response:
                              headers={**headers, "Content-Length": str(b.store.size(key, version=version))})
 
 
+
+
+def export_zip(request: Request) -> Response:
+    """The recording's evidence bundle (the one `bodycam backend export` writes and `bodycam verify`
+    checks offline) as a zip; the export is in the audit trail before a byte is sent."""
+    import shutil
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from starlette.background import BackgroundTask
+
+    from ..errors import BackendError
+    from ..export import export_recording
+
+    s = data_session(request)
+    row = recording_for(request, s, "recording.download")
+    b = backend_of(request)
+    rid = row["recording_id"]
+    tmp = Path(tempfile.mkdtemp(prefix="bodycam-export-"))
+    try:
+        bundle = tmp / rid
+        try:
+            export_recording(b, rid, bundle, actor=actor(s))
+        except BackendError as e:
+            raise ApiError(409, "conflict", f"the bundle could not be made: {e}") from None
+        archive = tmp / f"{rid}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:  # video does not compress
+            for p in sorted(bundle.rglob("*")):
+                if p.is_file():
+                    z.write(p, f"{rid}/{p.relative_to(bundle)}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FileResponse(archive, media_type="application/zip", filename=f"{rid}.zip",
+                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))

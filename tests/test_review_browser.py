@@ -284,3 +284,71 @@ def test_a_tampered_store_file_is_red_in_the_server_and_in_the_browser_and_a_lyi
 
     s = signed_in(url, "rita")
     assert s.get(f"{url}/recordings/{tampered.recordings['BC-REV-0002']}/integrity").json()["ok"] is True
+
+
+def test_a_view_only_share_link_plays_is_audited_and_is_refused_once_revoked_or_expired(seeded, browser) -> None:
+    import sqlite3
+
+    url = seeded.backend.url
+    rid = seeded.recordings["BC-REV-0002"]
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    sign_in_page(page, url, "sam")
+    page.goto(f"{url}/recordings/{rid}")
+    page.fill("#share-form input[name=note]", "CPS 01YE1234525")
+    page.fill("#share-form input[name=days]", "7")
+    page.click("#share-form button[type=submit]")
+    link = page.input_value("#share-link")
+    assert link.startswith(f"{url}/s/")
+    public_id = link and page.inner_text("main").split("share:")[1].split(".")[0].strip()
+    # someone with no account, in another browser profile
+    guest = browser.new_context(viewport={"width": 1280, "height": 900})
+    g = guest.new_page()
+    g.goto(link)
+    wait_loaded(g)
+    assert "view-only" in g.inner_text("#shared")
+    assert g.inner_text("#browser-badge") == "valid" and g.inner_text("#server-badge") == "valid"
+    assert g.locator("a[href*='download=1']").count() == 0 and g.locator("#export").count() == 0
+    assert g.locator("header nav").count() == 0
+    g.evaluate("document.getElementById('video').play()")
+    wait_js(g, "document.getElementById('video').currentTime > 1")
+    shot(g, "shared")
+    token = link.rsplit("/", 1)[1]
+    assert g.evaluate(f"fetch('/s/{token}/segments/99/media').then(r => r.status)") == 404
+    assert g.evaluate("fetch('/recordings').then(r => r.redirected && r.url.includes('/login'))")
+    docs = [d for d in trail(seeded.backend) if d["actor"] == f"share:{public_id}"]
+    assert {d["action"] for d in docs} >= {"view", "play", "check"}
+    assert any(d["action"] == "share" and d["data"]["share"] == public_id and d["actor"] == "person:sam"
+               for d in trail(seeded.backend))
+    # revoked: refused at once, and the refusal is audited
+    page.goto(f"{url}/recordings/{rid}")
+    page.click(f"#shares tr[data-share='{public_id}'] button")
+    assert page.inner_text(f"#shares tr[data-share='{public_id}'] td.state") == "revoked"
+    r = g.goto(link)
+    assert r.status == 410 and "it was revoked" in g.inner_text("#refusal")
+    assert g.evaluate(f"fetch('/s/{token}/segments/1/media').then(r => r.status)") == 410
+    # expired: a second link, its end moved into the past in the database (time passing, quickly)
+    page.goto(f"{url}/recordings/{rid}")
+    page.fill("#share-form input[name=days]", "1")
+    page.click("#share-form button[type=submit]")
+    link2 = page.input_value("#share-link")
+    with sqlite3.connect(seeded.backend.data / "backend.sqlite3") as con:
+        con.execute("UPDATE shares SET expires_ns = 1000 WHERE revoked_ns IS NULL")
+    r = g.goto(link2)
+    assert r.status == 410 and "it expired" in g.inner_text("#refusal")
+    refused = [d for d in trail(seeded.backend) if d["action"] == "share_refused"]
+    assert {d["data"]["reason"] for d in refused} == {"it was revoked", "it expired"}
+    assert signed_in_api_refuses_share_creation(seeded)
+    guest.close()
+    ctx.close()
+
+
+def signed_in_api_refuses_share_creation(seeded) -> bool:
+    """A reviewer cannot create share links (supervisors and admins can)."""
+    from reviewkit import csrf_of, signed_in
+
+    url = seeded.backend.url
+    s = signed_in(url, "rita")
+    token = csrf_of(s.get(url + "/recordings").text)
+    r = s.post(f"{url}/recordings/{seeded.recordings['BC-REV-0002']}/shares", data={"csrf": token, "days": "1"})
+    return r.status_code == 403 and "share.manage" in r.text

@@ -25,6 +25,7 @@ RULES: dict[str, frozenset[str]] = {
     "evidence.status": frozenset({"admin", "supervisor", "reviewer", "auditor"}),  # gaps, flags
     "audit.view": frozenset({"admin", "auditor"}),
     "people.manage": frozenset({"admin"}),
+    "share.manage": frozenset({"admin", "supervisor"}),  # view-only links for prosecutors (docs/review.md)
 }
 # What the API's old two-role requirements mean now (docs/backend-api.md section 8).
 API_ROLE = {"reviewer": "evidence.status", "admin": "devices.manage"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import devices, people, review
+from . import devices, people, review, shares
 
-SCHEMA: tuple[str, ...] = people.SCHEMA + review.SCHEMA + devices.SCHEMA
+SCHEMA: tuple[str, ...] = people.SCHEMA + review.SCHEMA + devices.SCHEMA + shares.SCHEMA
 
 
 def ensure_schema(db: Any) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import audit, devices, recordings, signin
+from . import audit, devices, recordings, shares, signin
 from .headers import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -33,6 +33,12 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/segments/{sequence:int}/{part}", recordings.segment_part),
         Route("/recordings/{recording_id}/audit", audit.recording_audit),
         Route("/recordings/{recording_id}/export.zip", recordings.export_zip),
+        Route("/recordings/{recording_id}/shares", shares.create, methods=["POST"]),
+        Route("/recordings/{recording_id}/shares/{public_id}/revoke", shares.revoke, methods=["POST"]),
+        Route("/s/{token}", shares.view),
+        Route("/s/{token}/integrity", shares.integrity),
+        Route("/s/{token}/certificates/{key_id}", shares.certificate),
+        Route("/s/{token}/segments/{sequence:int}/{part}", shares.part),
         Route("/devices", devices.listing),
         Route("/devices/{serial}/revoke", devices.revoke, methods=["GET", "POST"]),
         Route("/audit", audit.global_audit),

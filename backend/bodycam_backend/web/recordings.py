@@ -139,15 +139,16 @@ def recording_for(request: Request, s: WebSession, action: str) -> Any:
     return row
 
 
-def _segment_doc(b: Any, rid: str, seg: Any) -> dict[str, Any]:
+def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
+    """What the player needs of one segment; ``prefix`` is where its bytes are served from."""
     seq = seg["sequence"]
-    base = f"/recordings/{rid}/segments/{seq}"
+    base = f"{prefix}/segments/{seq}"
     doc: dict[str, Any] = {
         "sequence": seq, "media_sha256": seg["media_sha256"], "media_size": seg["media_size"],
         "manifest_sha256": seg["manifest_sha256"], "key_id": seg["key_id"],
         "first_utc": _utc(seg["first_utc_ns"]), "last_utc": _utc(seg["last_utc_ns"]),
         "media_url": f"{base}/media", "manifest_url": f"{base}/manifest", "signature_url": f"{base}/signature",
-        "certificate_url": f"/recordings/{rid}/certificates/{seg['key_id']}",
+        "certificate_url": f"{prefix}/certificates/{seg['key_id']}",
     }
     try:
         m = review.manifest_of(b, seg["serial"], seq)
@@ -167,7 +168,7 @@ def detail(request: Request, s: WebSession) -> Response:
     row = recording_for(request, s, "recording.view")
     b = backend_of(request)
     rid = row["recording_id"]
-    segs = [_segment_doc(b, rid, seg) for seg in q.segments_of(b.db, rid)]
+    segs = [segment_doc(b, f"/recordings/{rid}", seg) for seg in q.segments_of(b.db, rid)]
     prev = None
     if not permissions.own_only(s.role) and row["first_seq"] > 1 and q.segment_before(b.db, row["serial"],
                                                                                       row["first_seq"]):
@@ -177,9 +178,13 @@ def detail(request: Request, s: WebSession) -> Response:
            "may_play": permissions.allowed(s.role, "recording.play"),
            "may_download": permissions.allowed(s.role, "recording.download"),
            "integrity_url": f"/recordings/{rid}/integrity"}
+    if permissions.allowed(s.role, "share.manage"):
+        from .shares import shares_of
+
+        doc["shares"] = shares_of(b, rid)
     if request.query_params.get("format") == "json":
         return JSONResponse(doc)
-    return render(request, "recording.html", session=s, r=doc, data=doc)
+    return render(request, "recording.html", session=s, r=doc, data=doc, shared=False)
 
 
 def integrity(request: Request) -> Response:
@@ -207,7 +212,11 @@ async def thumbnail(request: Request) -> Response:
 def certificate(request: Request) -> Response:
     s = data_session(request)
     row = recording_for(request, s, "recording.view")
-    c = q.certificate(backend_of(request).db, request.path_params["key_id"])
+    return send_certificate(backend_of(request), row, request.path_params["key_id"])
+
+
+def send_certificate(b: Any, row: Any, key_id: str) -> Response:
+    c = q.certificate(b.db, key_id)
     if c is None or c["serial"] != row["serial"]:
         raise ApiError(404, "not_found", "no such certificate for this recording's camera")
     return Response(c["pem"], media_type="application/x-pem-file")
@@ -221,18 +230,22 @@ def segment_part(request: Request) -> Response:
     download = request.query_params.get("download") == "1"
     action = ("recording.download" if download else "recording.play") if part == "media" else "recording.view"
     row = recording_for(request, s, action)
-    b = backend_of(request)
-    seq = request.path_params["sequence"]
+    return send_part(backend_of(request), row, request.path_params["sequence"], part, actor(s),
+                     previous_ok=not permissions.own_only(s.role), download=download)
+
+
+def send_part(b: Any, row: Any, seq: int, part: str, who: Any, *, previous_ok: bool, download: bool) -> Response:
+    """One part of one segment of the recording ``row`` (or the manifest of the segment just before it,
+    for the browser's chain check, if ``previous_ok``); media is audited as a play or download first."""
     seg = b.db.segment(row["serial"], seq) if seq < 2**63 else None
     in_recording = seg is not None and seg["recording_id"] == row["recording_id"]
-    previous_manifest = (seg is not None and seq == row["first_seq"] - 1 and part == "manifest"
-                         and not permissions.own_only(s.role))
+    previous_manifest = seg is not None and seq == row["first_seq"] - 1 and part == "manifest" and previous_ok
     if not (in_recording or previous_manifest):
         raise ApiError(404, "not_found", f"segment {seq} is not part of recording {row['recording_id']}")
     ext, ctype = PARTS[part]
     key = segment_key(row["serial"], seq, ext)
     if part == "media":
-        b.trail.record(actor(s), "download" if download else "play", f"segment:{row['serial']}/{seq:010d}",
+        b.trail.record(who, "download" if download else "play", f"segment:{row['serial']}/{seq:010d}",
                        recording_id=row["recording_id"])
     headers = {"Bodycam-SHA256": seg["media_sha256"]} if part == "media" else {}
     if download:

@@ -1,0 +1,39 @@
+"""Share links: view-only access to one recording for someone without an account (a prosecutor),
+until a time, revocable. Only the SHA-256 of the link's secret is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS shares("
+    " public_id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, recording_id TEXT NOT NULL,"
+    " created_by TEXT NOT NULL, created_ns BIGINT NOT NULL, expires_ns BIGINT NOT NULL, revoked_ns BIGINT,"
+    " revoked_by TEXT, note TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS shares_recording ON shares(recording_id)",
+)
+
+
+def add(db: Any, public_id: str, token_sha256: str, recording_id: str, created_by: str, t_ns: int,
+        expires_ns: int, note: str) -> None:
+    db.execute(
+        "INSERT INTO shares(public_id, token_sha256, recording_id, created_by, created_ns, expires_ns, note)"
+        " VALUES(?,?,?,?,?,?,?)",
+        (public_id, token_sha256, recording_id, created_by, t_ns, expires_ns, note),
+    )
+
+
+def by_token(db: Any, token_sha256: str) -> Any:
+    return db.one("SELECT * FROM shares WHERE token_sha256 = ?", (token_sha256,))
+
+
+def of_recording(db: Any, recording_id: str) -> list[Any]:
+    return db.query("SELECT * FROM shares WHERE recording_id = ? ORDER BY created_ns DESC", (recording_id,))
+
+
+def revoke(db: Any, public_id: str, recording_id: str, by: str, t_ns: int) -> bool:
+    return bool(db.execute(
+        "UPDATE shares SET revoked_ns = ?, revoked_by = ? WHERE public_id = ? AND recording_id = ?"
+        " AND revoked_ns IS NULL",
+        (t_ns, by, public_id, recording_id),
+    ))

@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "list", parents=[common], help="list accounts", description="List the accounts and their roles."
     ).set_defaults(run=_run("token_list"))
     _add_user_parser(bsub, common)
+    _add_retention_parsers(bsub, common)
     et = bsub.add_parser(
         "enrol-token", parents=[common], help="issue a one-time enrolment token for a camera",
         description="Issue a one-time token a camera with this serial presents at enrolment; put it in "
@@ -107,6 +108,29 @@ def _add_user_parser(bsub: argparse._SubParsersAction, common: argparse.Argument
     us.add_argument("serial", help="the camera's serial, e.g. BC-0417")
     us.add_argument("--since", metavar="UTC", help="ISO 8601 UTC start, e.g. 2026-12-01T06:00:00Z (default now)")
     us.set_defaults(run=_run("user_assign"))
+
+
+def _add_retention_parsers(bsub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    cat = bsub.add_parser("category", help="recording categories and their retention",
+                          description="Categories a reviewer gives recordings; each keeps its recordings for "
+                                      "its retention period after they end (the longest category wins).")
+    csub = cat.add_subparsers(dest="category_command", required=True, metavar="ACTION")
+    ca = csub.add_parser("add", parents=[common], help="add a category",
+                         description="Add a category with its retention period.")
+    ca.add_argument("name", help='e.g. "Evidence - crime"')
+    ca.add_argument("--days", type=int, required=True, help="keep its recordings this many days after they end")
+    ca.set_defaults(run=_run("category_add"))
+    csub.add_parser("list", parents=[common], help="list the categories",
+                    description="List the categories and their retention.").set_defaults(run=_run("category_list"))
+    ret = bsub.add_parser("retention", help="delete recordings whose retention is over",
+                          description="Retention of recordings (docs/review.md).")
+    rsub = ret.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    rr = rsub.add_parser("run", parents=[common], help="delete what has expired and is not held by an open case",
+                         description="Delete every recording past its retention and not in an open case, from "
+                                     "stores that allow it; each deletion goes to the audit trail; prints what "
+                                     "it did.")
+    rr.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+    rr.set_defaults(run=_run("retention_run"))
 
 
 def _run(name: str):  # noqa: ANN202

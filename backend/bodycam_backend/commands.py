@@ -244,3 +244,52 @@ def audit_verify(args: argparse.Namespace) -> int:
     for e in check.errors:
         print(f"error: {e}")
     return 0 if check.ok else 1
+
+
+def category_add(args: argparse.Namespace) -> int:
+    from .data import retention as q
+    from .db import now_ns
+
+    b = _open(args)
+    name = args.name.strip()
+    if not name or len(name) > 80:
+        print("bodycam: give a category name of 1 to 80 characters", file=sys.stderr)
+        return 2
+    if not 1 <= args.days <= 36500:
+        print("bodycam: --days must be between 1 and 36500", file=sys.stderr)
+        return 2
+    if q.category(b.db, name) is not None:
+        print(f"bodycam: category {name!r} exists already; its retention cannot be changed", file=sys.stderr)
+        return 2
+    q.add_category(b.db, name, args.days, cli_actor().name, now_ns())
+    b.trail.record(cli_actor(), "category_add", f"category:{name}", days=args.days)
+    print(f"category {name!r}: recordings kept {args.days} days after they end")
+    return 0
+
+
+def category_list(args: argparse.Namespace) -> int:
+    from .data import retention as q
+
+    b = _open(args)
+    for r in q.categories(b.db):
+        print(f"{r['name']}\t{r['retention_days']} days")
+    return 0
+
+
+def retention_run(args: argparse.Namespace) -> int:
+    from . import retention, review
+
+    b = _open(args, store=True)
+    try:
+        review.index(b)
+        outcomes = retention.run(b, who=cli_actor(), dry_run=args.dry_run)
+    finally:
+        b.close()
+    for o in outcomes:
+        print(o.line())
+    deleted = sum(o.action in ("deleted", "would_delete") for o in outcomes)
+    kept = sum(o.action == "kept" for o in outcomes)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"retention: {verb} {deleted} recording{'s' * (deleted != 1)}, kept {kept} past retention "
+          "(held or refused by the store)")
+    return 0

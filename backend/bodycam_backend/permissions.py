@@ -26,6 +26,8 @@ RULES: dict[str, frozenset[str]] = {
     "audit.view": frozenset({"admin", "auditor"}),
     "people.manage": frozenset({"admin"}),
     "share.manage": frozenset({"admin", "supervisor"}),  # view-only links for prosecutors (docs/review.md)
+    "recording.categorise": frozenset({"admin", "supervisor", "reviewer"}),  # also cases and notes
+    "retention.extend": frozenset({"admin", "supervisor"}),
 }
 # What the API's old two-role requirements mean now (docs/backend-api.md section 8).
 API_ROLE = {"reviewer": "evidence.status", "admin": "devices.manage"}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import devices, people, review, shares
+from . import devices, people, retention, review, shares
 
-SCHEMA: tuple[str, ...] = people.SCHEMA + review.SCHEMA + devices.SCHEMA + shares.SCHEMA
+SCHEMA: tuple[str, ...] = (people.SCHEMA + review.SCHEMA + devices.SCHEMA + shares.SCHEMA
+                           + retention.SCHEMA)
 
 
 def ensure_schema(db: Any) -> None:

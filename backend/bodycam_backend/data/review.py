@@ -71,6 +71,8 @@ class Filters:
     flagged: bool = False
     recovered: bool = False
     has_markers: bool = False
+    category: str = ""
+    case: str = ""
     officer_only: str | None = None
     sort: str = "time"
     descending: bool = True
@@ -102,6 +104,14 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
         where.append("r.recovered > 0")
     if f.has_markers:
         where.append("r.markers > 0")
+    if f.category == "Uncategorised":
+        where.append("r.recording_id NOT IN (SELECT rc.recording_id FROM recording_categories rc)")
+    elif f.category:
+        where.append("r.recording_id IN (SELECT rc.recording_id FROM recording_categories rc WHERE rc.category = ?)")
+        args.append(f.category)
+    if f.case:
+        where.append("r.recording_id IN (SELECT cr.recording_id FROM case_recordings cr WHERE cr.case_id = ?)")
+        args.append(f.case)
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
@@ -227,3 +237,8 @@ def last_device_event(db: Any, serial: str, event: str) -> Any:
 def recording_start(db: Any, recording_id: str) -> int | None:
     row = db.one("SELECT MIN(first_utc_ns) FROM segments WHERE recording_id = ?", (recording_id,))
     return row[0] if row else None
+
+
+def drop_recording(db: Any, recording_id: str) -> None:
+    """The retention job deleted its objects: it leaves the list (its segments rows stay, write-once)."""
+    db.execute("DELETE FROM review_recordings WHERE recording_id = ?", (recording_id,))

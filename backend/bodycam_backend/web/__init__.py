@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import audit, devices, recordings, shares, signin
+from . import audit, devices, recordings, retention, shares, signin
 from .headers import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -35,6 +35,11 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/export.zip", recordings.export_zip),
         Route("/recordings/{recording_id}/shares", shares.create, methods=["POST"]),
         Route("/recordings/{recording_id}/shares/{public_id}/revoke", shares.revoke, methods=["POST"]),
+        Route("/recordings/{recording_id}/categories", retention.categorise, methods=["POST"]),
+        Route("/recordings/{recording_id}/retention", retention.extend, methods=["POST"]),
+        Route("/recordings/{recording_id}/cases", retention.add_case, methods=["POST"]),
+        Route("/recordings/{recording_id}/cases/{case_id:path}/close", retention.close_case, methods=["POST"]),
+        Route("/recordings/{recording_id}/notes", retention.add_note, methods=["POST"]),
         Route("/s/{token}", shares.view),
         Route("/s/{token}/integrity", shares.integrity),
         Route("/s/{token}/certificates/{key_id}", shares.certificate),

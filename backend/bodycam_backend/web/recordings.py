@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from .. import permissions, pinned, review
 from ..accounts import WebSession
+from ..data import retention as retention_q
 from ..data import review as q
 from ..errors import ApiError
 from ..store import segment_key
@@ -81,6 +82,7 @@ def filters(request: Request, s: WebSession) -> q.Filters:
         since_ns=_when(p.get("from", "").strip(), "from"), until_ns=_when(p.get("to", "").strip(), "to", end=True),
         has_gaps=_flag(request, "gaps"), flagged=_flag(request, "flagged"), recovered=_flag(request, "recovered"),
         has_markers=_flag(request, "markers"),
+        category=p.get("category", "").strip(), case=p.get("case", "").strip(),
         officer_only=s.name if permissions.own_only(s.role) else None,
         sort=sort, descending=p.get("order", "desc") != "asc", page=pg, per_page=PER_PAGE,
     )
@@ -116,7 +118,8 @@ def listing(request: Request, s: WebSession) -> Response:
         pages = max(1, -(-total // f.per_page))
         base = {k: v for k, v in shown.items() if k != "page"}
         r = render(request, "recordings.html", session=s, recordings=docs, total=total, page=f.page, pages=pages,
-                   f=f, params=base, devices=q.devices(b.db), own_only=permissions.own_only(s.role))
+                   f=f, params=base, devices=q.devices(b.db), own_only=permissions.own_only(s.role),
+                   categories=[c["name"] for c in retention_q.categories(b.db)])
     # the time this process spent (index catch-up, query, audit entry, rendering): scripts/bench review
     r.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
     return r
@@ -132,6 +135,12 @@ def recording_for(request: Request, s: WebSession, action: str) -> Any:
         review.index(b)
         row = q.recording(b.db, rid)
     if row is None:
+        from ..data import retention as rq
+
+        gone = rq.deletion(b.db, rid)
+        if gone is not None:
+            raise ApiError(410, "gone", f"recording {rid} was deleted by the retention job on "
+                                        f"{iso_utc(gone['deleted_ns'])} (kept until {iso_utc(gone['keep_until_ns'])})")
         raise ApiError(404, "not_found", f"no recording {rid[:80]!r}")
     if not permissions.may_see(s.name, s.role, row["officer"]):
         raise ApiError(403, "forbidden", f"{s.name} ({s.role}) may only open recordings made on a camera "
@@ -182,6 +191,11 @@ def detail(request: Request, s: WebSession) -> Response:
         from .shares import shares_of
 
         doc["shares"] = shares_of(b, rid)
+    from .retention import context
+
+    doc["retention"] = context(b, row)
+    doc["may_categorise"] = permissions.allowed(s.role, "recording.categorise")
+    doc["may_extend"] = permissions.allowed(s.role, "retention.extend")
     if request.query_params.get("format") == "json":
         return JSONResponse(doc)
     return render(request, "recording.html", session=s, r=doc, data=doc, shared=False)

@@ -77,6 +77,8 @@ RUN: dict[str, str] = {
     "bodycam keygen --config /etc/bodycam/device.toml": "fresh",
     "bodycam backend enrol-token BC-0417": "sandbox",
     "bodycam backend user list": "sandbox",
+    "bodycam backend category list": "sandbox",
+    "bodycam backend retention run --dry-run": "sandbox",
     "bodycam verify /var/lib/bodycam": "sandbox",
     "bodycam verify export-dir/ --key device.cert.pem": "sandbox",
     "bodycam verify seg-0000000042.json --decode": "segments",
@@ -161,6 +163,11 @@ HELP: dict[str, tuple[str, str]] = {
                                                  "bodycam backend user assign --help"),
     "bodycam backend user password rita": ("a terminal and an account named rita",
                                            "bodycam backend user password --help"),
+    "bodycam backend category add \"Evidence - crime\" --days 2555": (
+        "changes the sandbox every run (tests/test_review_retention.py adds it)",
+        "bodycam backend category add --help"),
+    "bodycam backend retention run": ("deletes evidence (tests/test_review_retention.py runs it)",
+                                      "bodycam backend retention run --help"),
     "scripts/bench review": ("about a minute of CPU; `--quick` checks it runs", "scripts/bench review --help"),
     "scripts/bench review --quick": ("a backend process and 2,000 seeded recordings (run by hand; "
                                      "tests/test_review_index.py tests the queries)", "scripts/bench review --help"),

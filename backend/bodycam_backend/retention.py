@@ -115,13 +115,16 @@ def run(b: Backend, *, who: Actor, dry_run: bool, now: int | None = None) -> lis
             continue
         b.trail.record(who, "delete", f"recording:{rid}", keep_until_utc=iso_utc(until), reason="retention expired",
                        sequences=[r["first_seq"], r["last_seq"]])
-        problems = []
-        for s in rq.segments_of(b.db, rid):
+        problems: list[str] = []
+        for s in rq.segments_of(b.db, rid):  # stops at the first refusal: a locked store keeps it whole
             for ext in PARTS:
                 key = segment_key(r["serial"], s["sequence"], ext)
                 problem = b.store.expire(key, b.db.store_version(key))
                 if problem:
                     problems.append(problem)
+                    break
+            if problems:
+                break
         if problems:
             b.trail.record(who, "delete_refused", f"recording:{rid}", problems=problems[:5])
             out.append(Outcome(rid, "kept", iso_utc(until), f"the store refused: {problems[0]}"))

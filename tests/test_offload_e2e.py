@@ -225,9 +225,9 @@ def test_simulator_runs_the_embedded_backend_and_docking_uploads_end_to_end(tmp_
     assert m, r.stdout
     from bodycam_backend.accounts import Sessions
     from bodycam_backend.config import ReviewConfig
-    from bodycam_backend.db import Database
+    from bodycam_backend.data import connect
 
-    db = Database(data / "backend" / "data" / "backend.sqlite3")
+    db = connect("", sqlite_path=data / "backend" / "data" / "backend.sqlite3")
     try:
         assert Sessions(db, ReviewConfig()).sign_in(m.group(2), m.group(3), "127.0.0.1")[1].role == "supervisor"
     finally:

@@ -9,15 +9,18 @@ import re
 import pytest
 import requests
 from backendkit import BackendProcess
+from pgkit import ENGINES, database_table
 from reviewkit import PASSWORD, PEOPLE, csrf_of, seed, signed_in, user_add
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
+@pytest.fixture(scope="module", params=ENGINES)
+def seeded(request, tmp_path_factory):
+    """The whole module on SQLite and on PostgreSQL (throttling and sessions live in the database)."""
     tmp = tmp_path_factory.mktemp("review-http")
-    backend = BackendProcess(tmp / "backend", review={"max_failed_logins": 3})
+    backend = BackendProcess(tmp / "backend", review={"max_failed_logins": 3},
+                             database=database_table(request, request.param))
     backend.start()
     try:
         yield seed(backend, tmp)
@@ -197,7 +200,9 @@ def test_the_exported_zip_verifies_offline_and_the_export_is_audited(seeded, tmp
                         str(bundle / "BC-REV-0001.cert.pem")], capture_output=True, text=True, timeout=120)
     assert v.returncode == 0 and v.stdout.startswith("verify: OK"), v.stdout + v.stderr
     admin = signed_in(url, "aud")
-    entries = admin.get(url + "/audit?format=json").json()["entries"]
+    got = admin.get(url + "/audit?format=json")
+    assert got.status_code == 200, got.text[:500]
+    entries = got.json()["entries"]
     assert any(e["action"] == "export" and e["actor"] == "person:rita" and e["target"] == f"recording:{rid}"
                for e in entries)
 

@@ -4,19 +4,20 @@ belongs to, whose recording it is when cameras change hands, paging, and the ind
 from __future__ import annotations
 
 import pytest
-from bodycam_backend.data import ensure_schema
+from bodycam_backend.data import connect, segments
 from bodycam_backend.data import people as pq
 from bodycam_backend.data import review as q
-from bodycam_backend.db import Database
+from pgkit import ENGINES, database_table
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
 
 
-@pytest.fixture
-def db(tmp_path):
-    d = Database(tmp_path / "backend.sqlite3")
-    ensure_schema(d)
+@pytest.fixture(params=ENGINES)
+def db(request, tmp_path):
+    """The same portable SQL on SQLite and on PostgreSQL (a throwaway cluster: tests/pgkit.py)."""
+    d = connect(database_table(request, request.param).get("url", ""),
+                sqlite_path=tmp_path / "backend.sqlite3")  # migrated to HEAD
     yield d
     d.close()
 
@@ -30,7 +31,7 @@ def add_recording(db, serial: str, first: int, n: int, start_s: int, *, markers:
                    " receipt_sig) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (serial, seq, rid, j, "k", "p", "m", "h", 1000, T0 + (start_s + 2 * j) * S,
                     T0 + (start_s + 2 * j + 2) * S, T0 + start_s * S, "{}", ""))
-        q.add_segment(db, db.segment(serial, seq), markers if j == 0 else 0, False)
+        q.add_segment(db, segments.get(db, serial, seq), markers if j == 0 else 0, False)
     return rid
 
 
@@ -49,15 +50,17 @@ def test_gaps_and_flags_belong_to_the_recording_they_fall_in_or_just_after(db) -
     assert ids(db, has_gaps=True) == [a]
     db.execute("UPDATE gaps SET closed_ns = 1 WHERE serial = 'BC-1' AND sequence = 4")
     assert ids(db, has_gaps=True) == []
-    db.add_flag(serial="BC-1", sequence=8, upload_id=None, reason="store_changed", message="x")
-    db.add_flag(serial="BC-2", sequence=None, upload_id="u", reason="bad_upload", message="y")  # no sequence
+    segments.add_flag(db, serial="BC-1", sequence=8, upload_id=None, reason="store_changed", message="x", t=1)
+    segments.add_flag(db, serial="BC-2", sequence=None, upload_id="u", reason="bad_upload", message="y",
+                      t=1)  # no sequence
     assert ids(db, flagged=True) == [c]
     assert ids(db, has_markers=True) == [c]
     assert ids(db) == [a, d, b, c]
     assert ids(db, device="BC-2") == [d]
     assert ids(db, since_ns=T0 + 60 * S, until_ns=T0 + 150 * S) == [b]
     row = q.recording(db, c)
-    assert (row["first_seq"], row["last_seq"], row["segments"], row["markers"], row["flagged"]) == (7, 9, 3, 2, 1)
+    assert (row["first_seq"], row["last_seq"], row["segments"], row["markers"], bool(row["flagged"])) == (
+        7, 9, 3, 2, True)
 
 
 def test_a_recording_belongs_to_whoever_wore_the_camera_when_it_started(db) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from bodycam_backend.accounts import Sessions, SignInError, add_user, set_password
 from bodycam_backend.config import ReviewConfig
-from bodycam_backend.data import ensure_schema
-from bodycam_backend.db import Database
+from bodycam_backend.data import connect
+from pgkit import ENGINES, database_table
 
 MIN = 60 * 1_000_000_000
 
@@ -20,11 +20,10 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def db(tmp_path):
-    d = Database(tmp_path / "backend.sqlite3")
-    ensure_schema(d)
-    ensure_schema(d)  # idempotent
+@pytest.fixture(params=ENGINES)
+def db(request, tmp_path):
+    d = connect(database_table(request, request.param).get("url", ""),
+                sqlite_path=tmp_path / "backend.sqlite3")  # migrated to HEAD
     add_user(d, "rita", "reviewer", "a long enough password")
     yield d
     d.close()

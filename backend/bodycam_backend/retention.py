@@ -20,6 +20,7 @@ from .audit import Actor
 from .context import Backend
 from .data import retention as q
 from .data import review as rq
+from .data import store_versions
 from .db import now_ns
 from .errors import ApiError
 from .store import segment_key
@@ -52,7 +53,7 @@ def _extend_store(b: Backend, serial: str, lo: int, hi: int, until_ns: int) -> l
     for seq in range(lo, hi + 1):
         for ext in PARTS:
             key = segment_key(serial, seq, ext)
-            problem = b.store.extend_retention(key, b.db.store_version(key), until_ns)
+            problem = b.store.extend_retention(key, store_versions.version(b.db, key), until_ns)
             if problem:
                 problems.append(problem)
     return problems
@@ -119,7 +120,7 @@ def run(b: Backend, *, who: Actor, dry_run: bool, now: int | None = None) -> lis
         for s in rq.segments_of(b.db, rid):  # stops at the first refusal: a locked store keeps it whole
             for ext in PARTS:
                 key = segment_key(r["serial"], s["sequence"], ext)
-                problem = b.store.expire(key, b.db.store_version(key))
+                problem = b.store.expire(key, store_versions.version(b.db, key))
                 if problem:
                     problems.append(problem)
                     break

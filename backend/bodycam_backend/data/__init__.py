@@ -1,22 +1,49 @@
-"""Every SQL statement of the review pages, one module per aggregate (people, review).
+"""The backend's data layer: the only place with SQL.
 
-Written against ``Database.query/one/execute/transaction`` with ``?`` placeholders and portable SQL
-(no SQLite-only syntax), so the move to the shared data layer (SQLite and PostgreSQL, alembic) is a
-matter of turning ``SCHEMA`` into a revision. Until then the tables are created idempotently at open.
+``engine`` (the seam), ``sqlite`` (embedded default) and ``postgres`` (a fleet of instances on one
+PostgreSQL) run the same portable SQL; ``migrate`` keeps the schema versioned (alembic). One module per
+aggregate holds its queries as named functions taking a ``Queryable`` (the database, or a transaction):
+``devices`` (devices, certificates, enrolment tokens), ``people`` (accounts, passwords, sessions,
+camera assignments), ``uploads``, ``segments`` (segments, gaps, flags), ``device_audit``, ``trail``,
+``store_versions``; for the review pages ``review`` (the recordings index and its filters), ``retention``
+(categories, promises, cases, notes, deletions) and ``shares`` (view-only links).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import devices, people, retention, review, shares
+from .engine import Database, Queryable, Tx, now_ns
 
-SCHEMA: tuple[str, ...] = (people.SCHEMA + review.SCHEMA + devices.SCHEMA + shares.SCHEMA
-                           + retention.SCHEMA)
+if TYPE_CHECKING:
+    from ..config import BackendConfig
+
+__all__ = ["Database", "Queryable", "Tx", "connect", "now_ns", "open_database"]
 
 
-def ensure_schema(db: Any) -> None:
-    """Create the review tables and indexes if missing (safe to repeat, and across processes)."""
-    with db.transaction() as c:
-        for statement in SCHEMA:
-            c.execute(statement)
+def open_database(cfg: BackendConfig, *, migrate: bool = True) -> Database:
+    """The database the config names (``[database] url``; empty: SQLite in data_dir), at ``HEAD``."""
+    return connect(cfg.database.url, sqlite_path=cfg.data_dir / "backend.sqlite3",
+                   pool_size=cfg.database.pool_size, migrate=migrate)
+
+
+def connect(url: str, *, sqlite_path: Path, pool_size: int = 10, migrate: bool = True) -> Database:
+    """PostgreSQL at ``url``, or SQLite at ``sqlite_path`` if ``url`` is empty; migrated to ``HEAD``."""
+    if url:
+        from .postgres import PostgresDatabase
+
+        db: Database = PostgresDatabase(url, pool_size=pool_size)
+    else:
+        from .sqlite import SqliteDatabase
+
+        db = SqliteDatabase(sqlite_path)
+    if migrate:
+        from . import migrate as migrations
+
+        try:
+            migrations.upgrade(db)
+        except BaseException:
+            db.close()
+            raise
+    return db

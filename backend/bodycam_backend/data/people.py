@@ -1,27 +1,33 @@
-"""People who sign in to the review pages: passwords, sessions, failed sign-ins, device assignments.
-
-Accounts themselves are rows of the existing ``people`` table (name, role, API token hash); this adds
-what a browser sign-in needs. Session ids and CSRF secrets are stored as SHA-256 only.
-"""
+"""People's accounts: API tokens (only their SHA-256 is kept), and for the review pages their passwords
+(argon2 hashes), sessions (only the SHA-256 of the cookie), failed sign-ins and which camera each officer
+wears when."""
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEMA: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS person_passwords("
-    " name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, updated_ns BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_sessions("
-    " id_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, csrf TEXT NOT NULL, created_ns BIGINT NOT NULL,"
-    " last_ns BIGINT NOT NULL, expires_ns BIGINT NOT NULL, address TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS web_sessions_name ON web_sessions(name)",
-    "CREATE TABLE IF NOT EXISTS login_failures(subject TEXT NOT NULL, t_ns BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS login_failures_subject ON login_failures(subject, t_ns)",
-    "CREATE TABLE IF NOT EXISTS device_assignments("
-    " serial TEXT NOT NULL, name TEXT NOT NULL, from_ns BIGINT NOT NULL, until_ns BIGINT,"
-    " PRIMARY KEY(serial, from_ns))",
-    "CREATE INDEX IF NOT EXISTS device_assignments_name ON device_assignments(name)",
-)
+from .engine import Queryable
+
+
+def by_token(q: Queryable, token_sha256: str) -> Any | None:
+    return q.one("SELECT name, role, disabled FROM people WHERE token_sha256=?", (token_sha256,))
+
+
+def exists(q: Queryable, name: str) -> bool:
+    return q.one("SELECT 1 FROM people WHERE name=?", (name,)) is not None
+
+
+def add(q: Queryable, *, name: str, role: str, token_sha256: str, t: int) -> None:
+    q.execute(
+        "INSERT INTO people(name, role, token_sha256, created_ns) VALUES(?,?,?,?)", (name, role, token_sha256, t)
+    )
+
+
+def all_people(q: Queryable) -> list[Any]:
+    return q.query("SELECT name, role, created_ns, disabled FROM people ORDER BY name")
+
+
+# --- signing in to the review pages (accounts.py): passwords, sessions, throttling, camera wearers ---
 
 
 def account(db: Any, name: str) -> Any:
@@ -119,9 +125,7 @@ def assign(db: Any, serial: str, name: str, from_ns: int) -> None:
             " AND (until_ns IS NULL OR until_ns > ?)",
             (from_ns, serial, from_ns, from_ns),
         )
-        nxt = c.execute(
-            "SELECT MIN(from_ns) FROM device_assignments WHERE serial = ? AND from_ns > ?", (serial, from_ns)
-        ).fetchone()
+        nxt = c.one("SELECT MIN(from_ns) FROM device_assignments WHERE serial = ? AND from_ns > ?", (serial, from_ns))
         c.execute(
             "INSERT INTO device_assignments(serial, name, from_ns, until_ns) VALUES(?,?,?,?) "
             "ON CONFLICT(serial, from_ns) DO UPDATE SET name = excluded.name",

@@ -12,30 +12,6 @@ from typing import Any
 
 UNCATEGORISED = "Uncategorised"
 
-SCHEMA: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS categories("
-    " name TEXT PRIMARY KEY, retention_days INTEGER NOT NULL, created_by TEXT NOT NULL, created_ns BIGINT NOT NULL)",
-    "INSERT INTO categories(name, retention_days, created_by, created_ns) VALUES('Uncategorised', 31, 'system', 0)"
-    " ON CONFLICT(name) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS recording_categories("
-    " recording_id TEXT NOT NULL, category TEXT NOT NULL, set_by TEXT NOT NULL, set_ns BIGINT NOT NULL,"
-    " PRIMARY KEY(recording_id, category))",
-    "CREATE INDEX IF NOT EXISTS recording_categories_category ON recording_categories(category)",
-    "CREATE TABLE IF NOT EXISTS retention_promises("
-    " recording_id TEXT PRIMARY KEY, keep_until_ns BIGINT NOT NULL, set_by TEXT NOT NULL, set_ns BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS cases("
-    " id TEXT PRIMARY KEY, title TEXT NOT NULL, open INTEGER NOT NULL, created_by TEXT NOT NULL,"
-    " created_ns BIGINT NOT NULL, closed_ns BIGINT)",
-    "CREATE TABLE IF NOT EXISTS case_recordings("
-    " case_id TEXT NOT NULL, recording_id TEXT NOT NULL, added_by TEXT NOT NULL, added_ns BIGINT NOT NULL,"
-    " PRIMARY KEY(case_id, recording_id))",
-    "CREATE INDEX IF NOT EXISTS case_recordings_recording ON case_recordings(recording_id)",
-    "CREATE TABLE IF NOT EXISTS notes("
-    " recording_id TEXT NOT NULL, author TEXT NOT NULL, created_ns BIGINT NOT NULL, text TEXT NOT NULL,"
-    " PRIMARY KEY(recording_id, author, created_ns))",
-    "CREATE TABLE IF NOT EXISTS retention_deletions("
-    " recording_id TEXT PRIMARY KEY, deleted_ns BIGINT NOT NULL, keep_until_ns BIGINT NOT NULL, by TEXT NOT NULL)",
-)
 
 
 def categories(db: Any) -> list[Any]:

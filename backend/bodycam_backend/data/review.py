@@ -11,22 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS review_segments("
-    " serial TEXT NOT NULL, sequence BIGINT NOT NULL, recording_id TEXT NOT NULL, stored_ns BIGINT NOT NULL,"
-    " markers INTEGER NOT NULL, recovered INTEGER NOT NULL, PRIMARY KEY(serial, sequence))",
-    "CREATE INDEX IF NOT EXISTS review_segments_stored ON review_segments(stored_ns)",
-    "CREATE TABLE IF NOT EXISTS review_recordings("
-    " recording_id TEXT PRIMARY KEY, serial TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,"
-    " segments INTEGER NOT NULL, first_utc_ns BIGINT, last_utc_ns BIGINT, bytes BIGINT NOT NULL,"
-    " markers INTEGER NOT NULL, recovered INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS review_recordings_time ON review_recordings(first_utc_ns)",
-    "CREATE INDEX IF NOT EXISTS review_recordings_serial ON review_recordings(serial, first_utc_ns)",
-    "CREATE INDEX IF NOT EXISTS review_recordings_seq ON review_recordings(serial, first_seq)",
-    "CREATE INDEX IF NOT EXISTS review_segments_stored_at ON segments(stored_ns)",
-    "CREATE INDEX IF NOT EXISTS flags_segment ON flags(serial, sequence)",
-)
-
 # Correlated parts shared by the filters and the columns.
 _OFFICER = (
     "(SELECT a.name FROM device_assignments a WHERE a.serial = r.serial AND a.from_ns <= r.first_utc_ns"
@@ -171,13 +155,13 @@ def add_segment(db: Any, seg: Any, markers: int, recovered: bool) -> None:
             " VALUES(?,?,?,?,?,?) ON CONFLICT(serial, sequence) DO NOTHING",
             (seg["serial"], seg["sequence"], rid, seg["stored_ns"], markers, int(recovered)),
         )
-        agg = c.execute(
+        agg = c.one(
             "SELECT s.serial, MIN(s.sequence), MAX(s.sequence), COUNT(*), MIN(s.first_utc_ns), MAX(s.last_utc_ns),"
             " SUM(s.media_size), COALESCE(SUM(i.markers), 0), COALESCE(SUM(i.recovered), 0)"
             " FROM segments s LEFT JOIN review_segments i ON i.serial = s.serial AND i.sequence = s.sequence"
             " WHERE s.recording_id = ? GROUP BY s.serial",
             (rid,),
-        ).fetchone()
+        )
         c.execute(
             "INSERT INTO review_recordings(recording_id, serial, first_seq, last_seq, segments, first_utc_ns,"
             " last_utc_ns, bytes, markers, recovered) VALUES(?,?,?,?,?,?,?,?,?,?)"
@@ -185,7 +169,7 @@ def add_segment(db: Any, seg: Any, markers: int, recovered: bool) -> None:
             " last_seq = excluded.last_seq, segments = excluded.segments, first_utc_ns = excluded.first_utc_ns,"
             " last_utc_ns = excluded.last_utc_ns, bytes = excluded.bytes, markers = excluded.markers,"
             " recovered = excluded.recovered",
-            (rid, *tuple(agg)),
+            (rid, *(agg[i] for i in range(9))),
         )
 
 
@@ -242,3 +226,10 @@ def recording_start(db: Any, recording_id: str) -> int | None:
 def drop_recording(db: Any, recording_id: str) -> None:
     """The retention job deleted its objects: it leaves the list (its segments rows stay, write-once)."""
     db.execute("DELETE FROM review_recordings WHERE recording_id = ?", (recording_id,))
+
+
+def trail_page(db: Any, before: int | None, limit: int) -> list[Any]:
+    """The newest ``limit`` trail entries (before seq ``before``), newest first."""
+    if before is None:
+        return db.query("SELECT seq, entry, sig FROM trail ORDER BY seq DESC LIMIT ?", (limit,))
+    return db.query("SELECT seq, entry, sig FROM trail WHERE seq < ? ORDER BY seq DESC LIMIT ?", (before, limit))

@@ -5,14 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS shares("
-    " public_id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, recording_id TEXT NOT NULL,"
-    " created_by TEXT NOT NULL, created_ns BIGINT NOT NULL, expires_ns BIGINT NOT NULL, revoked_ns BIGINT,"
-    " revoked_by TEXT, note TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS shares_recording ON shares(recording_id)",
-)
-
 
 def add(db: Any, public_id: str, token_sha256: str, recording_id: str, created_by: str, t_ns: int,
         expires_ns: int, note: str) -> None:

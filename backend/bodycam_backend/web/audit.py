@@ -49,7 +49,6 @@ PAGE = 100
 def global_audit(request: Request, s: Any) -> Response:
     """The whole trail for auditors, newest first, 100 a page, with the chain's verification status."""
     from .. import permissions
-    from ..data import devices as dq
     from ..errors import ApiError
 
     permissions.require(s.name, s.role, "audit.view")
@@ -59,7 +58,7 @@ def global_audit(request: Request, s: Any) -> Response:
         raise ApiError(400, "bad_request", "before must be an entry's seq (a whole number)")
     before = int(before_raw) if before_raw else None
     b.trail.record(actor(s), "view", "audit")
-    rows = dq.trail_page(b.db, before, PAGE)
+    rows = q.trail_page(b.db, before, PAGE)
     chain = anchor.verify_trail(b)
     entries = []
     for r in rows:

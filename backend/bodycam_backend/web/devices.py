@@ -42,7 +42,7 @@ def listing(request: Request, s: WebSession) -> Response:
 
 def _device(request: Request, s: WebSession):  # noqa: ANN202
     permissions.require(s.name, s.role, "devices.manage")
-    row = q.one(backend_of(request).db, request.path_params["serial"])
+    row = q.get(backend_of(request).db, request.path_params["serial"])
     if row is None:
         raise ApiError(404, "not_found", f"no device {request.path_params['serial'][:40]!r}")
     return row

@@ -22,6 +22,7 @@ from .. import permissions, pinned, review
 from ..accounts import WebSession
 from ..data import retention as retention_q
 from ..data import review as q
+from ..data import segments
 from ..errors import ApiError
 from ..store import segment_key
 from .common import actor, backend_of, data_session, page_session, refused, render
@@ -251,7 +252,7 @@ def segment_part(request: Request) -> Response:
 def send_part(b: Any, row: Any, seq: int, part: str, who: Any, *, previous_ok: bool, download: bool) -> Response:
     """One part of one segment of the recording ``row`` (or the manifest of the segment just before it,
     for the browser's chain check, if ``previous_ok``); media is audited as a play or download first."""
-    seg = b.db.segment(row["serial"], seq) if seq < 2**63 else None
+    seg = segments.get(b.db, row["serial"], seq) if seq < 2**63 else None
     in_recording = seg is not None and seg["recording_id"] == row["recording_id"]
     previous_manifest = seg is not None and seq == row["first_seq"] - 1 and part == "manifest" and previous_ok
     if not (in_recording or previous_manifest):

@@ -258,3 +258,42 @@ def test_devices_page_and_revoke_admin_only_confirmed_csrf_checked_and_audited(s
     assert revoke and revoke[0]["actor"] == "person:ada" and revoke[0]["target"] == "device:BC-REV-0002"
     assert rita.get(url + "/audit", allow_redirects=False).status_code == 403
     assert aud.get(url + "/audit?before=x").status_code == 400
+
+
+def test_admins_manage_accounts_in_the_page_and_a_disabled_account_is_signed_out(seeded) -> None:
+    url = seeded.backend.url
+    ada, rita = signed_in(url, "ada"), signed_in(url, "rita")
+    assert rita.get(url + "/people", allow_redirects=False).status_code == 403
+    page = ada.get(url + "/people")
+    assert page.status_code == 200 and 'data-person="olly"' in page.text
+    token = csrf_of(page.text)
+    assert rita.post(url + "/people", data={"csrf": csrf_of(rita.get(url + "/recordings").text), "name": "x",
+                                           "role": "admin", "password": PASSWORD}).status_code == 403
+    assert ada.post(url + "/people", data={"name": "pat", "role": "officer", "password": PASSWORD}).status_code == 403
+    short = ada.post(url + "/people", data={"csrf": token, "name": "pat", "role": "officer", "password": "short"})
+    assert short.status_code == 400 and "at least 10 characters" in short.text
+    r = ada.post(url + "/people", data={"csrf": token, "name": "pat", "role": "officer", "password": PASSWORD},
+                 allow_redirects=False)
+    assert r.status_code == 303
+    r = ada.post(url + "/people/pat/assign", data={"csrf": token, "serial": "BC-REV-0002", "since": "2025-11-21T04:40"},
+                 allow_redirects=False)
+    assert r.status_code == 303
+    pat = signed_in(url, "pat")
+    # ben wore BC-REV-0002 from 2000; pat from 04:40 on 2025-11-21, before the recording began (04:40:00.1)
+    listed = [x["recording_id"] for x in pat.get(url + "/recordings?format=json").json()["recordings"]]
+    assert listed == [seeded.recordings["BC-REV-0002"]]
+    assert ada.post(url + "/people/pat/disable", data={"csrf": token}, allow_redirects=False).status_code == 303
+    assert pat.get(url + "/recordings", allow_redirects=False).status_code == 303  # signed out at once
+    assert ada.post(url + "/people/ada/disable", data={"csrf": token}).status_code == 400
+    assert ada.post(url + "/people/nobody/disable", data={"csrf": token}).status_code == 404
+    assert ada.post(url + "/people/pat/enable", data={"csrf": token}, allow_redirects=False).status_code == 303
+    assert signed_in(url, "pat").get(url + "/recordings?format=json").status_code == 200
+    # give BC-REV-0002 back to ben for the other tests of this module (the same start replaces pat)
+    r = ada.post(url + "/people/ben/assign", data={"csrf": token, "serial": "BC-REV-0002", "since": "2025-11-21T04:40"},
+                 allow_redirects=False)
+    assert r.status_code == 303
+    assert signed_in(url, "pat").get(url + "/recordings?format=json").json()["recordings"] == []
+    entries = signed_in(url, "aud").get(url + "/audit?format=json").json()["entries"]
+    actions = {(e["action"], e["target"]) for e in entries if e["actor"] == "person:ada"}
+    assert {("user_add", "person:pat"), ("assign", "device:BC-REV-0002"), ("user_disable", "person:pat"),
+            ("user_enable", "person:pat")} <= actions

@@ -146,3 +146,7 @@ def officer_at(db: Any, serial: str, t_ns: int) -> str | None:
         (serial, t_ns, t_ns),
     )
     return row["name"] if row else None
+
+
+def set_disabled(db: Any, name: str, disabled: bool) -> bool:
+    return db.execute("UPDATE people SET disabled = ? WHERE name = ?", (int(disabled), name)) > 0

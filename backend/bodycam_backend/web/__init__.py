@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import audit, devices, recordings, retention, shares, signin
+from . import audit, devices, people, recordings, retention, shares, signin
 from .headers import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -47,5 +47,9 @@ def routes() -> list[BaseRoute]:
         Route("/devices", devices.listing),
         Route("/devices/{serial}/revoke", devices.revoke, methods=["GET", "POST"]),
         Route("/audit", audit.global_audit),
+        Route("/people", people.listing),
+        Route("/people", people.create, methods=["POST"]),
+        Route("/people/{name}/assign", people.assign, methods=["POST"]),
+        Route("/people/{name}/{action}", people.set_disabled, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

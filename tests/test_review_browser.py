@@ -314,7 +314,10 @@ def test_a_view_only_share_link_plays_is_audited_and_is_refused_once_revoked_or_
     wait_js(g, "document.getElementById('video').currentTime > 1")
     shot(g, "shared")
     token = link.rsplit("/", 1)[1]
-    assert g.evaluate(f"fetch('/s/{token}/segments/99/media').then(r => r.status)") == 404
+    assert g.url == f"{link}/r/{rid}"
+    assert g.evaluate(f"fetch('/s/{token}/r/{rid}/segments/99/media').then(r => r.status)") == 404
+    other = seeded.recordings["BC-REV-0001"]
+    assert g.evaluate(f"fetch('/s/{token}/r/{other}/segments/1/media').then(r => r.status)") == 404
     assert g.evaluate("fetch('/recordings').then(r => r.redirected && r.url.includes('/login'))")
     docs = [d for d in trail(seeded.backend) if d["actor"] == f"share:{public_id}"]
     assert {d["action"] for d in docs} >= {"view", "play", "check"}
@@ -326,7 +329,7 @@ def test_a_view_only_share_link_plays_is_audited_and_is_refused_once_revoked_or_
     assert page.inner_text(f"#shares tr[data-share='{public_id}'] td.state") == "revoked"
     r = g.goto(link)
     assert r.status == 410 and "it was revoked" in g.inner_text("#refusal")
-    assert g.evaluate(f"fetch('/s/{token}/segments/1/media').then(r => r.status)") == 410
+    assert g.evaluate(f"fetch('/s/{token}/r/{rid}/segments/1/media').then(r => r.status)") == 410
     # expired: a second link, its end moved into the past in the database (time passing, quickly)
     page.goto(f"{url}/recordings/{rid}")
     page.fill("#share-form input[name=days]", "1")

@@ -12,7 +12,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import audit, devices, people, recordings, retention, shares, signin
+from . import audit, cases, devices, people, recordings, retention, shares, signin
 from .headers import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -34,16 +34,20 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/audit", audit.recording_audit),
         Route("/recordings/{recording_id}/export.zip", recordings.export_zip),
         Route("/recordings/{recording_id}/shares", shares.create, methods=["POST"]),
-        Route("/recordings/{recording_id}/shares/{public_id}/revoke", shares.revoke, methods=["POST"]),
         Route("/recordings/{recording_id}/categories", retention.categorise, methods=["POST"]),
         Route("/recordings/{recording_id}/retention", retention.extend, methods=["POST"]),
         Route("/recordings/{recording_id}/cases", retention.add_case, methods=["POST"]),
-        Route("/recordings/{recording_id}/cases/{case_id:path}/close", retention.close_case, methods=["POST"]),
+        Route("/recordings/{recording_id}/cases/{case_id}/close", retention.close_case, methods=["POST"]),
+        Route("/cases/{case_id}", cases.detail),
+        Route("/cases/{case_id}/export.zip", cases.export_zip),
         Route("/recordings/{recording_id}/notes", retention.add_note, methods=["POST"]),
-        Route("/s/{token}", shares.view),
-        Route("/s/{token}/integrity", shares.integrity),
-        Route("/s/{token}/certificates/{key_id}", shares.certificate),
-        Route("/s/{token}/segments/{sequence:int}/{part}", shares.part),
+        Route("/cases/{case_id}/shares", shares.create, methods=["POST"]),
+        Route("/shares/{public_id}/revoke", shares.revoke, methods=["POST"]),
+        Route("/s/{token}", shares.landing),
+        Route("/s/{token}/r/{recording_id}", shares.view),
+        Route("/s/{token}/r/{recording_id}/integrity", shares.integrity),
+        Route("/s/{token}/r/{recording_id}/certificates/{key_id}", shares.certificate),
+        Route("/s/{token}/r/{recording_id}/segments/{sequence:int}/{part}", shares.part),
         Route("/devices", devices.listing),
         Route("/devices/{serial}/revoke", devices.revoke, methods=["GET", "POST"]),
         Route("/audit", audit.global_audit),

@@ -17,7 +17,7 @@ from ..errors import ApiError
 from .common import actor, backend_of, page_session, refused, same_origin
 from .recordings import _when, recording_for
 
-_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}$")
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def context(b: Any, row: Any) -> dict[str, Any]:
@@ -71,7 +71,7 @@ async def add_case(request: Request) -> Response:
         s, row, form = await _form(request, "recording.categorise")
         case_id = str(form.get("case", "")).strip()
         if not _CASE_ID.match(case_id):
-            raise ApiError(400, "bad_request", "a case reference is 1 to 64 letters, digits and / _ . -")
+            raise ApiError(400, "bad_request", "a case reference is 1 to 64 letters, digits and _ . -")
         b = backend_of(request)
         t = now_ns()
         if q.case(b.db, case_id) is None:

@@ -61,10 +61,11 @@ STATEMENTS = [
     'CREATE TABLE IF NOT EXISTS retention_deletions( recording_id TEXT PRIMARY KEY, '
     'deleted_ns BIGINT NOT NULL, keep_until_ns BIGINT NOT NULL, by TEXT NOT NULL)',
     # view-only share links
-    'CREATE TABLE IF NOT EXISTS shares( public_id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, '
-    'recording_id TEXT NOT NULL, created_by TEXT NOT NULL, created_ns BIGINT NOT NULL, '
-    'expires_ns BIGINT NOT NULL, revoked_ns BIGINT, revoked_by TEXT, note TEXT NOT NULL)',
+    "CREATE TABLE IF NOT EXISTS shares( public_id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, "
+    "recording_id TEXT, case_id TEXT, created_by TEXT NOT NULL, created_ns BIGINT NOT NULL, "
+    "expires_ns BIGINT NOT NULL, revoked_ns BIGINT, revoked_by TEXT, note TEXT NOT NULL)",
     'CREATE INDEX IF NOT EXISTS shares_recording ON shares(recording_id)',
+    'CREATE INDEX IF NOT EXISTS shares_case ON shares(case_id)',
 ]
 
 

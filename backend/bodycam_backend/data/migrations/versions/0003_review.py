@@ -36,7 +36,7 @@ STATEMENTS = [
     'CREATE TABLE IF NOT EXISTS review_recordings( recording_id TEXT PRIMARY KEY, serial TEXT NOT NULL, '
     'first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, segments INTEGER NOT NULL, first_utc_ns BIGINT, '
     'last_utc_ns BIGINT, bytes BIGINT NOT NULL, markers INTEGER NOT NULL, recovered INTEGER NOT NULL)',
-    'CREATE INDEX IF NOT EXISTS review_recordings_time ON review_recordings(first_utc_ns)',
+    'CREATE INDEX IF NOT EXISTS review_recordings_time ON review_recordings(first_utc_ns, recording_id)',
     'CREATE INDEX IF NOT EXISTS review_recordings_serial ON review_recordings(serial, first_utc_ns)',
     'CREATE INDEX IF NOT EXISTS review_recordings_seq ON review_recordings(serial, first_seq)',
     'CREATE INDEX IF NOT EXISTS review_segments_stored_at ON segments(stored_ns)',

@@ -136,6 +136,12 @@ def test_jump_to_a_marker_step_a_frame_and_change_speed(seeded, page) -> None:
     wait_loaded(page)
     markers = page.evaluate("window.bodycamPlayer.markers")
     assert len(markers) == 1 and markers[0]["note"] == "suspect ran"
+    # the keyframe strip: one decoded picture per segment, a click goes to that segment's start
+    wait_js(page, "[...document.querySelectorAll('#strip img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#strip img").count() == len(seeded.segments["BC-REV-0001"])
+    page.click("#strip img[data-sequence='2']")
+    boundary = page.evaluate("window.bodycamPlayer.boundaries[0]")
+    wait_js(page, f"Math.abs(document.getElementById('video').currentTime - {boundary}) < 0.05")
     # the marker was pressed 25 frames (2.5 s) after the trigger, which came after 12 frames of pre-roll
     # held from a 3 s buffer: its place on the timeline is where the manifest's UTC says
     page.click("#markers button.jump")

@@ -159,6 +159,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
         "first_utc": _utc(seg["first_utc_ns"]), "last_utc": _utc(seg["last_utc_ns"]),
         "media_url": f"{base}/media", "manifest_url": f"{base}/manifest", "signature_url": f"{base}/signature",
         "certificate_url": f"{prefix}/certificates/{seg['key_id']}",
+        "thumbnail_url": f"{base}/thumbnail.jpg" if prefix.startswith("/recordings/") else None,
     }
     try:
         m = review.manifest_of(b, seg["serial"], seq)
@@ -212,15 +213,19 @@ def integrity(request: Request) -> Response:
 
 
 async def thumbnail(request: Request) -> Response:
+    """The recording's thumbnail (its first keyframe), or with a sequence in the path one segment's."""
     s = data_session(request)
     row = await anyio.to_thread.run_sync(recording_for, request, s, "recording.view")
     b = backend_of(request)
+    seq = request.path_params.get("sequence", row["first_seq"])
+    if not row["first_seq"] <= seq <= row["last_seq"]:
+        raise ApiError(404, "not_found", f"segment {seq} is not part of recording {row['recording_id']}")
     try:
-        jpg = await anyio.to_thread.run_sync(review.thumbnail, b, row["recording_id"], row["first_seq"], row["serial"])
+        jpg = await anyio.to_thread.run_sync(review.thumbnail, b, row["serial"], seq)
     except Exception as e:  # noqa: BLE001 - a damaged segment has no thumbnail, and says why
         log.warning("no thumbnail", extra={"event": "thumbnail_failed",
                                            "data": {"recording_id": row["recording_id"], "error": str(e)}})
-        raise ApiError(404, "not_found", f"no thumbnail: the first segment cannot be decoded ({e})") from None
+        raise ApiError(404, "not_found", f"no thumbnail: segment {seq} cannot be decoded ({e})") from None
     return Response(jpg, media_type="image/jpeg")
 
 

@@ -94,6 +94,14 @@
   function layoutTimeline() {
     const total = state.ends.length ? state.ends[state.ends.length - 1] : 0;
     if (!total) return;
+    // the keyframe strip: each segment's picture as wide as its share of the recording; click to go there
+    document.querySelectorAll("#strip img").forEach((img) => {
+      const s = segs.find((x) => String(x.sequence) === img.dataset.sequence);
+      if (s && s._end !== undefined) {
+        img.style.width = `${(100 * (s._end - s._start)) / total}%`;
+        img.onclick = () => { video.currentTime = s._start; };
+      }
+    });
     const tl = $("timeline");
     tl.querySelectorAll(".marker, .boundary").forEach((n) => n.remove());
     state.boundaries.forEach((t) => { const d = document.createElement("div"); d.className = "boundary"; d.style.left = `${(100 * t) / total}%`; tl.appendChild(d); });

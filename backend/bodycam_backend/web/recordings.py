@@ -149,6 +149,15 @@ def recording_for(request: Request, s: WebSession, action: str) -> Any:
     return row
 
 
+def duration_of(manifest: dict[str, Any]) -> float | None:
+    """docs/format.md section 3: ``last_frame.pts / 90000 + 1 / video.fps``; where the player puts the
+    next segment (so a recording plays as one timeline whichever segment is fetched first)."""
+    last, fps = manifest.get("last_frame") or {}, (manifest.get("video") or {}).get("fps")
+    if not isinstance(last.get("pts"), int) or not fps:
+        return None
+    return last["pts"] / 90000 + 1 / fps
+
+
 def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
     """What the player needs of one segment; ``prefix`` is where its bytes are served from."""
     seq = seg["sequence"]
@@ -168,6 +177,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
             "fps": (m.get("video") or {}).get("fps"),
             "markers": m.get("markers") or [], "recovered": bool(m.get("recovered")),
             "end_reason": m.get("end_reason"), "frame_count": m.get("frame_count"),
+            "duration_s": duration_of(m),
         })
     except Exception as e:  # noqa: BLE001 - a damaged manifest shows as a finding, not a crash
         doc.update({"manifest_error": str(e)[:200], "markers": []})

@@ -76,7 +76,7 @@ class PgTx(Tx):
 class PostgresDatabase(Database):
     engine = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 15.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, connect_timeout: float = 15.0) -> None:
         self.url = url
         self._local = threading.local()
         try:  # once directly: a wrong URL or a server that is down is one clear line now, not a pool timeout

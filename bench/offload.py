@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=50)
     ap.add_argument("--segments", type=int, default=20)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--database-url", default="", metavar="URL",
+                    help="run the backend on this PostgreSQL database ([database] url) instead of SQLite")
     args = ap.parse_args(argv)
     q = args.quick
     solo_size = 8_000_000  # a 10 s segment at 6 Mbit/s is ~7.5 MB
@@ -389,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             server={"bench_put": True, "log_level": "warning"},
             admission={"max_concurrent_uploads": 16, "retry_after_seconds": 1},
             limits={"max_upload_bytes": 64_000_000},
+            database={"url": args.database_url},
         )
         backend.start()
         try:

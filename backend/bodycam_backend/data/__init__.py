@@ -27,7 +27,7 @@ def open_database(cfg: BackendConfig, *, migrate: bool = True) -> Database:
                    pool_size=cfg.database.pool_size, migrate=migrate)
 
 
-def connect(url: str, *, sqlite_path: Path, pool_size: int = 10, migrate: bool = True) -> Database:
+def connect(url: str, *, sqlite_path: Path, pool_size: int = 20, migrate: bool = True) -> Database:
     """PostgreSQL at ``url``, or SQLite at ``sqlite_path`` if ``url`` is empty; migrated to ``HEAD``."""
     if url:
         from .postgres import PostgresDatabase

@@ -14,7 +14,7 @@ if [ ! -f "$STAMP" ]; then
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi
-# Image, unit and stock-tool tests use Debian tools; as root (CI on a fresh clone) install any that are missing.
+# Image, unit, stock-tool and PostgreSQL tests use Debian tools; as root (CI on a fresh clone) install any missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     for tool in sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs systemd-analyze xz openssl jq ffprobe gpg gpgv dpkg-deb apt-get; do
         if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null; then
@@ -25,6 +25,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             break
         fi
     done
+    # The backend's PostgreSQL tests start a throwaway cluster (tests/pgkit.py) from Debian's server binaries.
+    if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        echo "bodycam: installing Debian's postgresql for the backend's PostgreSQL tests" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            postgresql; } >&2 || echo "bodycam: apt-get failed; the PostgreSQL tests will fail" >&2
+    fi
 fi
 export PATH="$VENV/bin:$PATH"
 export GPIOZERO_PIN_FACTORY="${GPIOZERO_PIN_FACTORY:-mock}"

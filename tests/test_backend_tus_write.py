@@ -13,7 +13,7 @@ import anyio
 import pytest
 from bodycam_backend.admission import Admission
 from bodycam_backend.auth import DeviceIdentity
-from bodycam_backend.db import Database
+from bodycam_backend.data import connect, uploads
 from bodycam_backend.errors import ApiError
 from bodycam_backend.tus import TusService
 from starlette.requests import Request
@@ -42,10 +42,11 @@ def meta(**kv: str) -> str:
 
 
 def service(tmp_path) -> TusService:
+    db = connect("", sqlite_path=tmp_path / "db.sqlite3")
     return TusService(
-        db=Database(tmp_path / "db.sqlite3"),
+        db=db,
         staging=tmp_path / "uploads",
-        admission=Admission(limit=8, retry_after_s=1, idle_s=60),
+        admission=Admission(db=db, limit=8, retry_after_s=1, idle_s=60),
         max_upload_bytes=1 << 24,
         max_audit_bytes=1 << 20,
     )
@@ -81,7 +82,7 @@ def test_running_hash_and_checksums_hold_however_the_bytes_arrive(tmp_path, piec
         assert r.headers["Upload-Offset"] == str(len(data))
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
         assert svc.path(uid).read_bytes() == data
-        assert svc.db.upload(uid)["offset"] == len(data)
+        assert uploads.get(svc.db, uid)["offset"] == len(data)
 
     anyio.run(run)
 
@@ -105,7 +106,7 @@ def test_staged_bytes_lost_below_the_offset_are_resent_not_left_as_a_hole(tmp_pa
         with pytest.raises(ApiError) as e:
             await svc.patch(request("PATCH", {**octets, "Upload-Offset": "200000"}, [data[200_000:]]), uid, WHO)
         assert e.value.status == 409 and e.value.extra["offset"] == 50_000
-        assert svc.db.upload(uid)["offset"] == 50_000
+        assert uploads.get(svc.db, uid)["offset"] == 50_000
         await svc.patch(request("PATCH", {**octets, "Upload-Offset": "50000"}, [data[50_000:]]), uid, WHO)
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
 

@@ -76,6 +76,8 @@ RUN: dict[str, str] = {
     "source .venv/bin/activate": "repo",
     "bodycam keygen --config /etc/bodycam/device.toml": "fresh",
     "bodycam backend enrol-token BC-0417": "sandbox",
+    "bodycam backend db current": "sandbox",
+    "bodycam backend db upgrade": "sandbox",
     "bodycam verify /var/lib/bodycam": "sandbox",
     "bodycam verify export-dir/ --key device.cert.pem": "sandbox",
     "bodycam verify seg-0000000042.json --decode": "segments",
@@ -113,6 +115,8 @@ SUBST = {
 EXPECT = {
     "source .venv/bin/activate": r"^{root}/\.venv/bin/bodycam$",
     "bodycam backend enrol-token BC-0417": r"bce_",
+    "bodycam backend db current": r"^database \(sqlite\) at revision \d\d\d\d; up to date$",
+    "bodycam backend db upgrade": r"^database \(sqlite\) at revision \d\d\d\d$",
     "bodycam verify /var/lib/bodycam": r"^verify: OK",
     "bodycam verify export-dir/ --key device.cert.pem": r"^verify: OK",
     "bodycam verify seg-0000000042.json --decode": r"(?s)^verify: OK.*taken from beside the evidence",

@@ -30,6 +30,7 @@ from . import enrol as enrolmod
 from .audit import Actor
 from .auth import DeviceIdentity, Person
 from .context import Backend
+from .data import device_audit, devices, segments
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal, loads
 from .store import segment_key
@@ -164,14 +165,13 @@ async def device_session(request: Request) -> Response:
 async def device_status(request: Request) -> Response:
     who = device(request)
     b = backend_of(request)
-    top = b.db.one("SELECT MAX(seq) FROM device_audit WHERE serial=?", (who.serial,))
     return JSONResponse(
         {
             "serial": who.serial,
             "status": "active",
-            "last_sequence": b.db.last_sequence(who.serial),
-            "gaps": b.db.open_gaps(who.serial),
-            "audit_last_seq": int(top[0] or 0) if top else 0,
+            "last_sequence": segments.last_sequence(b.db, who.serial),
+            "gaps": segments.open_gaps(b.db, who.serial),
+            "audit_last_seq": device_audit.last_seq(b.db, who.serial),
         }
     )
 
@@ -179,7 +179,7 @@ async def device_status(request: Request) -> Response:
 async def device_segment(request: Request) -> Response:
     who = device(request)
     b = backend_of(request)
-    seg = b.db.segment(who.serial, _sequence(request))
+    seg = segments.get(b.db, who.serial, _sequence(request))
     if seg is None:
         raise ApiError(404, "not_found", "no such segment at the backend; upload it")
     return JSONResponse(
@@ -188,7 +188,7 @@ async def device_segment(request: Request) -> Response:
             "signature": seg["receipt_sig"],
             "backend_key_id": b.signer.key_id,
             "duplicate": True,
-            "gaps": b.db.open_gaps(who.serial),
+            "gaps": segments.open_gaps(b.db, who.serial),
         }
     )
 
@@ -256,15 +256,15 @@ def _device_doc(b: Backend, row: Any, *, pem: bool = False) -> dict[str, Any]:
             "issued": _utc(c["issued_ns"]),
             **({"certificate_pem": c["pem"]} if pem else {}),
         }
-        for c in b.db.certificates_of(row["serial"])
+        for c in devices.certificates_of(b.db, row["serial"])
     ]
     return {
         "serial": row["serial"],
         "status": row["status"],
         "enrolled_utc": _utc(row["enrolled_ns"]),
         "revoked_utc": _utc(row["revoked_ns"]),
-        "last_sequence": b.db.last_sequence(row["serial"]),
-        "open_gaps": b.db.open_gaps(row["serial"]),
+        "last_sequence": segments.last_sequence(b.db, row["serial"]),
+        "open_gaps": segments.open_gaps(b.db, row["serial"]),
         "certificates": certs,
     }
 
@@ -274,7 +274,7 @@ def list_devices(request: Request) -> Response:
     _, actor = person(request)
     b.trail.record(actor, "list", "devices")
     return JSONResponse(
-        {"devices": [_device_doc(b, r) for r in b.db.query("SELECT * FROM devices ORDER BY serial")]}
+        {"devices": [_device_doc(b, r) for r in devices.all_devices(b.db)]}
     )
 
 
@@ -282,7 +282,7 @@ def get_device(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request)
     serial = _serial(request.path_params["serial"])
-    row = b.db.device(serial)
+    row = devices.get(b.db, serial)
     if row is None:
         raise ApiError(404, "not_found", f"no device {serial}")
     b.trail.record(actor, "view", f"device:{serial}")
@@ -304,7 +304,7 @@ def revoke(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request, "admin")
     serial = _serial(request.path_params["serial"])
-    if b.db.device(serial) is None:
+    if devices.get(b.db, serial) is None:
         raise ApiError(404, "not_found", f"no device {serial}")
     changed = enrolmod.revoke(b.db, serial)
     b.trail.record(actor, "revoke", f"device:{serial}", changed=changed)
@@ -325,40 +325,24 @@ def _recording_summary(r: Any) -> dict[str, Any]:
     }
 
 
-RECORDINGS_SQL = (
-    "SELECT recording_id, serial, COUNT(*) n, MIN(sequence) lo, MAX(sequence) hi, MIN(first_utc_ns) t0, "
-    "MAX(last_utc_ns) t1, SUM(media_size) bytes FROM segments {where} GROUP BY recording_id, serial "
-    "ORDER BY serial, lo"
-)
-
-
 def list_recordings(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request)
     dev = request.query_params.get("device")
-    if dev:
-        rows = b.db.query(RECORDINGS_SQL.format(where="WHERE serial=?"), (_serial(dev),))
-    else:
-        rows = b.db.query(RECORDINGS_SQL.format(where=""))
+    rows = segments.recordings(b.db, serial=_serial(dev) if dev else None)
     b.trail.record(actor, "list", f"recordings:{dev or '*'}")
     return JSONResponse({"recordings": [_recording_summary(r) for r in rows]})
 
 
 def recording_detail(b: Backend, recording_id: str) -> dict[str, Any]:
-    rows = b.db.query(RECORDINGS_SQL.format(where="WHERE recording_id=?"), (recording_id,))
+    rows = segments.recordings(b.db, recording_id=recording_id)
     if not rows:
         raise ApiError(404, "not_found", f"no recording {recording_id!r}")
     r = rows[0]
-    segs = b.db.query("SELECT * FROM segments WHERE recording_id=? ORDER BY sequence", (recording_id,))
+    segs = segments.of_recording(b.db, recording_id)
     serial = r["serial"]
-    gaps = b.db.query(
-        "SELECT * FROM gaps WHERE serial=? AND sequence BETWEEN ? AND ? ORDER BY sequence",
-        (serial, r["lo"] - 1, r["hi"] + 1),
-    )
-    flags = b.db.query(
-        "SELECT * FROM flags WHERE serial=? AND (sequence BETWEEN ? AND ?) ORDER BY id",
-        (serial, r["lo"], r["hi"]),
-    )
+    gaps = segments.gaps_between(b.db, serial, r["lo"] - 1, r["hi"] + 1)
+    flags = segments.flags_between(b.db, serial, r["lo"], r["hi"])
     return {
         **_recording_summary(r),
         "segments": [
@@ -392,7 +376,7 @@ def get_recording(request: Request) -> Response:
 
 def _segment_row(b: Backend, request: Request) -> Any:
     serial = _serial(request.path_params["serial"])
-    seg = b.db.segment(serial, _sequence(request))
+    seg = segments.get(b.db, serial, _sequence(request))
     if seg is None:
         raise ApiError(404, "not_found", f"no segment {serial}/{request.path_params['sequence']}")
     return seg
@@ -481,30 +465,18 @@ def _flag_doc(f: Any) -> dict[str, Any]:
 def list_gaps(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request)
-    where, args = [], []
-    if request.query_params.get("device"):
-        where.append("serial=?")
-        args.append(_serial(request.query_params["device"]))
-    if request.query_params.get("open") in ("1", "true"):
-        where.append("closed_ns IS NULL")
-    sql = (
-        "SELECT * FROM gaps"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY serial, sequence"
-    )
+    dev = request.query_params.get("device")
+    rows = segments.gaps(b.db, serial=_serial(dev) if dev else None,
+                         open_only=request.query_params.get("open") in ("1", "true"))
     b.trail.record(actor, "list", "gaps")
-    return JSONResponse({"gaps": [_gap_doc(g) for g in b.db.query(sql, tuple(args))]})
+    return JSONResponse({"gaps": [_gap_doc(g) for g in rows]})
 
 
 def list_flags(request: Request) -> Response:
     b = backend_of(request)
     _, actor = person(request)
     dev = request.query_params.get("device")
-    rows = (
-        b.db.query("SELECT * FROM flags WHERE serial=? ORDER BY id", (_serial(dev),))
-        if dev
-        else b.db.query("SELECT * FROM flags ORDER BY id")
-    )
+    rows = segments.flags(b.db, serial=_serial(dev) if dev else None)
     b.trail.record(actor, "list", "flags")
     return JSONResponse({"flags": [_flag_doc(f) for f in rows]})
 

@@ -1,4 +1,4 @@
-"""`bodycam backend ...`: serve, init, people tokens, enrolment tokens, revoke, export, audit-verify.
+"""`bodycam backend ...`: serve, init, people tokens, enrolment tokens, revoke, export, audit-verify, db.
 
 Kept free of heavy imports at module level so `bodycam --help` stays fast and works on a camera
 without the backend's dependencies; each command imports what it needs when it runs.
@@ -68,6 +68,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("recording", help="the recording id, e.g. BC-0417-0000000042 (GET /v1/recordings)")
     ex.add_argument("--out", required=True, type=Path, metavar="DIR", help="new or empty directory")
     ex.set_defaults(run=_run("export"))
+    dbp = bsub.add_parser(
+        "db", help="the metadata database's schema version (migrations)",
+        description="The database's schema is versioned (alembic migrations shipped with the backend). "
+                    "`init` and `serve` upgrade it by themselves; these commands do it, or show it, on their own.",
+    )
+    dsub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dsub.add_parser(
+        "upgrade", parents=[common], help="migrate the database to the newest schema",
+        description="Migrate the database ([database] url, or SQLite in data_dir) to the newest schema. "
+                    "Safe to repeat and to run from several instances at once; nothing is lost.",
+    ).set_defaults(run=_run("db_upgrade"))
+    dsub.add_parser(
+        "current", parents=[common], help="print the schema revision the database is at",
+        description="Print the database's engine, its schema revision and the newest this backend knows.",
+    ).set_defaults(run=_run("db_current"))
     bsub.add_parser(
         "audit-verify", parents=[common], help="check the backend audit trail's chain and signatures",
         description="Check the backend's own audit trail: every entry's signature and the hash chain.",

@@ -12,6 +12,7 @@ from bodycam.clock import iso_utc
 from . import anchor
 from . import config as configmod
 from .context import Backend, cli_actor, initialise
+from .data import devices, people, uploads
 
 log = logging.getLogger("bodycam.backend")
 
@@ -34,9 +35,15 @@ def serve(args: argparse.Namespace) -> int:
         lg.propagate = False
         lg.setLevel(cfg.server.log_level.upper())
     backend = Backend.open(cfg)
+    sole = backend.db.engine == "sqlite"  # the embedded backend is one process; PostgreSQL: maybe a fleet
+    if sole:  # what a previous process held is free: it is gone
+        backend.tus.forget_dead_leases()
+        backend.admission.forget_all()
     expired = backend.tus.expire_stale(int(cfg.limits.upload_expiry_hours * 3600e9))
-    recovered = backend.ingest.recover()
-    resumable = backend.db.one("SELECT COUNT(*) FROM uploads WHERE state='open'")[0]
+    # Others may be serving from the same staging directory: leave what they may be writing right now.
+    grace = 0.0 if sole else 2 * max(cfg.limits.body_idle_seconds, cfg.limits.upload_lease_seconds) + 60
+    recovered = backend.ingest.recover(grace_s=grace)
+    resumable = uploads.count_open(backend.db)
     log.info(
         "backend starting",
         extra={
@@ -46,6 +53,9 @@ def serve(args: argparse.Namespace) -> int:
                 "port": cfg.server.port,
                 "storage": cfg.storage.backend,
                 "data_dir": str(cfg.data_dir),
+                "database": backend.db.engine,
+                "instance": backend.tus.instance,
+                "staging_dir": str(cfg.staging_dir),
                 "open_uploads": resumable,
                 "expired_uploads": expired,
                 "orphaned_staging_files": recovered["orphaned"],
@@ -100,7 +110,7 @@ def token_create(args: argparse.Namespace) -> int:
 
 def token_list(args: argparse.Namespace) -> int:
     b = _open(args)
-    for r in b.db.query("SELECT name, role, created_ns, disabled FROM people ORDER BY name"):
+    for r in people.all_people(b.db):
         print(
             f"{r['name']}\t{r['role']}\t{iso_utc(r['created_ns'])}\t"
             f"{'disabled' if r['disabled'] else 'active'}"
@@ -130,7 +140,7 @@ def revoke(args: argparse.Namespace) -> int:
     from .enrol import revoke as do_revoke
 
     b = _open(args)
-    if b.db.device(args.serial) is None:
+    if devices.get(b.db, args.serial) is None:
         print(f"bodycam: no device {args.serial!r} is known to this backend", file=sys.stderr)
         return 2
     changed = do_revoke(b.db, args.serial)
@@ -161,3 +171,28 @@ def audit_verify(args: argparse.Namespace) -> int:
     for e in check.errors:
         print(f"error: {e}")
     return 0 if check.ok else 1
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    from .data import migrate, open_database
+
+    db = open_database(configmod.load(args.config), migrate=False)
+    try:
+        before, after = migrate.upgrade(db)
+    finally:
+        db.close()
+    print(f"database ({db.engine}) at revision {after}" + ("" if before == after else f" (was {before or 'none'})"))
+    return 0
+
+
+def db_current(args: argparse.Namespace) -> int:
+    from .data import migrate, open_database
+
+    db = open_database(configmod.load(args.config), migrate=False)
+    try:
+        rev = migrate.current(db)
+    finally:
+        db.close()
+    state = "up to date" if rev == migrate.HEAD else f"behind: run 'bodycam backend db upgrade' to reach {migrate.HEAD}"
+    print(f"database ({db.engine}) at revision {rev or 'none'}; {state}")
+    return 0

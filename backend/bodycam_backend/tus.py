@@ -1,16 +1,25 @@
 """tus 1.0.0 server: core + creation (+ creation-with-upload) + termination (incomplete uploads only) +
 checksum (sha1, sha256).
 
-Bytes are staged in ``<data_dir>/uploads/<server id>.part``; the id is random hex made here, so no
-client-supplied name reaches the filesystem. The offset in SQLite is the durable truth: it only
-moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
+Bytes are staged in ``<[storage] staging_dir>/<server id>.part``; the id is random hex made here, so
+no client-supplied name reaches the filesystem. The offset in the database is the durable truth: it
+only moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
 mid-PATCH loses at most that PATCH's unacknowledged bytes and ``HEAD`` tells the client where to
-resume. The media SHA-256 is computed while the bytes stream in (re-read from disk only after a
-restart), so finalizing a large segment does not wait for a second pass.
+resume. The media SHA-256 is computed while the bytes stream in (re-read from disk after a restart, or
+when another instance wrote some of them), so finalizing a large segment does not wait for a second pass.
+
+Several instances: a PATCH leases its upload row (a conditional UPDATE at the expected offset, renewed
+while it writes), so of two PATCHes at one offset on two instances exactly one writes; the other gets
+409 or 423 with the current offset. The staging directory is then one shared filesystem (NFS), and the
+file is closed after every PATCH so the next instance to open it sees every byte (close-to-open). Why
+not S3 multipart uploads instead: staged bytes are hashed and checked against the device's signed
+manifest *before* anything enters the write-once store, while completing a multipart upload would
+commit unverified bytes into COMPLIANCE retention, where nothing could ever remove them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -34,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
-from .db import Database, now_ns
+from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal
 
@@ -110,10 +119,6 @@ class PendingRow(dict[str, Any]):
     """An upload row not yet in the database. A segment finalized on creation writes its row in the same
     transaction that records the segment: one commit (one WAL fsync) for the request, not two."""
 
-    UPLOAD_COLUMNS = "id, serial, key_id, kind, sequence, length, offset, sha256, created_ns"
-
-    def column_values(self) -> tuple[Any, ...]:
-        return tuple(self[c.strip()] for c in self.UPLOAD_COLUMNS.split(","))
 
 
 @dataclass
@@ -184,6 +189,8 @@ class TusService:
         max_upload_bytes: int,
         max_audit_bytes: int,
         body_idle_s: float = 30.0,
+        lease_s: float = 20.0,
+        instance: str = "",
     ) -> None:
         self.db = db
         self.staging = staging
@@ -191,7 +198,9 @@ class TusService:
         self.admission = admission
         self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
         self.body_idle_s = body_idle_s
-        self._busy: set[str] = set()
+        self.lease_ns = int(lease_s * 1e9)
+        self.instance = instance or secrets.token_hex(6)
+        # Running hashes of the uploads this instance wrote; only an optimisation (see ``media_sha256``).
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
         self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash", initializer=_yield_cpu)
@@ -204,7 +213,7 @@ class TusService:
     def owned(self, upload_id: str, who: DeviceIdentity) -> Any:
         """The upload row if this device created it; other devices get 404 (they learn nothing)."""
         self.path(upload_id)
-        row = self.db.upload(upload_id)
+        row = uploads.get(self.db, upload_id)
         if row is None or row["serial"] != who.serial:
             raise ApiError(404, "not_found", "no such upload")
         return row
@@ -377,15 +386,7 @@ class TusService:
 
     def insert_row(self, row: PendingRow, conn: Any = None, *, state: str = "open", result: str | None = None) -> None:
         """Write a new upload's row (in ``conn``'s transaction if given); the state says how it ended."""
-        sql = (
-            f"INSERT INTO uploads({PendingRow.UPLOAD_COLUMNS}, state, updated_ns, result) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
-        )
-        args = (*row.column_values(), state, now_ns(), result)
-        if conn is not None:
-            conn.execute(sql, args)
-        else:
-            self.db.execute(sql, args)
+        uploads.insert(conn if conn is not None else self.db, row, state=state, updated_ns=now_ns(), result=result)
 
     def _running_sha256(self, upload_id: str) -> str | None:
         with self._lock:
@@ -427,11 +428,12 @@ class TusService:
                 f"upload {upload_id} is {row['state']}; only incomplete uploads can "
                 "be terminated (finalized uploads are evidence)",
             )
-        with self._lock:
-            if upload_id in self._busy:
-                raise ApiError(423, "locked", "a PATCH is writing this upload; retry when it ends")
-            self._hashes.pop(upload_id, None)
-        self.db.set_upload_state(upload_id, "terminated")
+        if not uploads.terminate(self.db, upload_id, now_ns()):
+            row = self.owned(upload_id, who)
+            if row["state"] != "open":
+                raise ApiError(409, "conflict", f"upload {upload_id} is {row['state']}")
+            raise self._locked(row)
+        self._drop_hash(upload_id)
         self.path(upload_id).unlink(missing_ok=True)
         self.unstage_signed(upload_id)
         self.admission.release(upload_id)
@@ -468,18 +470,29 @@ class TusService:
                 "upload_too_large",
                 f"body of {declared} bytes at offset {offset} passes Upload-Length {length}",
             )
-        with self._lock:
-            if upload_id in self._busy:
-                raise ApiError(423, "locked", "another PATCH is writing this upload; retry when it ends")
-            self._busy.add(upload_id)
+        lease = self._take_lease(upload_id, offset)
         try:
             self.admission.admit(upload_id)
-            new, complete = await self._write(request, upload_id, offset, length, checksum, digest=who.body_sha256)
-            if new != offset:
-                self.db.set_offset(upload_id, new)
-        finally:
-            with self._lock:
-                self._busy.discard(upload_id)
+            renewing = asyncio.ensure_future(self._renew_lease(upload_id, lease))
+            try:
+                new, complete = await self._write(request, upload_id, offset, length, checksum,
+                                                  digest=who.body_sha256)
+            finally:
+                renewing.cancel()
+        except BaseException:
+            with self.db.relaxed() as tx:
+                uploads.release_lease(tx, upload_id, lease)
+            raise
+        # The bytes up to ``new`` are fsynced: only now does the offset move, if the lease still holds.
+        if not uploads.commit_offset(self.db, upload_id, lease, new, now_ns()):
+            self._drop_hash(upload_id)
+            row = uploads.get(self.db, upload_id)
+            have = row["offset"] if row else 0
+            log.warning("upload lease lost while writing; the other writer's offset stands",
+                        extra={"event": "lease_lost", "data": {"upload": upload_id, "offset": have}})
+            raise ApiError(409, "conflict", f"this PATCH lost its lease on upload {upload_id} while writing; "
+                           f"the backend's offset is {have}: HEAD the upload and resume from there",
+                           offset=have, headers={"Upload-Offset": str(have)})
         if not complete and request.scope.get("bodycam.stalled"):
             raise ApiError(
                 408,
@@ -489,6 +502,48 @@ class TusService:
                 offset=new,
             )
         return Response(status_code=204, headers=tus_headers(**{"Upload-Offset": str(new)}))
+
+    # -- leases: one PATCH writes an upload at a time, fleet-wide --
+
+    def _take_lease(self, upload_id: str, offset: int) -> str:
+        """Lease the upload at ``offset`` (a conditional UPDATE: of two racing PATCHes, on any instances,
+        exactly one gets it); the other is told the current offset (409) or to retry (423)."""
+        owner = f"{self.instance}:{secrets.token_hex(4)}"
+        t = now_ns()
+        with self.db.relaxed() as tx:
+            if uploads.take_lease(tx, upload_id, offset=offset, owner=owner, now_ns=t, until_ns=t + self.lease_ns):
+                return owner
+            row = uploads.get(tx, upload_id)
+        if row is None or row["state"] != "open":
+            raise ApiError(409, "conflict", f"upload {upload_id} is {row['state'] if row else 'gone'}")
+        if row["offset"] != offset:
+            raise ApiError(
+                409, "conflict",
+                f"Upload-Offset {offset} does not match the server's offset {row['offset']}; HEAD the upload "
+                "and resume from there", offset=row["offset"], headers={"Upload-Offset": str(row["offset"])})
+        raise self._locked(row)
+
+    def _locked(self, row: Any) -> ApiError:
+        wait = max(1, -(-(int(row["lease_expires_ns"] or 0) - now_ns()) // 1_000_000_000))
+        return ApiError(423, "locked", "another PATCH (on this or another instance) is writing this upload; "
+                        f"retry in {wait} s", offset=row["offset"],
+                        headers={"Retry-After": str(wait), "Upload-Offset": str(row["offset"])})
+
+    async def _renew_lease(self, upload_id: str, owner: str) -> None:
+        """While the body streams in, keep the lease alive (a third of its length at a time)."""
+        while True:
+            await anyio.sleep(self.lease_ns / 3e9)
+            with self.db.relaxed() as tx:
+                held = uploads.renew_lease(tx, upload_id, owner, now_ns() + self.lease_ns)
+            if not held:
+                log.warning("upload lease expired while writing", extra={"event": "lease_expired",
+                                                                          "data": {"upload": upload_id}})
+                return
+
+    def forget_dead_leases(self) -> None:
+        """The sole instance (SQLite) starting: every lease left belonged to a process that is gone. (With
+        several instances on PostgreSQL, a dead instance's leases expire after ``upload_lease_seconds``.)"""
+        uploads.clear_leases(self.db)
 
     # -- internals --
 
@@ -568,7 +623,7 @@ class TusService:
                 # where the staged bytes really end, so the client resends from there instead of the
                 # upload being completed with a hole and then rejected as tampered.
                 self._drop_hash(upload_id)
-                self.db.set_offset(upload_id, have)
+                uploads.set_offset(self.db, upload_id, have, now_ns())
                 raise ApiError(
                     409,
                     "conflict",
@@ -652,11 +707,15 @@ class TusService:
         with self._lock:
             self._hashes.pop(upload_id, None)
 
-    async def media_sha256(self, upload_id: str, length: int) -> str:
-        """SHA-256 of the staged bytes: from the running hash if it saw every byte, else from disk."""
+    async def media_sha256(self, upload_id: str, length: int, *, from_disk: bool = False) -> str:
+        """SHA-256 of the staged bytes: from the running hash if it saw every byte, else from disk.
+
+        The running hash is this instance's: it saw every byte only if this instance wrote them all. The
+        caller compares it with the hash the device signed and, on any difference, asks again
+        ``from_disk`` before judging: an upload finished on another instance is always read back."""
         with self._lock:
             hs = self._hashes.get(upload_id)
-        if hs is not None and hs.pos == length:
+        if hs is not None and hs.pos == length and not from_disk:
             return hs.h.copy().hexdigest()
         path = self.path(upload_id)
 
@@ -679,8 +738,8 @@ class TusService:
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""
         cutoff = now_ns() - max_age_ns
-        rows = self.db.query("SELECT id FROM uploads WHERE state='open' AND updated_ns < ?", (cutoff,))
-        for r in rows:
-            self.db.set_upload_state(r["id"], "expired")
-            self.path(r["id"]).unlink(missing_ok=True)
-        return len(rows)
+        ids = uploads.stale_open(self.db, cutoff)
+        for uid in ids:
+            uploads.set_state(self.db, uid, "expired", now_ns())
+            self.path(uid).unlink(missing_ok=True)
+        return len(ids)

@@ -145,11 +145,18 @@ class Haproxy:
                 chunks.append(data)
         return b"".join(chunks).decode()
 
+    def servers(self) -> dict[str, dict[str, str]]:
+        """Server name -> its row of HAProxy's `show stat` (status, stot, chkdown, ...)."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        return {r["svname"]: r for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
     def server_status(self) -> dict[str, str]:
         """Server name -> HAProxy's health-check status (UP, DOWN, 'UP 1/2', ...)."""
-        text = self.command("show stat").lstrip("# ")
-        rows = csv.DictReader(io.StringIO(text))
-        return {r["svname"]: r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+        return {name: row["status"] for name, row in self.servers().items()}
+
+    def served(self, server: str) -> int:
+        """Requests HAProxy has sent to ``server`` so far (stot)."""
+        return int(self.servers()[server]["stot"])
 
     def wait_status(self, server: str, want: str, timeout: float = 30) -> float:
         """Seconds until ``server``'s status is ``want``; raises if it never is."""
@@ -184,7 +191,9 @@ class Fleet:
             "server": {"log_level": "warning"},
             **self.store.backend_tables(),
             "auth": {"session_secret": "fleet-test-session-secret-0123456789abcdef0123456789abcdef"},
-            "admission": {"max_concurrent_uploads": 64, "retry_after_seconds": 1},
+            # Slots a SIGKILLed instance held are freed after idle_seconds: 15 s here, not 120, so the
+            # storm test does not wait two minutes for them (a device sends a chunk every few ms).
+            "admission": {"max_concurrent_uploads": 64, "retry_after_seconds": 1, "idle_seconds": 15},
         }
         if self.database_url:
             t["database"] = {"url": self.database_url}

@@ -46,9 +46,9 @@ def _versions(fleet: Fleet) -> Counter[str]:
     return out
 
 
-def test_dock_storm_through_haproxy_survives_an_instance_killed_mid_storm(tmp_path: Path, database_url: str) -> None:
+def test_dock_storm_through_haproxy_survives_an_instance_killed_mid_storm(tmp_path: Path, pg_url: str) -> None:
     blob = os.urandom(SEGMENT_BYTES)
-    with running(tmp_path / "fleet", database_url) as fleet:
+    with running(tmp_path / "fleet", pg_url) as fleet:
         admin = fleet.admin()
         cams = [DockedCamera(tmp_path / "cams" / f"{i:03d}", f"BC-STORM-{i:04d}", fleet.url, fleet.ca)
                 for i in range(DEVICES)]
@@ -78,12 +78,12 @@ def test_dock_storm_through_haproxy_survives_an_instance_killed_mid_storm(tmp_pa
             assert time.monotonic() < deadline, f"storm too slow: {_receipts_so_far(cams)} receipts in 120 s"
             time.sleep(0.05)
         at_kill = _receipts_so_far(cams)
-        served_before = int(fleet.haproxy.command("show stat").count(name) and _served(fleet, name))
+        served_before = fleet.haproxy.served(name)
         victim.kill()  # SIGKILL: no graceful anything, requests in flight cut
         went_down = fleet.haproxy.wait_status(name, "DOWN", timeout=15)
         victim.start(timeout=60)
         came_back = fleet.haproxy.wait_status(name, "UP", timeout=30)
-        served_at_restart = _served(fleet, name)
+        served_at_restart = fleet.haproxy.served(name)
 
         for t in threads:
             t.join(timeout=240)
@@ -91,7 +91,7 @@ def test_dock_storm_through_haproxy_survives_an_instance_killed_mid_storm(tmp_pa
         assert not errors, errors[:5]
         assert 0 < at_kill < total, f"the kill was not mid-storm ({at_kill} of {total} acknowledged)"
         assert went_down < 15 and came_back < 30
-        assert _served(fleet, name) > served_at_restart >= served_before, "the restarted instance got no traffic"
+        assert fleet.haproxy.served(name) > served_at_restart >= served_before, "the restarted instance got no traffic"
 
         # No camera freed a segment without a receipt, and every receipt proves its segment.
         for c in cams:
@@ -116,11 +116,3 @@ def test_dock_storm_through_haproxy_survives_an_instance_killed_mid_storm(tmp_pa
         twice = {k: n for k, n in versions.items() if n != 1}
         assert not twice, f"stored more than once: {sorted(twice.items())[:5]}"
 
-
-def _served(fleet: Fleet, server: str) -> int:
-    """HAProxy's count of requests (stot) sent to ``server``."""
-    import csv
-    import io
-
-    rows = csv.DictReader(io.StringIO(fleet.haproxy.command("show stat").lstrip("# ")))
-    return next(int(r["stot"]) for r in rows if r["svname"] == server)

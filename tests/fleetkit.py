@@ -248,8 +248,14 @@ class Fleet:
             s.headers["Authorization"] = f"Bearer {token}"
         return s
 
+    def admin_token(self) -> str:
+        """An admin's bearer token (the account is made once, by the CLI on the first instance)."""
+        if not getattr(self, "_admin_token", None):
+            self._admin_token = self.backends[0].admin_token()
+        return self._admin_token
+
     def admin(self) -> requests.Session:
-        return self.session(self.backends[0].admin_token())
+        return self.session(self.admin_token())
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -248,22 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"machine": f"{os.cpu_count()} cores", "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     say = (lambda *a: None) if args.json else (lambda msg: print(f"bench fleet: {msg}", file=sys.stderr, flush=True))
     pg = PgCluster()
+    d = tempfile.mkdtemp(prefix="bodycam-bench-fleet-")
     try:
         production_durability(pg)
-        with tempfile.TemporaryDirectory(prefix="bodycam-bench-fleet-") as d:
-            for n in (1, 3):
-                say(f"{n} instance(s) behind HAProxy: storm of {devices} devices x {segs} segments of {size / MB:g} MB")
-                fleet = run_fleet(pg, Path(d) / f"fleet{n}", n)
-                try:
-                    results[f"storm_{n}"] = storm_through(fleet, devices=devices, segments=segs, size=size,
-                                                          blob=blob)
-                    if n == 3:
-                        say("16 uploads at once vs 16 plain PUTs at once, through HAProxy")
-                        results["concurrent"] = concurrent(fleet, quick=q, blob=blob)
-                        say(f"recordings list with {100_000 if q else SEED_SEGMENTS:,} segments in PostgreSQL")
-                        results["recordings"] = recordings_query(fleet, fleet.database_url, quick=q)
-                finally:
-                    fleet.stop()
+        for n in (1, 3):
+            say(f"{n} instance(s) behind HAProxy: storm of {devices} devices x {segs} segments of {size / MB:g} MB")
+            fleet = run_fleet(pg, Path(d) / f"fleet{n}", n)
+            try:
+                results[f"storm_{n}"] = storm_through(fleet, devices=devices, segments=segs, size=size,
+                                                      blob=blob)
+                if n == 3:
+                    say("16 uploads at once vs 16 plain PUTs at once, through HAProxy")
+                    results["concurrent"] = concurrent(fleet, quick=q, blob=blob)
+                    say(f"recordings list with {100_000 if q else SEED_SEGMENTS:,} segments in PostgreSQL")
+                    results["recordings"] = recordings_query(fleet, fleet.database_url, quick=q)
+            finally:
+                fleet.stop()
+    except BaseException:
+        print(f"bench fleet: failed; the fleet's files and logs are kept in {d}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(d, ignore_errors=True)
     finally:
         pg.stop()
     s1, s3, c, r = results["storm_1"], results["storm_3"], results["concurrent"], results["recordings"]

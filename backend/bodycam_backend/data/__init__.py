@@ -3,8 +3,9 @@
 ``engine`` (the seam), ``sqlite`` (embedded default) and ``postgres`` (a fleet of instances on one
 PostgreSQL) run the same portable SQL; ``migrate`` keeps the schema versioned (alembic). One module per
 aggregate holds its queries as named functions taking a ``Queryable`` (the database, or a transaction):
-``devices`` (devices, certificates, enrolment tokens), ``people``, ``uploads``, ``segments`` (segments,
-gaps, flags), ``device_audit``, ``trail``, ``store_versions``.
+``devices`` (devices, certificates, enrolment tokens), ``people``, ``uploads`` (and their leases),
+``segments`` (segments, gaps, flags), ``device_audit``, ``trail``, ``store_versions``, and the state
+several instances share: ``nonces``, ``slots`` (admission), ``settings``.
 """
 
 from __future__ import annotations

@@ -102,70 +102,11 @@ def _settled_db_figures(url: str) -> dict[str, int]:
 
 
 def concurrent(fleet: Fleet, *, quick: bool, blob: bytes) -> dict:
-    """16 uploads at once vs 16 plain PUTs at once, bench/offload.py's measurement, through HAProxy."""
-    token = fleet.admin_token()
+    """16 uploads at once vs 16 plain PUTs at once: bench/offload.py's measurement, through HAProxy to
+    the fleet (so the uploads pay for PostgreSQL and S3, the PUTs for a local fsync only)."""
     size = 2_000_000 if quick else 8_000_000
-    measure = getattr(offload, "measure_concurrent", None)
-    if measure is not None:
-        return {"method": "bench.offload.measure_concurrent",
-                **measure(fleet.url, token, streams=16, size=size, rounds=2 if quick else 5, blob=blob[:size])}
-    return {"method": "fleet fallback", **_concurrent_fallback(fleet, token, size=size, rounds=2 if quick else 5,
-                                                               blob=blob[:size])}
-
-
-def _concurrent_fallback(fleet: Fleet, token: str, *, size: int, rounds: int, blob: bytes) -> dict:
-    """The same method where bench/offload.py has not got it yet: 16 devices each upload one segment at
-    once (the device's protocol, receipts checked) against 16 PUTs at once; rounds alternate which goes
-    first; the median of the per-round ratios of wall times is the figure."""
-    import threading
-
-    admin = requests.Session()
-    admin.headers["Authorization"] = f"Bearer {token}"
-    pub = requests.get(f"{fleet.url}/v1/backend", timeout=30).json()["backend_public_key_pem"].encode()
-    sims = [offload.SimDevice(fleet.url, f"FLEET-CC-{i:03d}", admin) for i in range(16)]
-    chains = [offload.make_segments(d.signer, d.serial, rounds + 1, size, blob) for d in sims]
-    tus = [offload.TusClient(offload.BackendClient(fleet.url, d.signer)) for d in sims]
-    puts = [requests.Session() for _ in sims]
-
-    def at_once(jobs: list) -> float:
-        gate = threading.Barrier(len(jobs) + 1)
-        errors: list[BaseException] = []
-
-        def run(job) -> None:  # noqa: ANN001
-            gate.wait()
-            try:
-                job()
-            except BaseException as e:  # noqa: BLE001 - raised below
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
-        for t in threads:
-            t.start()
-        gate.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return time.perf_counter() - t0
-
-    ratios, up_mbs, put_mbs = [], [], []
-    for rnd in range(rounds + 1):  # round 0 warms up
-        segs = [c[rnd] for c in chains]
-        up = [lambda d=d, t=t, s=s: offload.device_upload_retrying(d, t, s, pub, chunk=size)
-              for d, t, s in zip(sims, tus, segs, strict=True)]
-        put = [lambda h=h, s=s: h.put(f"{fleet.url}/v1/bench/put", data=s.media, timeout=120).raise_for_status()
-               for h, s in zip(puts, segs, strict=True)]
-        walls = {}
-        for name in (("up", "put") if rnd % 2 else ("put", "up")):
-            walls[name] = at_once(up if name == "up" else put)
-        if rnd:
-            ratios.append(walls["put"] / walls["up"])
-            up_mbs.append(16 * size / walls["up"] / MB)
-            put_mbs.append(16 * size / walls["put"] / MB)
-    return {"streams": 16, "segment_mb": size / MB, "rounds": rounds, "tus_mb_s": round(statistics.median(up_mbs), 1),
-            "put_mb_s": round(statistics.median(put_mbs), 1), "ratio": round(statistics.median(ratios), 3),
-            "ratios": [round(r, 3) for r in ratios]}
+    return offload.measure_concurrent(fleet.url, fleet.admin_token(), streams=16, size=size,
+                                      rounds=2 if quick else 5, blob=blob[:size])
 
 
 SEED = """

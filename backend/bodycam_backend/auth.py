@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .data import Database, devices, nonces, now_ns, people
 from .errors import ApiError
 from .parsing import loads
+from .permissions import API_ROLE, ROLES, require
 
 SESSION_PREFIX = "bcd1"
-ROLES = ("admin", "reviewer")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -59,10 +59,11 @@ class Person:
     role: str
 
     def require(self, role: str) -> None:
-        if role == "admin" and self.role != "admin":
-            raise ApiError(
-                403, "forbidden", f"{self.name} ({self.role}) may not do this; it needs role admin"
-            )
+        """The API's requirement ``role`` (reviewer or admin), checked by the permissions module."""
+        require(self.name, self.role, API_ROLE.get(role, role))
+
+    def may(self, action: str) -> None:
+        require(self.name, self.role, action)
 
 
 class NonceStore:

@@ -12,6 +12,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +23,34 @@ from backendkit import TUS, BackendProcess, Device, Segment, enrolled_device, pe
 OCTETS = {"Content-Type": "application/offset+octet-stream"}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Any) -> Iterator[tuple[BackendProcess, ...]]:
-    root = tmp_path_factory.mktemp("fleet")
+@contextmanager
+def two_instances(root: Path, url: str, **admission: Any) -> Iterator[tuple[BackendProcess, ...]]:
+    """Two instances sharing one database, staging directory, keys folder and store."""
     shared = {"staging_dir": str(root / "shared" / "uploads"), "keys_dir": str(root / "shared" / "keys"),
               "store_dir": str(root / "shared" / "store")}
-    url = pg_cluster.new_database()
     pair = tuple(
         BackendProcess(root / name, storage=shared, database={"url": url},
-                       admission={"max_concurrent_uploads": 3, "idle_seconds": 30},
-                       limits={"upload_lease_seconds": 5})
+                       admission={"idle_seconds": 30, **admission}, limits={"upload_lease_seconds": 5},
+                       trail={"checkpoint_seconds": 0.3})
         for name in ("a", "b")
     )
-    for b in pair:
-        b.start()  # both at once would do too (test_backend_data: migrations take turns)
-    yield pair
-    for b in pair:
-        b.stop()
+    try:
+        for b in pair:
+            b.start()  # both at once would do too (test_backend_data: migrations take turns)
+        yield pair
+    finally:
+        for b in pair:
+            b.stop()
     for b in pair:
         assert not (b.data / "backend.sqlite3").exists(), "both on PostgreSQL"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Any) -> Iterator[tuple[BackendProcess, ...]]:
+    url = pg_cluster.new_database()
+    with two_instances(tmp_path_factory.mktemp("fleet"), url) as pair:
+        pair[0].db_url = url  # type: ignore[attr-defined]
+        yield pair
 
 
 def on(dev: Device, backend: BackendProcess) -> Device:
@@ -56,8 +66,9 @@ def camera(fleet: tuple[BackendProcess, ...], tmp_path: Path, serial: str,
     return enrolled_device(fleet[0], rig), segments_of(rig)
 
 
-def slow(data: bytes, started: threading.Event, pause: float = 0.15) -> Iterator[bytes]:
-    step = max(1, len(data) // 10)
+def slow(data: bytes, started: threading.Event, pause: float = 0.2) -> Iterator[bytes]:
+    """``data`` in 20 pieces over about 4 s: a PATCH that stays in flight while the test acts."""
+    step = max(1, len(data) // 20)
     for i in range(0, len(data), step):
         yield data[i : i + step]
         started.set()
@@ -76,7 +87,7 @@ def test_a_signed_request_replayed_to_the_other_instance_is_refused(fleet, tmp_p
     assert on(dev, b).request("GET", "/v1/device/status").status_code == 200
 
 
-def test_concurrent_patches_on_two_instances_cannot_both_succeed(fleet, tmp_path) -> None:
+def test_concurrent_patches_on_two_instances_cannot_both_succeed(fleet, tmp_path, pg_cluster) -> None:
     """The same chunk at the same offset, sent to both instances at once (a retry through the load
     balancer while the first attempt still streams): one writes it, the other is told to wait (423)
     with the current offset; then the segment is accepted whole."""
@@ -93,6 +104,10 @@ def test_concurrent_patches_on_two_instances_cannot_both_succeed(fleet, tmp_path
     t = threading.Thread(target=first)
     t.start()
     assert started.wait(10)
+    deadline = time.monotonic() + 10
+    while not pg_cluster.sql(a.db_url, "SELECT lease_owner FROM uploads WHERE id=%s", (loc.rsplit("/", 1)[1],))[0][0]:
+        assert time.monotonic() < deadline, "the first PATCH never took its lease"
+        time.sleep(0.02)  # until the first PATCH, mid-body, holds the upload
     answers["b"] = on(dev, b).patch(loc, 0, data)
     t.join(30)
     assert answers["a"].status_code == 204, answers["a"].text
@@ -127,7 +142,12 @@ def test_an_upload_started_on_one_instance_resumes_on_the_other(fleet, tmp_path)
     assert other.request("GET", f"/v1/device/segments/{seg.sequence}").json()["receipt"] == fin.json()["receipt"]
 
 
-def test_the_admission_limit_holds_across_both_instances(fleet, tmp_path) -> None:
+def test_the_admission_limit_holds_across_both_instances(tmp_path, pg_cluster) -> None:
+    with two_instances(tmp_path / "fleet", pg_cluster.new_database(), max_concurrent_uploads=3) as pair:
+        admission_across(pair, tmp_path)
+
+
+def admission_across(fleet: tuple[BackendProcess, ...], tmp_path: Path) -> None:
     a, b = fleet
     dev, segs = camera(fleet, tmp_path, "BC-FLEET-4")
 
@@ -191,3 +211,9 @@ def test_the_audit_trail_stays_one_chain_when_both_instances_append_at_once(flee
     assert errors == []
     check = b.cli("audit-verify", check=False)
     assert check.returncode == 0 and "audit trail: OK" in check.stdout, check.stdout + check.stderr
+    # both instances anchor the head every 0.3 s into the one store, taking turns: never two writes of
+    # one checkpoint (the store's link-once files would refuse the second and the log would say so)
+    assert int(check.stdout.split(" checkpoints")[0].rsplit(", ", 1)[1]) >= 2, check.stdout
+    for inst in (a, b):
+        log = (inst.root / "serve-1.log").read_text()
+        assert "cannot anchor" not in log, log

@@ -82,12 +82,10 @@ class NonceStore:
     def add(self, nonce: str) -> bool:
         """True the first time ``nonce`` is seen (within its window), False for a replay."""
         t = now_ns()
-        with self.db.relaxed() as tx:
-            fresh = nonces.add(tx, nonce, now_ns=t, expires_ns=t + self.window_ns)
+        fresh = nonces.add(self.db.relaxed_writes, nonce, now_ns=t, expires_ns=t + self.window_ns)
         if time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + self.PURGE_EVERY_S
-            with self.db.relaxed() as tx:
-                nonces.purge(tx, t)
+            nonces.purge(self.db.relaxed_writes, t)
         return fresh
 
 

@@ -59,7 +59,11 @@ class DatabaseConfig:
         help="empty: SQLite file in [storage] data_dir; postgresql://user@host:5432/db: PostgreSQL, which "
         "every instance behind a load balancer must share (password from ~/.pgpass or PGPASSWORD)",
     )
-    pool_size: int = _opt(10, min=2, max=500, help="most PostgreSQL connections one instance holds at once")
+    pool_size: int = _opt(
+        20, min=2, max=500,
+        help="most PostgreSQL connections one instance holds at once; a finalize holds one for its device's "
+        "lock while it stores, so keep it above the finalizes expected at once",
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ file is closed after every PATCH so the next instance to open it sees every byte
 not S3 multipart uploads instead: staged bytes are hashed and checked against the device's signed
 manifest *before* anything enters the write-once store, while completing a multipart upload would
 commit unverified bytes into COMPLIANCE retention, where nothing could ever remove them.
+
+No staged-file work runs on the event loop: bodies are written and hashed by worker threads
+(``BodyWriter``), and opening, truncating, fsyncing, closing and removing staged files go through threads
+too, so a slow disk stalls only the upload it belongs to, never the loop that serves every other request.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -43,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
+from .bodywriter import BodyWriter
 from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal
@@ -56,8 +61,7 @@ KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
-HASH_READ_BYTES = 1 << 20
-HASH_STEP_BYTES = 2 << 20  # while a body streams in, a worker hashes what is written, this much at a time
+IO_THREADS = 8  # staged writes in flight at once, one per upload at most (each upload's writes are in order)
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
@@ -139,38 +143,28 @@ class Created:
         return JSONResponse(body, status_code=201, headers=headers)
 
 
-def _yield_cpu() -> None:
-    """Hashing behind the writes runs at a lower priority than receiving: it takes the CPU the request
-    leaves idle, not CPU the request needs (Linux: a thread has its own nice value)."""
+def _open_staged(path: Path, offset: int) -> tuple[int, int]:
+    """Open a staged file for writing at ``offset``: (fd, its size before). Bytes past the offset (a crash
+    mid-PATCH left them, never acknowledged) are cut off; a file short of it is the caller's to refuse."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):
-        pass
-
-
-def _hash_rest(step: Future[None] | None, path: Path, start: int, end: int, hashers: list[Any]) -> None:
-    if step is not None:
-        step.result()
-    _hash_range(path, start, end, hashers)
-
-
-def _hash_range(path: Path, start: int, end: int, hashers: list[Any]) -> None:
-    """Hash bytes [start, end) of a staged file, read back from the page cache through one reused
-    buffer: the body is not kept in memory, and what is hashed is what was written."""
-    buf = bytearray(HASH_READ_BYTES)
-    view = memoryview(buf)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        at = start
-        while at < end:
-            n = os.preadv(fd, [view[: min(len(buf), end - at)]], at)
-            if n <= 0:
-                raise OSError(f"{path.name} ended at {at} while hashing to {end}")
-            for h in hashers:
-                h.update(view[:n])
-            at += n
-    finally:
+        have = os.fstat(fd).st_size
+        if have > offset:
+            os.ftruncate(fd, offset)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, have
+
+
+def _create_staged(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _truncate_synced(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        os.fsync(f.fileno())
 
 
 @dataclass
@@ -189,6 +183,7 @@ class TusService:
         max_upload_bytes: int,
         max_audit_bytes: int,
         body_idle_s: float = 30.0,
+        io_pool: ThreadPoolExecutor | None = None,
         lease_s: float = 20.0,
         instance: str = "",
     ) -> None:
@@ -203,7 +198,8 @@ class TusService:
         # Running hashes of the uploads this instance wrote; only an optimisation (see ``media_sha256``).
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
-        self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash", initializer=_yield_cpu)
+        # The threads that write and hash bodies (injectable: a test holds them to prove the loop goes on).
+        self._io = io_pool or ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="tus-io")
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -291,8 +287,8 @@ class TusService:
         self.admission.admit(upload_id)
         offset = 0
         try:
-            fd = os.open(self.path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
+            if not with_body:  # with one, the body's writer creates the file
+                await anyio.to_thread.run_sync(_create_staged, self.path(upload_id))
             with self._lock:
                 self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
             if with_body:
@@ -317,8 +313,8 @@ class TusService:
                     # Upload-Checksum, the bytes are not kept. Whether they were damaged in transit or
                     # on the device, the device sends them again in checksummed PATCHes and finalize
                     # decides (a segment altered on the device is then rejected and flagged).
-                    offset = self._discard(upload_id)
-                    self.unstage_signed(upload_id)
+                    offset = await self._discard(upload_id)
+                    await anyio.to_thread.run_sync(self.unstage_signed, upload_id)
                     log.warning(
                         "whole upload does not match its declared sha256; discarded",
                         extra={"event": "upload_discarded", "data": {"upload": upload_id, "device": who.serial}},
@@ -341,8 +337,8 @@ class TusService:
         except BaseException:
             self._drop_hash(upload_id)
             self.admission.release(upload_id)
-            self.path(upload_id).unlink(missing_ok=True)
-            self.unstage_signed(upload_id)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._remove_staged, upload_id)
             raise
         log.debug(
             "upload created",
@@ -359,7 +355,7 @@ class TusService:
             },
         )
         if signed and offset != length:
-            self.unstage_signed(upload_id)
+            await anyio.to_thread.run_sync(self.unstage_signed, upload_id)
             signed = None
         return Created(upload_id, offset, signed, row if signed else None)
 
@@ -384,6 +380,11 @@ class TusService:
         for path in self.signed_paths(upload_id):
             path.unlink(missing_ok=True)
 
+    def _remove_staged(self, upload_id: str) -> None:
+        """The staged bytes and any staged manifest and signature (blocking: call it in a thread)."""
+        self.path(upload_id).unlink(missing_ok=True)
+        self.unstage_signed(upload_id)
+
     def insert_row(self, row: PendingRow, conn: Any = None, *, state: str = "open", result: str | None = None) -> None:
         """Write a new upload's row (in ``conn``'s transaction if given); the state says how it ended."""
         uploads.insert(conn if conn is not None else self.db, row, state=state, updated_ns=now_ns(), result=result)
@@ -393,11 +394,9 @@ class TusService:
             hs = self._hashes.get(upload_id)
             return hs.h.copy().hexdigest() if hs is not None else None
 
-    def _discard(self, upload_id: str) -> int:
+    async def _discard(self, upload_id: str) -> int:
         """Back to offset 0 (before the row exists): the staged bytes and the running hash start over."""
-        with open(self.path(upload_id), "r+b") as f:
-            f.truncate(0)
-            os.fsync(f.fileno())
+        await anyio.to_thread.run_sync(_truncate_synced, self.path(upload_id))
         with self._lock:
             self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
         return 0
@@ -418,7 +417,7 @@ class TusService:
             ),
         )
 
-    def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+    async def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
         check_version(request)
         row = self.owned(upload_id, who)
         if row["state"] != "open":
@@ -434,8 +433,7 @@ class TusService:
                 raise ApiError(409, "conflict", f"upload {upload_id} is {row['state']}")
             raise self._locked(row)
         self._drop_hash(upload_id)
-        self.path(upload_id).unlink(missing_ok=True)
-        self.unstage_signed(upload_id)
+        await anyio.to_thread.run_sync(self._remove_staged, upload_id)
         self.admission.release(upload_id)
         return Response(status_code=204, headers=tus_headers())
 
@@ -480,8 +478,7 @@ class TusService:
             finally:
                 renewing.cancel()
         except BaseException:
-            with self.db.relaxed() as tx:
-                uploads.release_lease(tx, upload_id, lease)
+            uploads.release_lease(self.db.relaxed_writes, upload_id, lease)
             raise
         # The bytes up to ``new`` are fsynced: only now does the offset move, if the lease still holds.
         if not uploads.commit_offset(self.db, upload_id, lease, new, now_ns()):
@@ -510,10 +507,10 @@ class TusService:
         exactly one gets it); the other is told the current offset (409) or to retry (423)."""
         owner = f"{self.instance}:{secrets.token_hex(4)}"
         t = now_ns()
-        with self.db.relaxed() as tx:
-            if uploads.take_lease(tx, upload_id, offset=offset, owner=owner, now_ns=t, until_ns=t + self.lease_ns):
-                return owner
-            row = uploads.get(tx, upload_id)
+        if uploads.take_lease(self.db.relaxed_writes, upload_id, offset=offset, owner=owner, now_ns=t,
+                              until_ns=t + self.lease_ns):
+            return owner
+        row = uploads.get(self.db, upload_id)
         if row is None or row["state"] != "open":
             raise ApiError(409, "conflict", f"upload {upload_id} is {row['state'] if row else 'gone'}")
         if row["offset"] != offset:
@@ -533,8 +530,7 @@ class TusService:
         """While the body streams in, keep the lease alive (a third of its length at a time)."""
         while True:
             await anyio.sleep(self.lease_ns / 3e9)
-            with self.db.relaxed() as tx:
-                held = uploads.renew_lease(tx, upload_id, owner, now_ns() + self.lease_ns)
+            held = uploads.renew_lease(self.db.relaxed_writes, upload_id, owner, now_ns() + self.lease_ns)
             if not held:
                 log.warning("upload lease expired while writing", extra={"event": "lease_expired",
                                                                           "data": {"upload": upload_id}})
@@ -581,14 +577,27 @@ class TusService:
         ``digest`` is the SHA-256 the request's signature covers (Content-Digest): the bytes written are
         compared with it before the caller may advance the offset, and dropped if they differ.
 
-        The new bytes are hashed by reading them back from the page cache (``_hash_range``) in a worker
-        thread, a step behind the writes while the body streams in and the rest beside the fsync.
-        Hashing on the event loop as they arrive would add its CPU time to the request, and keeping
-        them in memory to hash later costs fresh memory per request (both measured slower). The caller
-        persists the offset.
+        The body goes to the file through a ``BodyWriter``: worker threads write it in order and hash
+        each batch right after writing it, from memory (hashing on the event loop would add its CPU time
+        to every request's, and reading the bytes back costs a copy). ``beside`` runs in threads beside
+        the fsync. The caller persists the offset.
         """
         path = self.path(upload_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd, have = await anyio.to_thread.run_sync(_open_staged, path, offset)
+        if have < offset:
+            # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say where
+            # the staged bytes really end, so the client resends from there instead of the upload being
+            # completed with a hole and then rejected as tampered.
+            await anyio.to_thread.run_sync(os.close, fd)
+            self._drop_hash(upload_id)
+            uploads.set_offset(self.db, upload_id, have, now_ns())
+            raise ApiError(
+                409,
+                "conflict",
+                f"the backend holds only {have} bytes of this upload, not {offset}; resume from {have}",
+                offset=have,
+                headers={"Upload-Offset": str(have)},
+            )
         with self._lock:
             hs = self._hashes.get(upload_id)
             if hs is not None and hs.pos != offset:  # out of step (e.g. after a restart): re-hash at finalize
@@ -612,60 +621,40 @@ class TusService:
         if signed is not None and all(signed is not h for h in hashers):
             hashers.append(signed)
 
+        writer = BodyWriter(self._io, fd, offset, hashers)
         pos = offset
-        hashed = offset
-        job: Future[None] | None = None
         complete = True
         try:
-            have = os.fstat(fd).st_size
-            if have < offset:
-                # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say
-                # where the staged bytes really end, so the client resends from there instead of the
-                # upload being completed with a hole and then rejected as tampered.
-                self._drop_hash(upload_id)
-                uploads.set_offset(self.db, upload_id, have, now_ns())
-                raise ApiError(
-                    409,
-                    "conflict",
-                    f"the backend holds only {have} bytes of this upload, not {offset}; resume from {have}",
-                    offset=have,
-                    headers={"Upload-Offset": str(have)},
-                )
-            os.ftruncate(fd, offset)  # drop bytes past the durable offset (a crash mid-PATCH)
             try:
                 async for chunk in self._body(request):
                     if not chunk:
                         continue
                     if pos + len(chunk) > length:
-                        os.ftruncate(fd, offset)
+                        await writer.settle()
+                        await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                         self._drop_hash(upload_id)
                         raise ApiError(
                             413,
                             "upload_too_large",
                             f"body passes Upload-Length {length} at offset {offset}; nothing of it was kept",
                         )
-                    os.pwrite(fd, chunk, pos)
+                    await writer.add(chunk)
                     pos += len(chunk)
-                    if hashers and pos - hashed >= HASH_STEP_BYTES and (job is None or job.done()):
-                        if job is not None:
-                            job.result()
-                        job = self._hash_pool.submit(_hash_range, path, hashed, pos, hashers)
-                        hashed = pos
             except ClientDisconnect:
                 complete = False
             if (checksum or digest) and not complete:  # a checksummed or signed chunk is kept whole or not at all
-                os.ftruncate(fd, offset)
+                await writer.settle()
+                await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                 return offset, False
+            await writer.finish()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
-                if hashers:  # the rest, once the step still running (if any) is done
-                    tg.start_soon(anyio.to_thread.run_sync, _hash_rest, job, path, hashed, pos, hashers)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:
                 got = (running if reuse else chk).digest()  # type: ignore[union-attr]
                 if got != checksum[1]:
-                    os.ftruncate(fd, offset)
+                    await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                     raise ApiError(
                         460,
                         "checksum_mismatch",
@@ -673,14 +662,16 @@ class TusService:
                         "it was discarded, send it again",
                     )
             if digest is not None and signed is not None and not hmac.compare_digest(signed.digest(), digest):
-                os.ftruncate(fd, offset)
+                await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                 raise ApiError(
                     401,
                     "digest_mismatch",
                     "the request body does not match its signed Content-Digest; it was discarded, send it again",
                 )
         finally:
-            os.close(fd)
+            with anyio.CancelScope(shield=True):
+                await writer.settle()  # no write may outlive the fd
+                await anyio.to_thread.run_sync(os.close, fd)
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete

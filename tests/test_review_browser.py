@@ -128,6 +128,32 @@ def test_a_whole_recording_plays_across_segment_boundaries_without_a_stall(seede
     shot(page, "recording")
 
 
+def test_a_small_buffer_window_fetches_ahead_evicts_behind_and_still_plays_through(seeded, page) -> None:
+    """What lets a 4-hour recording play: only a window around the playing position is in the browser.
+    Here 0.5 s ahead and behind, against 2 s segments, so every boundary is crossed with the next segment
+    fetched just in time and the played one dropped."""
+    url = seeded.backend.url
+    rid = seeded.recordings["BC-REV-0002"]
+    sign_in_page(page, url, "rita")
+    page.goto(f"{url}/recordings/{rid}?ahead=0.5&behind=0.5")
+    wait_loaded(page)
+    n = len(seeded.segments["BC-REV-0002"])
+    assert page.evaluate("window.bodycamPlayer.appended") == 1  # only the first segment so far
+    page.evaluate("document.getElementById('video').play()")
+    wait_js(page, "document.getElementById('video').ended", timeout=30)
+    st = page.evaluate("({a: window.bodycamPlayer.appended, e: window.bodycamPlayer.evicted, "
+                       "s: window.bodycamPlayer.stalls, err: window.bodycamPlayer.errors, "
+                       "t: document.getElementById('video').currentTime, end: window.bodycamPlayer.ends.slice(-1)[0]})")
+    assert st["a"] == n and st["e"] >= n - 2 and st["s"] == 0 and st["err"] == [], st
+    assert st["t"] == pytest.approx(st["end"], abs=0.15)
+    # back to the start: the evicted first segment is fetched again and plays
+    page.evaluate("document.getElementById('video').currentTime = 0.3")
+    wait_js(page, "window.bodycamPlayer.appended > " + str(n))
+    page.evaluate("document.getElementById('video').play()")
+    wait_js(page, "document.getElementById('video').currentTime > 1.0 && !document.getElementById('video').seeking")
+    assert page.inner_text("#browser-badge") == "valid" and page.inner_text("#server-badge") == "valid"
+
+
 def test_jump_to_a_marker_step_a_frame_and_change_speed(seeded, page) -> None:
     url = seeded.backend.url
     rid = seeded.recordings["BC-REV-0001"]
@@ -136,6 +162,12 @@ def test_jump_to_a_marker_step_a_frame_and_change_speed(seeded, page) -> None:
     wait_loaded(page)
     markers = page.evaluate("window.bodycamPlayer.markers")
     assert len(markers) == 1 and markers[0]["note"] == "suspect ran"
+    # the keyframe strip: one decoded picture per segment, a click goes to that segment's start
+    wait_js(page, "[...document.querySelectorAll('#strip img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#strip img").count() == len(seeded.segments["BC-REV-0001"])
+    page.click("#strip img[data-sequence='2']")
+    boundary = page.evaluate("window.bodycamPlayer.boundaries[0]")
+    wait_js(page, f"Math.abs(document.getElementById('video').currentTime - {boundary}) < 0.05")
     # the marker was pressed 25 frames (2.5 s) after the trigger, which came after 12 frames of pre-roll
     # held from a 3 s buffer: its place on the timeline is where the manifest's UTC says
     page.click("#markers button.jump")

@@ -189,10 +189,12 @@ def clock_offset(b: Backend, serial: str) -> dict[str, Any] | None:
 # --- thumbnails ---
 
 
-def thumbnail(b: Backend, recording_id: str, first_sequence: int, serial: str) -> bytes:
-    """A JPEG of the recording's first keyframe, decoded with PyAV from the stored segment; cached."""
+def thumbnail(b: Backend, serial: str, sequence: int) -> bytes:
+    """A JPEG of a segment's first keyframe (each segment starts with one), decoded with PyAV from the
+    stored segment and cached; the recording's thumbnail is its first segment's, the player's strip one
+    per segment."""
     cache = b.cfg.data_dir / "cache" / "thumbs"
-    path = cache / f"{recording_id}.jpg"
+    path = cache / f"{serial}-{sequence:010d}.jpg"
     if path.exists():
         return path.read_bytes()
     import io
@@ -200,7 +202,7 @@ def thumbnail(b: Backend, recording_id: str, first_sequence: int, serial: str) -
     import av
     import cv2
 
-    data = pinned.read(b, segment_key(serial, first_sequence, "mp4"), serial=serial, sequence=first_sequence)
+    data = pinned.read(b, segment_key(serial, sequence, "mp4"), serial=serial, sequence=sequence)
     with av.open(io.BytesIO(data)) as c:
         stream = c.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"

@@ -30,6 +30,7 @@ def routes() -> list[BaseRoute]:
         Route("/recordings/{recording_id}/integrity", recordings.integrity),
         Route("/recordings/{recording_id}/thumbnail.jpg", recordings.thumbnail),
         Route("/recordings/{recording_id}/certificates/{key_id}", recordings.certificate),
+        Route("/recordings/{recording_id}/segments/{sequence:int}/thumbnail.jpg", recordings.thumbnail),
         Route("/recordings/{recording_id}/segments/{sequence:int}/{part}", recordings.segment_part),
         Route("/recordings/{recording_id}/audit", audit.recording_audit),
         Route("/recordings/{recording_id}/export.zip", recordings.export_zip),

@@ -149,6 +149,15 @@ def recording_for(request: Request, s: WebSession, action: str) -> Any:
     return row
 
 
+def duration_of(manifest: dict[str, Any]) -> float | None:
+    """docs/format.md section 3: ``last_frame.pts / 90000 + 1 / video.fps``; where the player puts the
+    next segment (so a recording plays as one timeline whichever segment is fetched first)."""
+    last, fps = manifest.get("last_frame") or {}, (manifest.get("video") or {}).get("fps")
+    if not isinstance(last.get("pts"), int) or not fps:
+        return None
+    return last["pts"] / 90000 + 1 / fps
+
+
 def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
     """What the player needs of one segment; ``prefix`` is where its bytes are served from."""
     seq = seg["sequence"]
@@ -159,6 +168,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
         "first_utc": _utc(seg["first_utc_ns"]), "last_utc": _utc(seg["last_utc_ns"]),
         "media_url": f"{base}/media", "manifest_url": f"{base}/manifest", "signature_url": f"{base}/signature",
         "certificate_url": f"{prefix}/certificates/{seg['key_id']}",
+        "thumbnail_url": f"{base}/thumbnail.jpg" if prefix.startswith("/recordings/") else None,
     }
     try:
         m = review.manifest_of(b, seg["serial"], seq)
@@ -167,6 +177,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
             "fps": (m.get("video") or {}).get("fps"),
             "markers": m.get("markers") or [], "recovered": bool(m.get("recovered")),
             "end_reason": m.get("end_reason"), "frame_count": m.get("frame_count"),
+            "duration_s": duration_of(m),
         })
     except Exception as e:  # noqa: BLE001 - a damaged manifest shows as a finding, not a crash
         doc.update({"manifest_error": str(e)[:200], "markers": []})
@@ -212,15 +223,19 @@ def integrity(request: Request) -> Response:
 
 
 async def thumbnail(request: Request) -> Response:
+    """The recording's thumbnail (its first keyframe), or with a sequence in the path one segment's."""
     s = data_session(request)
     row = await anyio.to_thread.run_sync(recording_for, request, s, "recording.view")
     b = backend_of(request)
+    seq = request.path_params.get("sequence", row["first_seq"])
+    if not row["first_seq"] <= seq <= row["last_seq"]:
+        raise ApiError(404, "not_found", f"segment {seq} is not part of recording {row['recording_id']}")
     try:
-        jpg = await anyio.to_thread.run_sync(review.thumbnail, b, row["recording_id"], row["first_seq"], row["serial"])
+        jpg = await anyio.to_thread.run_sync(review.thumbnail, b, row["serial"], seq)
     except Exception as e:  # noqa: BLE001 - a damaged segment has no thumbnail, and says why
         log.warning("no thumbnail", extra={"event": "thumbnail_failed",
                                            "data": {"recording_id": row["recording_id"], "error": str(e)}})
-        raise ApiError(404, "not_found", f"no thumbnail: the first segment cannot be decoded ({e})") from None
+        raise ApiError(404, "not_found", f"no thumbnail: segment {seq} cannot be decoded ({e})") from None
     return Response(jpg, media_type="image/jpeg")
 
 

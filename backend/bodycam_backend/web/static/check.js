@@ -73,28 +73,35 @@ const BodycamCheck = (() => {
     return keys.get(url);
   }
 
-  // One segment: media bytes as played; returns {ok, problems, manifestSha256}.
-  async function segment(seg, media, previousManifestSha256) {
+  // A segment's signed manifest: signature by the device certificate's key, key_id, sequence, and the
+  // chain link to the previous manifest (its SHA-256, or null when it cannot be checked here).
+  async function manifest(seg, previousManifestSha256) {
     const problems = [];
     const manifestBytes = await fetchBytes(seg.manifest_url);
     const sig = await fetchBytes(seg.signature_url);
-    const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+    const doc = JSON.parse(new TextDecoder().decode(manifestBytes));
     const manifestSha256 = await sha256(manifestBytes);
     const { keyId, key } = await keyFor(seg.certificate_url);
-    if (manifest.key_id !== keyId) problems.push("manifest key_id is not the device certificate's key");
+    if (doc.key_id !== keyId) problems.push("manifest key_id is not the device certificate's key");
     let sigOk = false;
     try {
       sigOk = await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, derToRaw(sig), manifestBytes);
     } catch (e) { sigOk = false; }
     if (!sigOk) problems.push("manifest signature invalid (manifest altered or not signed by this camera)");
-    const mediaSha256 = await sha256(media);
-    if (mediaSha256 !== manifest.media.sha256) problems.push("SHA-256 of the played video differs from the signed manifest (video altered)");
-    if (media.byteLength !== manifest.media.size) problems.push(`video is ${media.byteLength} bytes, the manifest says ${manifest.media.size}`);
-    if (manifest.sequence !== seg.sequence) problems.push(`manifest is of sequence ${manifest.sequence}, not ${seg.sequence}`);
-    if (previousManifestSha256 !== null && manifest.previous_manifest_sha256 !== previousManifestSha256) {
+    if (doc.sequence !== seg.sequence) problems.push(`manifest is of sequence ${doc.sequence}, not ${seg.sequence}`);
+    if (previousManifestSha256 !== null && doc.previous_manifest_sha256 !== previousManifestSha256) {
       problems.push("chain broken: previous_manifest_sha256 is not the SHA-256 of the previous manifest");
     }
-    return { ok: problems.length === 0, problems, manifestSha256, manifest };
+    return { problems, manifestSha256, doc };
+  }
+
+  // The very bytes the player appends (or, for a segment not played, fetched just to check) against the
+  // signed manifest's hash and size.
+  async function media(doc, bytes) {
+    const problems = [];
+    if ((await sha256(bytes)) !== doc.media.sha256) problems.push("SHA-256 of the played video differs from the signed manifest (video altered)");
+    if (bytes.byteLength !== doc.media.size) problems.push(`video is ${bytes.byteLength} bytes, the manifest says ${doc.media.size}`);
+    return problems;
   }
 
   async function previousManifestHash(url) {
@@ -102,5 +109,5 @@ const BodycamCheck = (() => {
     return sha256(await fetchBytes(url));
   }
 
-  return { segment, previousManifestHash, sha256 };
+  return { manifest, media, previousManifestHash, sha256, fetchBytes };
 })();

@@ -516,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the concurrency measurement")
     ap.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--database-url", default="", metavar="URL",
+                    help="run the backend on this PostgreSQL database ([database] url) instead of SQLite")
     args = ap.parse_args(argv)
     parts = args.only or list(PARTS)
     q = args.quick
@@ -529,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             server={"bench_put": True, "log_level": "warning"},
             admission={"max_concurrent_uploads": 16, "retry_after_seconds": 1},
             limits={"max_upload_bytes": 64_000_000},
+            database={"url": args.database_url},
         )
         backend.start()
         try:

@@ -28,6 +28,7 @@ def routes() -> list[BaseRoute]:
         Route("/recordings", recordings.listing),
         Route("/recordings/{recording_id}", recordings.detail),
         Route("/recordings/{recording_id}/integrity", recordings.integrity),
+        Route("/recordings/{recording_id}/integrity/recheck", recordings.recheck, methods=["POST"]),
         Route("/recordings/{recording_id}/thumbnail.jpg", recordings.thumbnail),
         Route("/recordings/{recording_id}/certificates/{key_id}", recordings.certificate),
         Route("/recordings/{recording_id}/segments/{sequence:int}/thumbnail.jpg", recordings.thumbnail),

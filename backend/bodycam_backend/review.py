@@ -157,8 +157,11 @@ def integrity(b: Backend, recording_id: str, *, recheck: bool = False) -> dict[s
         })
     cert_docs = [{
         "key_id": kid, "status": c["status"], "revoked_utc": iso_utc(c["revoked_ns"]) if c["revoked_ns"] else None,
-        "not_after_utc": iso_utc(c["not_after_ns"]),
+        "not_after_utc": iso_utc(c["not_after_ns"]), "issued_by_agency_ca": issued_by_ca(b, c["pem"]),
     } for kid, c in certs.items()]
+    for c in cert_docs:
+        if not c["issued_by_agency_ca"]:
+            errors.append(f"device certificate {c['key_id'][:16]}…: not signed by the agency CA")
     for s in segs:
         if s["key_id"] not in certs:
             errors.append(f"seg-{s['sequence']:010d}: signed by key {s['key_id'][:16]}… with no certificate here")
@@ -176,6 +179,24 @@ def integrity(b: Backend, recording_id: str, *, recheck: bool = False) -> dict[s
         "clock_offset": clock_offset(b, serial),
         "verified_now": sum(not s["cached"] for s in out_segs),
     }
+
+
+def issued_by_ca(b: Backend, pem: str) -> bool:
+    """Whether the agency CA's key signed this device certificate (ECDSA P-256 / SHA-256 over its TBS)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        ca_key = b.ca.cert.public_key()
+        if cert.issuer != b.ca.cert.subject or not isinstance(ca_key, ec.EllipticCurvePublicKey) \
+                or cert.signature_hash_algorithm is None:
+            return False
+        ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def clock_offset(b: Backend, serial: str) -> dict[str, Any] | None:

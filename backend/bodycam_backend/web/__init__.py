@@ -26,6 +26,7 @@ def routes() -> list[BaseRoute]:
         Route("/login", signin.login, methods=["GET", "POST"]),
         Route("/logout", signin.logout, methods=["POST"]),
         Route("/recordings", recordings.listing),
+        Route("/agency-ca.pem", recordings.agency_ca),
         Route("/recordings/{recording_id}", recordings.detail),
         Route("/recordings/{recording_id}/integrity", recordings.integrity),
         Route("/recordings/{recording_id}/integrity/recheck", recordings.recheck, methods=["POST"]),

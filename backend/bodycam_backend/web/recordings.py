@@ -167,7 +167,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
         "manifest_sha256": seg["manifest_sha256"], "key_id": seg["key_id"],
         "first_utc": _utc(seg["first_utc_ns"]), "last_utc": _utc(seg["last_utc_ns"]),
         "media_url": f"{base}/media", "manifest_url": f"{base}/manifest", "signature_url": f"{base}/signature",
-        "certificate_url": f"{prefix}/certificates/{seg['key_id']}",
+        "certificate_url": f"{prefix}/certificates/{seg['key_id']}", "ca_url": "/agency-ca.pem",
         "thumbnail_url": f"{base}/thumbnail.jpg" if prefix.startswith("/recordings/") else None,
     }
     try:
@@ -279,6 +279,12 @@ def send_certificate(b: Any, row: Any, key_id: str) -> Response:
     if c is None or c["serial"] != row["serial"]:
         raise ApiError(404, "not_found", "no such certificate for this recording's camera")
     return Response(c["pem"], media_type="application/x-pem-file")
+
+
+def agency_ca(request: Request) -> Response:
+    """The agency CA certificate, for the browser's check of device certificates. Public, like any CA
+    certificate (devices get it at enrolment, exports carry it); no evidence in it."""
+    return Response(backend_of(request).ca.cert_pem, media_type="application/x-pem-file")
 
 
 def segment_part(request: Request) -> Response:

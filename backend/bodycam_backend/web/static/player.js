@@ -55,6 +55,12 @@
       checks.set(s.sequence, { manifest: p });
       prev = (await p).manifestSha256;
     }
+    if (segs.length && segs[0].ca_url && $("ca-fingerprint")) {
+      try {
+        const ca = await BodycamCheck.ca(segs[0].ca_url);
+        $("ca-fingerprint").textContent = ca.fingerprint;
+      } catch (e) { $("ca-fingerprint").textContent = `cannot be read (${e})`; }
+    }
   }
   async function checkMedia(s, bytes) {
     const c = checks.get(s.sequence);

@@ -109,4 +109,4 @@ def test_a_cached_green_verdict_turns_red_when_a_store_file_is_altered_and_a_rec
                admin.get(b.url + "/v1/audit", params={"limit": 10000}).json()["entries"]]
     rechecks = [e for e in entries if e.get("action") == "recheck"]
     assert len(rechecks) == 1 and rechecks[0]["target"] == f"recording:{other}"
-    assert rechecks[0]["actor"] == "rita" and rechecks[0]["data"]["ok"] is False
+    assert rechecks[0]["actor"] == "person:rita" and rechecks[0]["data"]["ok"] is False

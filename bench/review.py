@@ -208,7 +208,8 @@ def player(backend: BackendProcess, rid: str, rounds: int) -> dict[str, list[flo
     from playwright.sync_api import sync_playwright
     from reviewkit import launch, sign_in_page, wait_js
 
-    out: dict[str, list[float]] = {"first_frame": [], "seek_middle": [], "seek_end": [], "baseline_fetch": []}
+    out: dict[str, list[float]] = {"first_frame": [], "page_loaded": [], "seek_middle": [], "seek_end": [],
+                                   "baseline_fetch": []}
     with sync_playwright() as p:
         browser = launch(p)
         ctx = browser.new_context()
@@ -217,6 +218,7 @@ def player(backend: BackendProcess, rid: str, rounds: int) -> dict[str, list[flo
         for _ in range(rounds):
             page.goto(f"{backend.url}/recordings/{rid}")
             out["first_frame"].append(page.evaluate(FIRST_FRAME_JS))
+            out["page_loaded"].append(page.evaluate("performance.getEntriesByType('navigation')[0].responseEnd"))
             wait_js(page, "window.bodycamPlayer.complete === true")
             ends = page.evaluate("window.bodycamPlayer.ends")
             out["seek_middle"].append(page.evaluate(SEEK_JS, ends[-1] / 2))
@@ -289,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if "player" in doc:
         pl = doc["player"]
         print(f"player in Chromium (the same {doc['segments']}-segment recording, loopback):")
-        for k, label in (("first_frame", "first frame after opening the page"), ("seek_middle", "seek to the middle"),
+        for k, label in (("first_frame", "first frame after opening the page"),
+                         ("page_loaded", "of which: the page's HTML received"), ("seek_middle", "seek to the middle"),
                          ("seek_end", "seek to the end"), ("baseline_fetch", "baseline: fetch one segment's bytes")):
             extra = f"   (target {TARGET_FIRST_FRAME_MS:g} ms)" if k == "first_frame" else ""
             print(f"  {label:<45} p50 {pl[k]['p50_ms']:7.1f} ms   p95 {pl[k]['p95_ms']:7.1f} ms{extra}")

@@ -74,12 +74,16 @@ def of_segments(b: Backend, segs: Sequence[Any], *, recheck: bool = False) -> di
         with tempfile.TemporaryDirectory(prefix="bodycam-verdict-") as tmp:
             d = Path(tmp)
             certs = _certificates(b, {s["key_id"] for s, *_ in todo}, d)
+            done = []
             for s, versions, content, stamp in todo:
                 t = now_ns()
                 v = check(b, s, certs, d)
-                q.save(b.db, serial, s["sequence"], versions=versions, content=content, stamp=stamp, ok=v["ok"],
-                       verdict=json.dumps(v), checked_ns=t)
+                done.append((s["sequence"], versions, content, stamp, v, t))
                 out[s["sequence"]] = {**v, "cached": False}
+        with b.db.transaction() as tx:  # one commit for the lot
+            for seq, versions, content, stamp, v, t in done:
+                q.save(tx, serial, seq, versions=versions, content=content, stamp=stamp, ok=v["ok"],
+                       verdict=json.dumps(v), checked_ns=t)
         log.info("segments verified", extra={"event": "verdicts_computed", "data": {
             "serial": serial, "sequences": [s["sequence"] for s, *_ in todo], "recheck": recheck}})
     return out

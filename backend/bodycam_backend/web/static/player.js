@@ -237,6 +237,18 @@
     if (m) video.currentTime = m.t;
   }
 
+  // the keyframe strip (one request per segment) waits for the first frame, so it does not queue the
+  // first segment behind it on the browser's few connections (scripts/bench review: first frame)
+  const loadStrip = () => document.querySelectorAll("#strip img[data-src]").forEach((img) => {
+    img.src = img.dataset.src; img.removeAttribute("data-src");
+  });
+  if (video) {
+    video.addEventListener("loadeddata", loadStrip, { once: true });
+    setTimeout(loadStrip, 3000);
+  } else {
+    loadStrip();
+  }
+
   if (video) {
     checkedAll = checkManifests();
     ms = new MediaSource();

@@ -10,7 +10,7 @@ import os
 
 import pytest
 from backendkit import BackendProcess, people
-from bodycam_backend.data import connect
+from bodycam_backend.data import connect, now_ns, segments
 from bodycam_backend.data import verdicts as vq
 from pgkit import ENGINES, database_table
 from reviewkit import csrf_of, seed, signed_in
@@ -48,10 +48,13 @@ def test_verdicts_are_saved_replaced_and_read_back_per_sequence_range(db) -> Non
 
 @pytest.fixture(params=ENGINES)
 def seeded(request, tmp_path):
-    backend = BackendProcess(tmp_path / "backend", database=database_table(request, request.param))
+    table = database_table(request, request.param)
+    backend = BackendProcess(tmp_path / "backend", database=table)
     backend.start()
     try:
-        yield seed(backend, tmp_path)
+        s = seed(backend, tmp_path)
+        s.database_url = table.get("url", "")  # type: ignore[attr-defined]
+        yield s
     finally:
         backend.stop()
 
@@ -85,6 +88,18 @@ def test_a_cached_green_verdict_turns_red_when_a_store_file_is_altered_and_a_rec
     assert "seg-0000000002.mp4: SHA-256 mismatch (media altered)" in red["errors"]
     bad = {s["sequence"]: s["ok"] for s in red["segments"]}
     assert bad[2] is False and bad[1] is True
+
+    # the store reported a change around the backend (pinned.py's store_changed flag): that segment again
+    db = connect(seeded.database_url, sqlite_path=b.data / "backend.sqlite3")
+    try:
+        segments.add_flag(db, t=now_ns(), serial="BC-REV-0001", sequence=3, upload_id=None,
+                          reason="store_changed", message="test: a version beside the acknowledged one")
+    finally:
+        db.close()
+    flagged = rita.get(f"{b.url}/recordings/{rid}/integrity").json()
+    assert flagged["verified_now"] == 1 and [s["cached"] for s in flagged["segments"]].count(False) == 1
+    assert {s["sequence"] for s in flagged["segments"] if not s["cached"]} == {3}
+    assert rita.get(f"{b.url}/recordings/{rid}/integrity").json()["verified_now"] == 0
 
     # size, mtime and inode restored: the cheap stamp cannot see it; the explicit re-check re-hashes
     other = seeded.recordings["BC-REV-0002"]

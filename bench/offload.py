@@ -10,7 +10,12 @@ Every figure is measured in this run, against a baseline measured in the same ru
    minimal stock-style client (creation-with-upload, then a separate finalize: one round trip and one
    request's auth more), reported for comparison. Both get verification and a signed receipt, which
    the client checks;
-2. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
+2. one instance under concurrency (``measure_concurrent``, also imported by the fleet bench): 16
+   devices upload an 8 MB segment each at once with the device's protocol (finalized on creation),
+   against 16 plain PUTs of the same bytes at once, in interleaved rounds; the median round's ratio of
+   aggregate MB/s (target >= 0.9), the backend's finalize p50/p99 (its Server-Timing header) and each
+   side's server CPU per GB;
+3. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
    segments each at once with the device's protocol and client (one signed request per segment),
    through admission control (503 + Retry-After honoured). Every receipt is
    verified, then the backend is asked for every device's last sequence and open gaps: zero lost
@@ -409,7 +414,8 @@ def _at_once(jobs: list) -> float:
 
 
 def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: int = 8_000_000, rounds: int = 5,
-                       serial_prefix: str | None = None, blob: bytes | None = None) -> dict:
+                       serial_prefix: str | None = None, blob: bytes | None = None,
+                       server_pids: list[int] | None = None) -> dict:
     """One instance under concurrency: ``streams`` devices each upload a ``size``-byte segment at once, with the
     device's protocol as a dock does (one signed request carrying the signed manifest, finalized on creation,
     receipt checked), against ``streams`` plain PUTs of the same bytes at once to the same server.
@@ -420,6 +426,9 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
     Server-Timing ``finalize`` metric: from the whole body received to the receipt committed). Enrols
     ``streams`` new devices named ``serial_prefix-NNN`` (a fresh random prefix unless given; a given one
     must be new to the server) through the admin API; ``admin_token`` is an admin's.
+
+    With ``server_pids`` (the backend's processes, on this machine) each side's server CPU time per GB is
+    reported too: a figure that other load on a shared machine moves far less than wall-clock MB/s.
     """
     serial_prefix = serial_prefix or f"BENCH-CC-{secrets.token_hex(3).upper()}"
     blob = blob if blob is not None else os.urandom(size)
@@ -448,7 +457,13 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         r = http.put(f"{url}/v1/bench/put", data=media, timeout=120)
         assert r.status_code == 201, r.text
 
+    procs = [psutil.Process(p) for p in server_pids or ()]
+
+    def cpu_s() -> float:
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+
     tus_mbs, put_mbs, ratios = [], [], []
+    cpu: dict[str, list[float]] = {"tus": [], "put": []}
     for rnd in range(rounds + 1):  # round 0 warms connections and caches and is not counted
         segs = []
         for i, dev in enumerate(sims):
@@ -458,9 +473,11 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         upload = [lambda d=d, t=t, s=s: device_upload_retrying(d, t, s, pub, chunk=size)
                   for d, t, s in zip(sims, clients, segs, strict=True)]
         plain = [lambda h=h, s=s: put_one(h, s.media) for h, s in zip(puts, segs, strict=True)]
-        walls = {}
+        walls, used = {}, {}
         for name in (("tus", "put") if rnd % 2 else ("put", "tus")):
+            before = cpu_s()
             walls[name] = _at_once(upload if name == "tus" else plain)
+            used[name] = cpu_s() - before
         if rnd == 0:
             with lock:
                 finalize_ms.clear()
@@ -468,6 +485,8 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         tus_mbs.append(streams * size / walls["tus"] / MB)
         put_mbs.append(streams * size / walls["put"] / MB)
         ratios.append(walls["put"] / walls["tus"])
+        for name in cpu:
+            cpu[name].append(used[name] / (streams * size / 1e9))
     fin = sorted(finalize_ms)
     pct = lambda q: round(fin[min(len(fin) - 1, int(len(fin) * q))], 1) if fin else None  # noqa: E731
     return {
@@ -481,6 +500,8 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         "finalize_ms_p50": pct(0.5),
         "finalize_ms_p99": pct(0.99),
         "retries_503": sum(d.busy for d in sims),
+        **({"tus_server_cpu_s_per_gb": round(statistics.median(cpu["tus"]), 2),
+            "put_server_cpu_s_per_gb": round(statistics.median(cpu["put"]), 2)} if procs else {}),
     }
 
 
@@ -495,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the concurrency measurement")
     ap.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--database-url", default="", metavar="URL",
+                    help="run the backend on this PostgreSQL database ([database] url) instead of SQLite")
     args = ap.parse_args(argv)
     parts = args.only or list(PARTS)
     q = args.quick
@@ -508,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             server={"bench_put": True, "log_level": "warning"},
             admission={"max_concurrent_uploads": 16, "retry_after_seconds": 1},
             limits={"max_upload_bytes": 64_000_000},
+            database={"url": args.database_url},
         )
         backend.start()
         try:
@@ -526,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"plain PUTs, {2 if q else args.rounds} rounds...", file=sys.stderr, flush=True)
                 results["concurrent"] = measure_concurrent(
                     backend.url, token, streams=args.streams, size=solo_size,
-                    rounds=2 if q else args.rounds, blob=blob)
+                    rounds=2 if q else args.rounds, blob=blob, server_pids=[backend.proc.pid])
             if "storm" in parts:
                 print(
                     f"bench offload: dock storm, {args.devices} devices x {args.segments} segments of "
@@ -562,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    c["ratio"] >= TARGETS["concurrent_ratio"]),
             "  device, PUT MB/s": (f"{c['tus_mb_s']}, {c['put_mb_s']}", "(reported)", True),
             "  finalize p50, p99 (ms)": (f"{c['finalize_ms_p50']}, {c['finalize_ms_p99']}", "(reported)", True),
+            "  server CPU s/GB device, PUT": (f"{c['tus_server_cpu_s_per_gb']}, {c['put_server_cpu_s_per_gb']}",
+                                              "(reported)", True),
         })
     if "storm" in results:
         st = results["storm"]

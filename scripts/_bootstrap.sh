@@ -14,13 +14,15 @@ if [ ! -f "$STAMP" ]; then
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi
-# Image, unit, stock-tool and PostgreSQL tests use Debian tools; as root (CI on a fresh clone) install any missing.
+# Image, unit, stock-tool and PostgreSQL tests use Debian tools, and the review pages' browser tests Debian's
+# Chromium (Playwright drives /usr/bin/chromium; it never downloads a browser); as root (CI on a fresh clone)
+# install any that are missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    for tool in sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs systemd-analyze xz openssl jq ffprobe gpg gpgv dpkg-deb apt-get haproxy; do
+    for tool in sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs systemd-analyze xz openssl jq ffprobe gpg gpgv dpkg-deb apt-get haproxy chromium; do
         if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null; then
-            echo "bodycam: installing Debian tools for SD images, media checks and the fleet tests (fdisk ... ffmpeg haproxy)" >&2
+            echo "bodycam: installing Debian tools for SD images, media checks, fleet and browser tests (fdisk ... haproxy chromium)" >&2
             { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                fdisk dosfstools mtools e2fsprogs xz-utils systemd openssl jq ffmpeg gpg gpgv dpkg apt haproxy; } >&2 ||
+                fdisk dosfstools mtools e2fsprogs xz-utils systemd openssl jq ffmpeg gpg gpgv dpkg apt haproxy chromium; } >&2 ||
                 echo "bodycam: apt-get failed; the image tests will fail" >&2
             break
         fi

@@ -170,3 +170,52 @@ def test_the_wheel_ships_the_migrations(tmp_path) -> None:
     scripts = Path(migrate.SCRIPTS)
     for path in [scripts / "env.py", scripts / "script.py.mako", *scripts.glob("versions/*.py")]:
         assert f"bodycam_backend/{path.relative_to(scripts.parents[1]).as_posix()}" in names, path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_shared_state_nonces_leases_slots_and_settings(request, tmp_path, engine) -> None:
+    """The rows that let any instance serve any request, through the same named methods the services
+    use: a nonce is refused while it lives and purged after; of two leases at one offset one wins and a
+    stale one expires; admission slots count fleet-wide and free idle ones; a setting is made once."""
+    from bodycam_backend.data import nonces, settings, slots, uploads
+
+    db = fresh(request, tmp_path, engine)
+    try:
+        with db.relaxed() as tx:
+            assert nonces.add(tx, "n1", now_ns=100, expires_ns=200)
+            assert not nonces.add(tx, "n1", now_ns=150, expires_ns=250), "a replay within the window"
+            assert nonces.add(tx, "n1", now_ns=200, expires_ns=300), "an expired nonce is new again"
+            assert nonces.add(tx, "n2", now_ns=100, expires_ns=120)
+            assert nonces.purge(tx, 250) == 1 and not nonces.add(tx, "n1", now_ns=250, expires_ns=400)
+
+        row = {"id": "u" * 32, "serial": "BC-1", "key_id": "k", "kind": "segment", "sequence": 1, "length": 10,
+               "offset": 0, "sha256": None, "created_ns": 1}
+        uploads.insert(db, row, state="open", updated_ns=1, result=None)
+        uid = row["id"]
+        assert uploads.take_lease(db, uid, offset=0, owner="a", now_ns=1000, until_ns=2000)
+        assert not uploads.take_lease(db, uid, offset=0, owner="b", now_ns=1500, until_ns=2500), "a holds it"
+        assert not uploads.commit_offset(db, uid, "b", 5, 1600), "only the lease holder moves the offset"
+        assert uploads.take_lease(db, uid, offset=0, owner="b", now_ns=2001, until_ns=3000), "a's expired"
+        assert not uploads.commit_offset(db, uid, "a", 5, 2100), "a lost it: its bytes do not count"
+        assert uploads.commit_offset(db, uid, "b", 5, 2100)
+        assert not uploads.take_lease(db, uid, offset=0, owner="c", now_ns=2200, until_ns=3200), "offset moved"
+        assert uploads.get(db, uid)["offset"] == 5 and uploads.get(db, uid)["lease_owner"] is None
+        assert uploads.take_lease(db, uid, offset=5, owner="c", now_ns=2200, until_ns=3200)
+        assert not uploads.terminate(db, uid, 2300), "not while a PATCH writes it"
+        uploads.release_lease(db, uid, "c")
+        assert uploads.terminate(db, uid, 2400) and uploads.get(db, uid)["state"] == "terminated"
+
+        def take(uid: str, t: int) -> int | None:
+            with db.relaxed() as tx:
+                return slots.take(tx, uid, instance="i", t=t, limit=2, idle_before_ns=t - 100)
+
+        assert take("x", 0) == 1 and take("y", 10) == 2 and take("z", 20) is None
+        assert take("x", 30) == 2, "an admitted upload keeps its slot"
+        assert take("z", 115) == 2, "y (idle since 10) freed its slot; x (seen at 30) kept its own"
+        slots.release(db, "x")
+        assert slots.count(db) == 1
+
+        assert settings.get_or_create(db, "s", "first", 1) == "first"
+        assert settings.get_or_create(db, "s", "second", 2) == "first", "made once, then shared"
+    finally:
+        db.close()

@@ -77,6 +77,9 @@ RUN: dict[str, str] = {
     "source .venv/bin/activate": "repo",
     "bodycam keygen --config /etc/bodycam/device.toml": "fresh",
     "bodycam backend enrol-token BC-0417": "sandbox",
+    "bodycam backend user list": "sandbox",
+    "bodycam backend category list": "sandbox",
+    "bodycam backend retention run --dry-run": "sandbox",
     "bodycam backend db current": "sandbox",
     "bodycam backend db upgrade": "sandbox",
     "bodycam verify /var/lib/bodycam": "sandbox",
@@ -158,6 +161,21 @@ HELP: dict[str, tuple[str, str]] = {
                                                        "bodycam backend export --help"),
     "sudo -u bodycam /opt/bodycam/venv/bin/bodycam enrol --config /etc/bodycam/device.toml --token bce_...": (
         "a camera's bodycam user and a real backend", "bodycam enrol --help"),
+    "bodycam backend user add rita --role reviewer": ("a person at a terminal typing a password "
+                                                      "(tests/test_review_http.py uses --password-stdin)",
+                                                      "bodycam backend user add --help"),
+    "bodycam backend user assign olly BC-0417": ("an account named olly (tests/test_review_http.py assigns one)",
+                                                 "bodycam backend user assign --help"),
+    "bodycam backend user password rita": ("a terminal and an account named rita",
+                                           "bodycam backend user password --help"),
+    "bodycam backend category add \"Evidence - crime\" --days 2555": (
+        "changes the sandbox every run (tests/test_review_retention.py adds it)",
+        "bodycam backend category add --help"),
+    "bodycam backend retention run": ("deletes evidence (tests/test_review_retention.py runs it)",
+                                      "bodycam backend retention run --help"),
+    "scripts/bench review": ("about a minute of CPU; `--quick` checks it runs", "scripts/bench review --help"),
+    "scripts/bench review --quick": ("a backend process and 2,000 seeded recordings (run by hand; "
+                                     "tests/test_review_index.py tests the queries)", "scripts/bench review --help"),
     "scripts/bench record --pi": ("minutes of CPU; `--quick` checks it runs", "scripts/bench record --help"),
     "sudo scripts/boot-test": ("root, qemu and 24 min from a cold cache (opt-in; tests/test_image.py keeps "
                                "its checks in step)", "scripts/boot-test --help"),

@@ -37,9 +37,8 @@ class Admission:
     def admit(self, upload_id: str) -> None:
         """Take (or refresh) a slot for this upload, or raise 503 busy."""
         t = now_ns()
-        with self.db.relaxed() as tx:
-            if slots.touch(tx, upload_id, t):  # the common case, a PATCH of an admitted upload: no lock
-                return
+        if slots.touch(self.db.relaxed_writes, upload_id, t):  # the common case, a PATCH of an admitted upload
+            return
         with self.db.relaxed() as tx:
             held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
                               idle_before_ns=t - self.idle_ns)
@@ -49,8 +48,7 @@ class Admission:
         self.peak = max(self.peak, held)
 
     def release(self, upload_id: str) -> None:
-        with self.db.relaxed() as tx:
-            slots.release(tx, upload_id)
+        slots.release(self.db.relaxed_writes, upload_id)
 
     def forget_all(self) -> None:
         """The sole instance (SQLite) starting: every slot left belonged to a process that is gone."""

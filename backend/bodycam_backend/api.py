@@ -21,20 +21,23 @@ from bodycam import __version__
 from bodycam.clock import iso_utc
 from bodycam.storage.durable import fsync_dir
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from . import anchor, openapi, pinned
+from . import anchor, openapi, permissions, pinned, review, web
 from . import enrol as enrolmod
 from .audit import Actor
 from .auth import DeviceIdentity, Person
 from .context import Backend
 from .data import device_audit, devices, segments
+from .data import review as review_q
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal, loads
 from .store import segment_key
 from .tus import tus_headers
+from .web import common as web_common
 
 log = logging.getLogger("bodycam.backend.api")
 
@@ -92,6 +95,21 @@ def person(request: Request, role: str = "reviewer") -> tuple[Person, Actor]:
     p = backend_of(request).auth.person(request.headers)
     p.require(role)
     return p, Actor(f"person:{p.name}", p.role)
+
+
+def person_may(request: Request, action: str) -> tuple[Person, Actor]:
+    """The caller, if the permissions module lets their role do ``action``."""
+    p = backend_of(request).auth.person(request.headers)
+    p.may(action)
+    return p, Actor(f"person:{p.name}", p.role)
+
+
+def check_owner(b: Backend, p: Person, serial: str, first_utc_ns: int | None) -> None:
+    """An officer sees only recordings made on a camera assigned to them (permissions.may_see)."""
+    if permissions.own_only(p.role) and not permissions.may_see(
+            p.name, p.role, review.officer_of(b, serial, first_utc_ns)):
+        raise ApiError(403, "forbidden", f"{p.name} ({p.role}) may only see recordings made on a camera "
+                       "assigned to them")
 
 
 def _serial(serial: str) -> str:
@@ -280,7 +298,7 @@ def _device_doc(b: Backend, row: Any, *, pem: bool = False) -> dict[str, Any]:
 
 def list_devices(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    _, actor = person_may(request, "devices.view")
     b.trail.record(actor, "list", "devices")
     return JSONResponse(
         {"devices": [_device_doc(b, r) for r in devices.all_devices(b.db)]}
@@ -289,7 +307,7 @@ def list_devices(request: Request) -> Response:
 
 def get_device(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    _, actor = person_may(request, "devices.view")
     serial = _serial(request.path_params["serial"])
     row = devices.get(b.db, serial)
     if row is None:
@@ -336,9 +354,11 @@ def _recording_summary(r: Any) -> dict[str, Any]:
 
 def list_recordings(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    p, actor = person_may(request, "recordings.list")
     dev = request.query_params.get("device")
     rows = segments.recordings(b.db, serial=_serial(dev) if dev else None)
+    if permissions.own_only(p.role):
+        rows = [r for r in rows if permissions.may_see(p.name, p.role, review.officer_of(b, r["serial"], r["t0"]))]
     b.trail.record(actor, "list", f"recordings:{dev or '*'}")
     return JSONResponse({"recordings": [_recording_summary(r) for r in rows]})
 
@@ -376,11 +396,16 @@ def recording_detail(b: Backend, recording_id: str) -> dict[str, Any]:
 
 def get_recording(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    p, actor = person_may(request, "recording.view")
     rid = request.path_params["recording_id"]
     doc = recording_detail(b, rid)
+    check_owner(b, p, doc["device_serial"], _recording_start(b, rid))
     b.trail.record(actor, "view", f"recording:{rid}")
     return JSONResponse(doc)
+
+
+def _recording_start(b: Backend, recording_id: str) -> int | None:
+    return review_q.recording_start(b.db, recording_id)
 
 
 def _segment_row(b: Backend, request: Request) -> Any:
@@ -393,8 +418,9 @@ def _segment_row(b: Backend, request: Request) -> Any:
 
 def get_segment(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    p, actor = person_may(request, "recording.view")
     seg = _segment_row(b, request)
+    check_owner(b, p, seg["serial"], _recording_start(b, seg["recording_id"]))
     key = segment_key(seg["serial"], seg["sequence"], "json")
     manifest = json.loads(pinned.read(b, key, serial=seg["serial"], sequence=seg["sequence"]))
     b.trail.record(
@@ -425,11 +451,13 @@ PARTS = {
 
 def download(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request)
+    p, actor = person_may(request, "recording.download" if request.path_params["part"] == "media"
+                          else "recording.view")
     part = request.path_params["part"]
     if part not in PARTS:
         raise ApiError(404, "not_found", f"no part {part!r}; use media, manifest or signature")
     seg = _segment_row(b, request)
+    check_owner(b, p, seg["serial"], _recording_start(b, seg["recording_id"]))
     ext, ctype = PARTS[part]
     key = segment_key(seg["serial"], seg["sequence"], ext)
     name = f"seg-{seg['sequence']:010d}.{ext}"
@@ -492,7 +520,7 @@ def list_flags(request: Request) -> Response:
 
 def get_audit(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request, "admin")
+    _, actor = person_may(request, "audit.view")
     after = decimal(request.query_params.get("after", "0"), "after")
     limit = min(decimal(request.query_params.get("limit", "1000"), "limit"), 10000)
     b.trail.record(actor, "view", "audit")
@@ -501,7 +529,7 @@ def get_audit(request: Request) -> Response:
 
 async def audit_verify(request: Request) -> Response:
     b = backend_of(request)
-    _, actor = person(request, "admin")
+    _, actor = person_may(request, "audit.view")
     b.trail.record(actor, "view", "audit:verify")
     check = await anyio.to_thread.run_sync(anchor.verify_trail, b)
     return JSONResponse({"ok": check.ok, "entries": check.entries, "checkpoints": check.checkpoints,
@@ -542,6 +570,10 @@ async def not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+async def sign_in_needed(request: Request, exc: Exception) -> Response:
+    return web_common.redirect_to_login(request)
+
+
 def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
     routes = [
         Route("/openapi.json", openapi_json),
@@ -570,9 +602,12 @@ def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
     ]
     if bench_put_route:
         routes.append(Route("/v1/bench/put", bench_put, methods=["PUT"]))
+    routes += web.routes()
     app = Starlette(
         routes=routes,
-        exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found},
+        middleware=[Middleware(web.SecurityHeaders)],
+        exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found,
+                            web_common.SignInNeeded: sign_in_needed},
         lifespan=partial(anchor.checkpoints_while_serving, backend),
     )
     app.state.backend = backend

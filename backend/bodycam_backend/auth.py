@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .data import Database, devices, nonces, now_ns, people
 from .errors import ApiError
 from .parsing import loads
+from .permissions import API_ROLE, ROLES, require
 
 SESSION_PREFIX = "bcd1"
-ROLES = ("admin", "reviewer")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -59,10 +59,11 @@ class Person:
     role: str
 
     def require(self, role: str) -> None:
-        if role == "admin" and self.role != "admin":
-            raise ApiError(
-                403, "forbidden", f"{self.name} ({self.role}) may not do this; it needs role admin"
-            )
+        """The API's requirement ``role`` (reviewer or admin), checked by the permissions module."""
+        require(self.name, self.role, API_ROLE.get(role, role))
+
+    def may(self, action: str) -> None:
+        require(self.name, self.role, action)
 
 
 class NonceStore:
@@ -81,12 +82,10 @@ class NonceStore:
     def add(self, nonce: str) -> bool:
         """True the first time ``nonce`` is seen (within its window), False for a replay."""
         t = now_ns()
-        with self.db.relaxed() as tx:
-            fresh = nonces.add(tx, nonce, now_ns=t, expires_ns=t + self.window_ns)
+        fresh = nonces.add(self.db.relaxed_writes, nonce, now_ns=t, expires_ns=t + self.window_ns)
         if time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + self.PURGE_EVERY_S
-            with self.db.relaxed() as tx:
-                nonces.purge(tx, t)
+            nonces.purge(self.db.relaxed_writes, t)
         return fresh
 
 

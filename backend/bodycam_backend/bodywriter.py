@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 512 << 10  # per upload at most one batch in flight and one filling: ~1 MiB, 64 MiB at 64 uploads
 LINGER_S = 0.05
 IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 

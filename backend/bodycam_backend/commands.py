@@ -109,12 +109,92 @@ def token_create(args: argparse.Namespace) -> int:
 
 
 def token_list(args: argparse.Namespace) -> int:
+
     b = _open(args)
     for r in people.all_people(b.db):
         print(
             f"{r['name']}\t{r['role']}\t{iso_utc(r['created_ns'])}\t"
             f"{'disabled' if r['disabled'] else 'active'}"
         )
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def user_add(args: argparse.Namespace) -> int:
+    from .accounts import add_user
+
+    b = _open(args)
+    try:
+        add_user(b.db, args.name, args.role, _password(args))
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    b.trail.record(cli_actor(), "user_add", f"person:{args.name}", role=args.role)
+    print(f"{args.name} ({args.role}) can sign in to the review pages")
+    return 0
+
+
+def user_password(args: argparse.Namespace) -> int:
+    from .accounts import set_password
+
+    b = _open(args)
+    try:
+        set_password(b.db, args.name, _password(args))
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    b.trail.record(cli_actor(), "user_password", f"person:{args.name}")
+    print(f"{args.name}: password set; their sessions were ended")
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+
+    b = _open(args)
+    worn: dict[str, list[str]] = {}
+    for a in people.assignments(b.db):
+        if a["until_ns"] is None:
+            worn.setdefault(a["name"], []).append(f"{a['serial']} since {iso_utc(a['from_ns'])}")
+    for r in people.accounts(b.db):
+        print(f"{r['name']}\t{r['role']}\t{'disabled' if r['disabled'] else 'active'}\t"
+              f"{'password' if r['password_ns'] else 'token only'}\t{', '.join(worn.get(r['name'], [])) or '-'}")
+    return 0
+
+
+def user_assign(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .db import now_ns
+    from .enrol import check_serial
+
+    b = _open(args)
+    try:
+        serial = check_serial(args.serial)
+        if people.account(b.db, args.name) is None:
+            raise ValueError(f"no account named {args.name!r}; create it with 'bodycam backend user add'")
+        since = now_ns()
+        if args.since:
+            try:
+                when = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+                since = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1e9)
+            except ValueError:
+                raise ValueError(f"--since {args.since!r}: give ISO 8601 UTC, e.g. 2026-12-01T06:00:00Z") from None
+    except ValueError as e:
+        print(f"bodycam: {e}", file=sys.stderr)
+        return 2
+    people.assign(b.db, serial, args.name, since)
+    b.trail.record(cli_actor(), "assign", f"device:{serial}", person=args.name, since_utc=iso_utc(since))
+    print(f"{serial} is worn by {args.name} from {iso_utc(since)}")
     return 0
 
 
@@ -173,6 +253,52 @@ def audit_verify(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+def category_add(args: argparse.Namespace) -> int:
+    from .data import retention as q
+    from .db import now_ns
+
+    b = _open(args)
+    name = args.name.strip()
+    if not name or len(name) > 80:
+        print("bodycam: give a category name of 1 to 80 characters", file=sys.stderr)
+        return 2
+    if not 1 <= args.days <= 36500:
+        print("bodycam: --days must be between 1 and 36500", file=sys.stderr)
+        return 2
+    if q.category(b.db, name) is not None:
+        print(f"bodycam: category {name!r} exists already; its retention cannot be changed", file=sys.stderr)
+        return 2
+    q.add_category(b.db, name, args.days, cli_actor().name, now_ns())
+    b.trail.record(cli_actor(), "category_add", f"category:{name}", days=args.days)
+    print(f"category {name!r}: recordings kept {args.days} days after they end")
+    return 0
+
+
+def category_list(args: argparse.Namespace) -> int:
+    from .data import retention as q
+
+    b = _open(args)
+    for r in q.categories(b.db):
+        print(f"{r['name']}\t{r['retention_days']} days")
+    return 0
+
+
+def retention_run(args: argparse.Namespace) -> int:
+    from . import retention, review
+
+    b = _open(args, store=True)
+    try:
+        review.index(b)
+        outcomes = retention.run(b, who=cli_actor(), dry_run=args.dry_run)
+    finally:
+        b.close()
+    for o in outcomes:
+        print(o.line())
+    deleted = sum(o.action in ("deleted", "would_delete") for o in outcomes)
+    kept = sum(o.action == "kept" for o in outcomes)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"retention: {verb} {deleted} recording{'s' * (deleted != 1)}, kept {kept} past retention "
+          "(held or refused by the store)")
 def db_upgrade(args: argparse.Namespace) -> int:
     from .data import migrate, open_database
 

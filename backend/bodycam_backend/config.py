@@ -59,7 +59,11 @@ class DatabaseConfig:
         help="empty: SQLite file in [storage] data_dir; postgresql://user@host:5432/db: PostgreSQL, which "
         "every instance behind a load balancer must share (password from ~/.pgpass or PGPASSWORD)",
     )
-    pool_size: int = _opt(10, min=2, max=500, help="most PostgreSQL connections one instance holds at once")
+    pool_size: int = _opt(
+        20, min=2, max=500,
+        help="most PostgreSQL connections one instance holds at once; a finalize holds one for its device's "
+        "lock while it stores, so keep it above the finalizes expected at once",
+    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,18 @@ class TrailConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """People signing in to the review pages (docs/review.md): session lifetimes and login throttling."""
+
+    idle_minutes: float = _opt(30.0, min=1, max=24 * 60, help="a session unused this long is signed out")
+    absolute_hours: float = _opt(12.0, min=0.1, max=24 * 30, help="a session ends this long after sign-in")
+    max_failed_logins: int = _opt(
+        5, min=1, max=1000, help="failed sign-ins per account (and 4x that per address) before it waits"
+    )
+    lockout_minutes: float = _opt(15.0, min=0.1, max=24 * 60, help="window the failed sign-ins are counted in")
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -155,6 +171,7 @@ class BackendConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     trail: TrailConfig = field(default_factory=TrailConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     source_path: str = ""
 
     @property

@@ -44,6 +44,7 @@ log = logging.getLogger("bodycam.backend.ingest")
 MAX_MANIFEST = 1 << 20
 _STAGED = re.compile(r"[0-9a-f]{32}\.(part|json|sig)")
 MAX_GAP_ROWS = 100_000
+STORE_THREADS = 32
 
 
 @contextmanager
@@ -103,7 +104,9 @@ class Ingestor:
         self.tus = tus
         self.receipts = receipts
         self.trail = trail
-        self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-store")
+        # Store puts and flushes of every device's finalize run here side by side: sized for many devices
+        # at once, so one device's store round trips never queue behind another's (threads sleep in I/O).
+        self._io = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="ingest-store")
         self._keys: dict[tuple[str, str], ec.EllipticCurvePublicKey | None] = {}
 
     # -- entry point --

@@ -478,8 +478,7 @@ class TusService:
             finally:
                 renewing.cancel()
         except BaseException:
-            with self.db.relaxed() as tx:
-                uploads.release_lease(tx, upload_id, lease)
+            uploads.release_lease(self.db.relaxed_writes, upload_id, lease)
             raise
         # The bytes up to ``new`` are fsynced: only now does the offset move, if the lease still holds.
         if not uploads.commit_offset(self.db, upload_id, lease, new, now_ns()):
@@ -508,10 +507,10 @@ class TusService:
         exactly one gets it); the other is told the current offset (409) or to retry (423)."""
         owner = f"{self.instance}:{secrets.token_hex(4)}"
         t = now_ns()
-        with self.db.relaxed() as tx:
-            if uploads.take_lease(tx, upload_id, offset=offset, owner=owner, now_ns=t, until_ns=t + self.lease_ns):
-                return owner
-            row = uploads.get(tx, upload_id)
+        if uploads.take_lease(self.db.relaxed_writes, upload_id, offset=offset, owner=owner, now_ns=t,
+                              until_ns=t + self.lease_ns):
+            return owner
+        row = uploads.get(self.db, upload_id)
         if row is None or row["state"] != "open":
             raise ApiError(409, "conflict", f"upload {upload_id} is {row['state'] if row else 'gone'}")
         if row["offset"] != offset:
@@ -531,8 +530,7 @@ class TusService:
         """While the body streams in, keep the lease alive (a third of its length at a time)."""
         while True:
             await anyio.sleep(self.lease_ns / 3e9)
-            with self.db.relaxed() as tx:
-                held = uploads.renew_lease(tx, upload_id, owner, now_ns() + self.lease_ns)
+            held = uploads.renew_lease(self.db.relaxed_writes, upload_id, owner, now_ns() + self.lease_ns)
             if not held:
                 log.warning("upload lease expired while writing", extra={"event": "lease_expired",
                                                                           "data": {"upload": upload_id}})

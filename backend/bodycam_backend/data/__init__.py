@@ -3,9 +3,11 @@
 ``engine`` (the seam), ``sqlite`` (embedded default) and ``postgres`` (a fleet of instances on one
 PostgreSQL) run the same portable SQL; ``migrate`` keeps the schema versioned (alembic). One module per
 aggregate holds its queries as named functions taking a ``Queryable`` (the database, or a transaction):
-``devices`` (devices, certificates, enrolment tokens), ``people``, ``uploads`` (and their leases),
-``segments`` (segments, gaps, flags), ``device_audit``, ``trail``, ``store_versions``, and the state
-several instances share: ``nonces``, ``slots`` (admission), ``settings``.
+``devices`` (devices, certificates, enrolment tokens), ``people`` (accounts, passwords, sessions,
+camera assignments), ``uploads`` (and their leases), ``segments`` (segments, gaps, flags),
+``device_audit``, ``trail``, ``store_versions``; the state several instances share: ``nonces``,
+``slots`` (admission), ``settings``; for the review pages ``review`` (the recordings index and its
+filters), ``retention`` (categories, promises, cases, notes, deletions) and ``shares`` (view-only links).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def open_database(cfg: BackendConfig, *, migrate: bool = True) -> Database:
                    pool_size=cfg.database.pool_size, migrate=migrate)
 
 
-def connect(url: str, *, sqlite_path: Path, pool_size: int = 10, migrate: bool = True) -> Database:
+def connect(url: str, *, sqlite_path: Path, pool_size: int = 20, migrate: bool = True) -> Database:
     """PostgreSQL at ``url``, or SQLite at ``sqlite_path`` if ``url`` is empty; migrated to ``HEAD``."""
     if url:
         from .postgres import PostgresDatabase

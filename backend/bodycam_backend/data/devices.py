@@ -92,3 +92,17 @@ def use_token(q: Queryable, token_sha256: str, t: int) -> bool:
 def void_tokens(q: Queryable, serial: str, t: int) -> None:
     """Every unused token of this serial is spent (a revoked device cannot re-enrol with an old one)."""
     q.execute("UPDATE enrol_tokens SET used_ns=? WHERE serial=? AND used_ns IS NULL", (t, serial))
+
+
+# --- the devices page (web/devices.py) ---
+
+
+def overview(db: Any) -> list[Any]:
+    return db.query(
+        "SELECT d.serial, d.status, d.enrolled_ns, d.revoked_ns,"
+        " (SELECT MAX(s.stored_ns) FROM segments s WHERE s.serial = d.serial) AS last_upload_ns,"
+        " (SELECT COUNT(*) FROM gaps g WHERE g.serial = d.serial AND g.closed_ns IS NULL) AS open_gaps,"
+        " (SELECT a.name FROM device_assignments a WHERE a.serial = d.serial AND a.until_ns IS NULL"
+        "  ORDER BY a.from_ns DESC LIMIT 1) AS officer"
+        " FROM devices d ORDER BY d.serial"
+    )

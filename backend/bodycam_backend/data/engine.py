@@ -72,6 +72,9 @@ class Database(ABC):
     """The generic API every aggregate module and every page query is written on."""
 
     engine: str  # "sqlite" or "postgresql"
+    # Like the database itself (each statement commits alone) but relaxed, see ``relaxed``: for the
+    # single-statement writes made on every request (a nonce, a lease, a slot's last-seen).
+    relaxed_writes: Queryable
 
     @abstractmethod
     def query(self, sql: str, args: Args = ()) -> list[Any]: ...
@@ -107,6 +110,23 @@ class Database(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class AutoCommit:
+    """Each statement on its own through ``run(method, sql, args)``: a Queryable over some connection."""
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+
+    def query(self, sql: str, args: Args = ()) -> list[Any]:
+        return self._run("query", sql, args)  # type: ignore[no-any-return]
+
+    def one(self, sql: str, args: Args = ()) -> Any | None:
+        rows = self.query(sql, args)
+        return rows[0] if rows else None
+
+    def execute(self, sql: str, args: Args = ()) -> int:
+        return self._run("execute", sql, args)  # type: ignore[no-any-return]
 
 
 class NamedLocks:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ..errors import BackendError
-from .engine import Args, Database, Tx, to_pyformat
+from .engine import Args, AutoCommit, Database, Tx, to_pyformat
 
 LOCK_KEY = "SELECT {fn}(hashtextextended(%s, 0))"
 
@@ -76,7 +76,7 @@ class PgTx(Tx):
 class PostgresDatabase(Database):
     engine = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 15.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, connect_timeout: float = 15.0) -> None:
         self.url = url
         self._local = threading.local()
         try:  # once directly: a wrong URL or a server that is down is one clear line now, not a pool timeout
@@ -95,10 +95,21 @@ class PostgresDatabase(Database):
             open=False,
             name="bodycam",
         )
+        # Relaxed writes: connections whose commits do not wait for the WAL flush (synchronous_commit off).
+        self.relaxed_pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size // 2),
+            kwargs={"autocommit": True, "row_factory": _row_factory, "options": "-c synchronous_commit=off"},
+            open=False,
+            name="bodycam-relaxed",
+        )
+        self.relaxed_writes = AutoCommit(self._run_relaxed)
         try:
             self.pool.open(wait=True, timeout=connect_timeout)
+            self.relaxed_pool.open(wait=True, timeout=connect_timeout)
         except Exception as e:  # noqa: BLE001 - any failure to connect is the one line below
-            self.pool.close()
+            self.close()
             raise BackendError(
                 f"[database] url: cannot connect to PostgreSQL at {_safe(url)} within {connect_timeout:g} s "
                 f"({type(e).__name__}); check the server is up and the URL's user, host, port and database"
@@ -114,7 +125,12 @@ class PostgresDatabase(Database):
             yield conn
 
     def close(self) -> None:
+        self.relaxed_pool.close()
         self.pool.close()
+
+    def _run_relaxed(self, method: str, sql: str, args: Args) -> Any:
+        with self.relaxed_pool.connection() as conn:
+            return getattr(PgTx(conn), method)(sql, args)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -123,8 +139,7 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def relaxed(self) -> Iterator[Tx]:
-        with self._conn() as conn, conn.transaction():
-            conn.execute("SET LOCAL synchronous_commit TO OFF")
+        with self.relaxed_pool.connection() as conn, conn.transaction():
             yield PgTx(conn)
 
     def query(self, sql: str, args: Args = ()) -> list[Any]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .engine import Args, Database, NamedLocks, Tx
+from .engine import Args, AutoCommit, Database, NamedLocks, Tx
 
 
 class SqliteTx(Tx):
@@ -54,12 +54,17 @@ class SqliteDatabase(Database):
         self._relaxed_conn.execute("PRAGMA synchronous=NORMAL")
         self._relaxed_conn.execute("PRAGMA busy_timeout=30000")
         self._relaxed_tx = SqliteTx(self._relaxed_conn)
+        self.relaxed_writes = AutoCommit(self._run_relaxed)
 
     def close(self) -> None:
         with self._relaxed_lock:
             self._relaxed_conn.close()
         with self._lock:
             self._conn.close()
+
+    def _run_relaxed(self, method: str, sql: str, args: Args) -> Any:
+        with self._relaxed_lock:
+            return getattr(self._relaxed_tx, method)(sql, args)
 
     @contextmanager
     def relaxed(self) -> Iterator[Tx]:

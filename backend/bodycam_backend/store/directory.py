@@ -184,5 +184,22 @@ class DirectoryStore:
             while data := f.read(chunk):
                 yield data
 
+    def extend_retention(self, key: str, version: str, until_ns: int) -> str | None:
+        """A directory has no lock to extend: the backend's own promise (and never deleting before it) is
+        the retention. Returns None: nothing refused."""
+        return None
+
+    def expire(self, key: str, version: str = "") -> str | None:
+        """Delete an object whose retention is over (the retention job only); None when gone."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return f"{key}: cannot delete ({e.strerror})"
+        fsync_dir(path.parent)
+        return None
+
     def close(self) -> None:
         pass

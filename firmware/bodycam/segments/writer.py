@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from ..audio.encoder import AudioPacket
 from ..encode.annexb import ParameterSets, split_nals, to_length_prefixed
 from ..encode.packet import EncodedPacket
 from ..evidence.manifest import TIME_BASE
@@ -25,6 +27,23 @@ def _h264_template(width: int, height: int, fps: float) -> av.video.stream.Video
     holder = av.open(io.BytesIO(), "w", format="mp4")
     template = holder.add_stream("h264", rate=Fraction(fps).limit_denominator(1001))
     template.width, template.height = width, height
+    return template
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """What the segment's sound track is: the encoder's codec, rate, channels and its extradata."""
+
+    codec: str          # FFmpeg codec name: "aac" or "opus"
+    sample_rate: int
+    channels: int
+    extradata: bytes
+
+
+def _audio_template(fmt: AudioFormat) -> av.audio.stream.AudioStream:
+    holder = av.open(io.BytesIO(), "w", format="mp4")
+    template = holder.add_stream(fmt.codec, rate=fmt.sample_rate)
+    template.codec_context.layout = "mono" if fmt.channels == 1 else "stereo"
     return template
 
 
@@ -46,18 +65,33 @@ class SegmentWriter:
     the extradata is Annex B too, and copies them unconverted (unplayable) next to an ``avcC``.
     """
 
-    def __init__(self, path: Path, *, width: int, height: int, fps: float, fragment_seconds: float) -> None:
+    def __init__(self, path: Path, *, width: int, height: int, fps: float, fragment_seconds: float,
+                 audio: AudioFormat | None = None) -> None:
         self.path = path
         self._file = HashingFile(path)
+        # max_interleave_delta: the muxer holds packets to interleave the two tracks; bounded so a
+        # microphone that stalls cannot hold video back (and out of the next fsync) for long.
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
                    "frag_duration": str(int(fragment_seconds * 1_000_000)),
-                   "flush_packets": "1"}
+                   "flush_packets": "1", "max_interleave_delta": str(int(fragment_seconds * 1_000_000))}
         self._container = av.open(self._file, "w", format="mp4", options=options)
         stream = self._container.add_stream_from_template(_h264_template(width, height, fps))
         ctx = stream.codec_context
         ctx.width, ctx.height = width, height
         stream.time_base = STREAM_TIME_BASE
         self._stream = stream
+        self._audio: av.audio.stream.AudioStream | None = None
+        if audio is not None:
+            a = self._container.add_stream_from_template(_audio_template(audio))
+            a.codec_context.extradata = audio.extradata or None
+            a.time_base = Fraction(1, audio.sample_rate)
+            self._audio = a
+        self.audio_rate = audio.sample_rate if audio else 0
+        self.audio_first: AudioPacket | None = None
+        self.audio_last: AudioPacket | None = None
+        self._audio_first_pts = 0
+        self.audio_samples = 0
+        self.audio_packets = 0
         self.first: EncodedPacket | None = None
         self.last: EncodedPacket | None = None
         self.frame_count = 0
@@ -96,6 +130,35 @@ class SegmentWriter:
         self.frame_count += 1
         if self._file.sync():
             self.fsyncs += 1
+
+    def audio_pts(self, packet: AudioPacket) -> int:
+        """pts of an audio packet in this segment (1/sample_rate), counted from the first video frame."""
+        assert self.first is not None
+        if self.audio_first is None:
+            return round((packet.mono_ns - self.first.mono_ns) * self.audio_rate / 1e9)
+        return self._audio_first_pts + packet.pos - self.audio_first.pos
+
+    def write_audio(self, packet: AudioPacket) -> bool:
+        """Mux a sound packet that starts at or after this segment's first frame; False if it does not."""
+        if self._audio is None or self.first is None:
+            return False
+        pts = self.audio_pts(packet)
+        if pts < 0 or (self.audio_last is not None and packet.pos <= self.audio_last.pos):
+            return False
+        if self.audio_first is None:
+            self.audio_first, self._audio_first_pts = packet, pts
+        p = av.Packet(packet.data)
+        p.pts = p.dts = pts
+        p.duration = packet.samples
+        p.time_base = self._audio.time_base
+        p.stream = self._audio
+        self._container.mux(p)
+        self.audio_last = packet
+        self.audio_samples += packet.samples
+        self.audio_packets += 1
+        if self._file.sync():
+            self.fsyncs += 1
+        return True
 
     def close(self) -> tuple[str, int]:
         """Finish the file (last fragment + index), fsync, and return (sha256 hex, size)."""

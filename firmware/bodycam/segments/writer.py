@@ -16,6 +16,7 @@ from ..evidence.manifest import TIME_BASE
 from .hashing_file import HashingFile
 
 STREAM_TIME_BASE = Fraction(1, TIME_BASE)
+MOVIE_TIMESCALE = 720_000  # edit lists count in it: exact for 90 kHz video and 48 kHz (or 8-32 kHz) sound
 
 
 def _h264_template(width: int, height: int, fps: float) -> av.video.stream.VideoStream:
@@ -74,6 +75,14 @@ class SegmentWriter:
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
                    "frag_duration": str(int(fragment_seconds * 1_000_000)),
                    "flush_packets": "1", "max_interleave_delta": str(int(fragment_seconds * 1_000_000))}
+        if audio is not None:
+            # Sound may start after the first picture (pre-event video without sound, or a segment that
+            # opens between two audio frames). A fragmenting mov muxer would shift each track to start
+            # at 0 and lose that offset; an edit list keeps it, which needs the moov written once the
+            # first fragment is known (delay_moov: still strictly sequential, still before any media).
+            options.update({"movflags": options["movflags"] + "+delay_moov", "use_editlist": "1",
+                            "movie_timescale": str(MOVIE_TIMESCALE),
+                            "avoid_negative_ts": "disabled"})
         self._container = av.open(self._file, "w", format="mp4", options=options)
         stream = self._container.add_stream_from_template(_h264_template(width, height, fps))
         ctx = stream.codec_context

@@ -59,3 +59,23 @@ def offsets(path: Path) -> list[float]:
         if near:
             out.append(min(near, key=lambda c: abs(c - t)) - t)
     return out
+
+
+def sync_errors(path: Path, manifest: dict) -> list[float]:
+    """Audio/video error, seconds, with the stimulus's own misalignment taken out.
+
+    A flash lights the frame *nearest* its instant, so a frame can show it up to half a frame early or
+    late; the click is at the instant itself. The manifest gives each frame's capture time (first
+    frame's monotonic time + pts), hence the instant, hence where the click belongs in the file.
+    """
+    first_ns = manifest["first_frame"]["monotonic_ns"]
+    clicks = click_times(path)
+    out = []
+    for t in flash_times(path):
+        mono = first_ns + round(t * 1e9)
+        instant = round(mono / 1e9) * 1_000_000_000
+        want = t + (instant - mono) / 1e9
+        near = [c for c in clicks if abs(c - want) < 0.5]
+        if near:
+            out.append(min(near, key=lambda c: abs(c - want)) - want)
+    return out

@@ -38,6 +38,7 @@ class SyntheticAudioSource(AudioSourceBase):
         self._t0: int | None = None
         self._count = 0  # samples delivered so far
         self._gaps: list[tuple[int, int]] = []  # (at sample count, samples lost): test-injected xruns
+        self._pending_missing = 0
 
     def info(self) -> dict[str, Any]:
         return {"kind": "synthetic", "drift_ppm": self.drift_ppm}
@@ -53,7 +54,15 @@ class SyntheticAudioSource(AudioSourceBase):
         """
         if self._t0 is None:
             self._t0 = self._clock.monotonic_ns()
+        self._apply_gap()
         return self._capture_ns(self._count + self.chunk) <= self._clock.monotonic_ns()
+
+    def _apply_gap(self) -> None:
+        if self._gaps and self._gaps[0][0] <= self._count:
+            lost = self._gaps.pop(0)[1]
+            self._count += lost
+            self._pending_missing += lost
+            self._xrun(lost)
 
     def _open(self) -> None:
         pass
@@ -68,11 +77,8 @@ class SyntheticAudioSource(AudioSourceBase):
     def _read(self) -> AudioChunk | None:
         if self._t0 is None:
             self._t0 = self._clock.monotonic_ns()
-        missing = 0
-        if self._gaps and self._gaps[0][0] <= self._count:
-            missing = self._gaps.pop(0)[1]
-            self._count += missing
-            self._xrun(missing)
+        self._apply_gap()
+        missing, self._pending_missing = self._pending_missing, 0
         first, n = self._count, self.chunk
         due = self._capture_ns(first + n)  # the chunk arrives once its last sample is captured
         while not self.closed:

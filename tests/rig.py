@@ -124,7 +124,7 @@ class AvRig(Rig):
         for _ in range(n):
             self.clock.advance(1 / fps)
             t = self.clock.monotonic_ns()
-            img = coded_frame(self.index, self.cfg.camera.width, self.cfg.camera.height)
+            img = coded_frame(self.index % 13000, self.cfg.camera.width, self.cfg.camera.height)
             draw_flash(img, flash_due(t, fps))
             f = Frame(img, self.index, t, self.clock.utc_ns())
             self.captured[self.index] = (f.mono_ns, f.utc_ns)

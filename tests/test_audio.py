@@ -34,7 +34,7 @@ def manifests(rig: AvRig) -> list[dict]:
 def run_corrector(ppm: float, seconds: int, *, step: float = 0.1) -> tuple[float, DriftCorrector, float]:
     """(worst |timeline error| in ms after the first second, corrector, naive error in ms at the end)."""
     clock = ManualClock(monotonic_ns=10_000_000_000)
-    mic = SyntheticAudioSource(48000, 1, clock=clock, chunk_ms=20, drift_ppm=ppm, sleep=lambda _s: None)
+    mic = SyntheticAudioSource(48000, 1, clock=clock, chunk_ms=100, drift_ppm=ppm, sleep=lambda _s: None)
     mic.start()
     dc = DriftCorrector(48000, 1)
     worst = 0.0
@@ -53,7 +53,7 @@ def run_corrector(ppm: float, seconds: int, *, step: float = 0.1) -> tuple[float
 
 @pytest.mark.parametrize("ppm", [150.0, -300.0])
 def test_a_drifting_microphone_stays_on_the_system_clock_for_an_hour(ppm) -> None:
-    worst, dc, naive = run_corrector(ppm, 3600)
+    worst, dc, naive = run_corrector(ppm, 3600, step=0.5)
     assert abs(naive) > 500, "the microphone really drifts: counted as time, its samples would be this far off"
     assert worst < 1.0, f"timeline error reached {worst:.3f} ms"
     assert dc.drift_ppm == pytest.approx(ppm, abs=5)
@@ -120,7 +120,8 @@ def test_flash_and_click_agree_at_the_start_and_across_every_segment_boundary(tm
 
 def test_sync_holds_after_an_hour_with_a_microphone_running_200_ppm_fast(tmp_path) -> None:
     rig = AvRig(tmp_path / "data", drift_ppm=200.0, camera={"width": 64, "height": 64, "fps": 5},
-                encoder={"bitrate_kbps": 100, "gop_seconds": 1}, recording={"segment_seconds": 600})
+                encoder={"bitrate_kbps": 100, "gop_seconds": 1}, recording={"segment_seconds": 600},
+                audio={"chunk_ms": 100})
     rig.frames(5)
     rig.trigger()
     rig.frames(3600 * 5)

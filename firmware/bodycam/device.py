@@ -96,7 +96,8 @@ class RecordingDevice:
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
                                  on_fault=self._fault, drop_when_behind=not offline,
-                                 audio=self.audio, pre_event_audio=config.audio.pre_event_audio)
+                                 audio=self.audio, pre_event_audio=config.audio.pre_event_audio,
+                                 on_audio_fault=self._audio_fault)
         self._closed = False
 
     def clock_status(self) -> dict[str, Any]:
@@ -136,6 +137,21 @@ class RecordingDevice:
                     self.prebuffer.max_bytes, held_seconds, buf.pre_event_seconds)
         self.audit.append("pre_event_capped", held_seconds=round(held_seconds, 3),
                           configured_seconds=buf.pre_event_seconds, max_bytes=self.prebuffer.max_bytes)
+
+    def _audio_fault(self, message: str) -> None:
+        log.error("%s; recording goes on without sound", message)
+        self.audit.append("audio_fault", message=message)
+
+    def audio_status(self) -> dict[str, Any] | None:
+        """What the status (and the simulator's panel) says about sound; None without a microphone."""
+        if self.audio is None:
+            return None
+        s = self.pipeline.snapshot()
+        level = s.audio_level_dbfs
+        return {"source": self.config.audio.source, "pre_event_audio": self.config.audio.pre_event_audio,
+                "level_dbfs": round(level, 1) if level is not None else None, "recording": s.audio_recording,
+                "xruns": s.audio_xruns, "missing_samples": s.audio_missing_samples,
+                "fault": self.pipeline.audio_fault}
 
     def _fault(self, message: str) -> None:
         self.faults.append(message)

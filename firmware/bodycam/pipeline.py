@@ -95,8 +95,15 @@ class Pipeline:
                  prebuffer: PreEventBuffer, recorder: Recorder, clock: Clock,
                  on_fault: Callable[[str], None] = lambda msg: None,
                  frame_queue: int = 3, drop_when_behind: bool = True,
-                 audio: AudioChain | None = None, pre_event_audio: bool = False) -> None:
-        """``audio``: the microphone chain (None: video only); ``pre_event_audio``: the buffer keeps sound."""
+                 audio: AudioChain | None = None, pre_event_audio: bool = False,
+                 on_audio_fault: Callable[[str], None] = lambda msg: None) -> None:
+        """``audio``: the microphone chain (None: video only); ``pre_event_audio``: the buffer keeps sound.
+
+        ``on_audio_fault``: a microphone that fails is reported there (audit log, status), but it is not
+        a camera fault: video goes on recording without sound.
+        """
+        self._on_audio_fault = on_audio_fault
+        self.audio_fault: str | None = None
         self.source = source
         self.audio = audio
         self.pre_event_audio = pre_event_audio
@@ -316,7 +323,8 @@ class Pipeline:
                 for p in chain.process(chunk):
                     self._route_audio(p)
         except Exception as e:  # noqa: BLE001 - reported (audit log, status), video carries on
-            self._on_fault(f"audio source {chain.source_kind} failed: {e}")
+            self.audio_fault = f"audio source {chain.source_kind} failed: {e}"
+            self._on_audio_fault(self.audio_fault)
 
     def _route_audio(self, packet: AudioPacket) -> None:
         with self._route:

@@ -196,3 +196,76 @@ def test_audio_config_is_checked() -> None:
         from_dict({"audio": {"source": "file"}})
     with pytest.raises(ConfigError, match=r"\[audio\] sample_rate"):
         from_dict({"audio": {"sample_rate": 44}})
+
+
+# ------------------------------------------------------------------------------- alsa and file sources
+
+def test_pyav_has_the_alsa_input_the_alsa_source_uses() -> None:
+    import av
+    assert "alsa" in av.formats_available
+
+
+def test_alsa_source_maps_ffmpeg_stamps_to_the_clock_and_reports_an_overrun() -> None:
+    from bodycam.audio.alsa import AlsaSource
+    from fake_alsa import opener
+    clock = ManualClock(monotonic_ns=10_000_000_000)
+    open_ = opener(clock, overrun_after=40, overrun_periods=3)
+    src = AlsaSource("hw:1,0", 48000, 1, clock=clock, opener=open_)
+    src.start()
+    assert open_.calls == [("hw:1,0", {"sample_rate": "48000", "channels": "1"})]
+    first = src.read()
+    assert first is not None and first.frames == 1024
+    assert abs(first.mono_ns - 10_000_000_000) < 30_000  # the capture of its first sample (us stamps)
+    dc = DriftCorrector(48000, 1)
+    dc.feed(first)
+    for i in range(1, 80):
+        if i == 60:
+            clock.step_utc(3600)  # the dock sets the wall clock: sample times must not move
+        chunk = src.read()
+        assert chunk is not None
+        dc.feed(chunk)
+    assert src.xruns == 1 and src.missing_samples == 3 * 1024
+    assert dc.inserted == pytest.approx(3 * 1024, abs=2)
+    end = 10_000_000_000 + (80 + 3) * 1024 * 1e9 / 48000
+    assert abs(dc.origin_ns + dc.out_count * 1e9 / 48000 - end) < 1e6
+    src.close()
+    assert src.read() is None
+
+
+def test_alsa_source_that_cannot_open_says_what_to_check() -> None:
+    from bodycam.audio.alsa import AlsaSource
+    from bodycam.errors import SourceError
+    src = AlsaSource("hw:9,9", 48000, 1, clock=ManualClock())
+    with pytest.raises(SourceError, match=r"cannot open ALSA device 'hw:9,9'.*arecord -l"):
+        src.start()
+
+
+def test_file_source_plays_the_files_sound_resampled(tmp_path) -> None:
+    import av
+    from bodycam.audio.file_source import FileAudioSource
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("aac", rate=44100)
+        s.layout = "stereo"
+        t = np.arange(44100 * 2) / 44100
+        tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+        fs = 1024  # one AAC frame
+        for i in range(0, len(tone) - fs, fs):
+            f = av.AudioFrame.from_ndarray(np.stack([tone[i:i + fs]] * 2), format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 44100, i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    clock = ManualClock()
+    src = FileAudioSource(clip, 48000, 1, clock=clock, loop=False, sleep=lambda s: clock.advance(s))
+    src.start()
+    chunks = []
+    while (c := src.read()) is not None:
+        chunks.append(c)
+    x = np.concatenate([c.samples for c in chunks])[:, 0]
+    assert src.info()["has_sound"] and abs(len(x) / 48000 - 2.0) < 0.1
+    mid = x[24000:72000]
+    crossings = np.count_nonzero(np.diff(np.sign(mid)) > 0)
+    assert abs(crossings - 1000) < 10  # still 1 kHz after resampling to 48 kHz
+    assert 0.3 < np.sqrt(np.mean(mid ** 2)) < 0.6  # FFmpeg mixes L+R down at -3 dB each

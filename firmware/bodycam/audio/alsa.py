@@ -9,8 +9,8 @@ one reading per chunk (``age = utc_now - stamp``; ``mono = mono_now - age``), as
 does for the camera, so a wall-clock step at the dock moves nothing.
 
 Overruns: FFmpeg recovers from an ALSA xrun (``snd_pcm_prepare``) and carries on, logging "ALSA
-buffer xrun"; the samples lost show up here as a jump in the stamps. A jump of more than 1.5 chunk
-lengths beyond the samples received is counted as an xrun with its missing samples, and the drift
+buffer xrun"; the samples lost show up here as a jump in the stamps. A jump of more than half a period
+beyond the samples received is counted as an xrun with its missing samples, and the drift
 corrector fills it with silence: the gap is kept and reported, never closed up.
 
 The seam: ``opener(device, options)`` returns an opened input container; tests pass a stand-in
@@ -53,7 +53,7 @@ class AlsaSource(AudioSourceBase):
         self._container: Any = None
         self._frames: Iterator[av.AudioFrame] | None = None
         self._resampler: av.AudioResampler | None = None
-        self._next_utc_us: float | None = None  # where the next stamp should be if nothing was lost
+        self._next_mono_ns: int | None = None  # where the next period should start if nothing was lost
 
     def info(self) -> dict[str, Any]:
         return {"kind": "alsa", "device": self.device}
@@ -84,17 +84,16 @@ class AlsaSource(AudioSourceBase):
         if frame is None:
             return None
         utc_now, mono_now = self._clock.utc_ns(), self._clock.monotonic_ns()
-        stamp_us = float(frame.pts * frame.time_base * 1_000_000) if frame.pts is not None else utc_now / 1000
-        n_in = frame.samples
+        stamp_ns = int(frame.pts * frame.time_base * 1_000_000_000) if frame.pts is not None else utc_now
+        mono = mono_now - (utc_now - stamp_ns)  # the age, taken from one reading of both clocks
         missing = 0
-        if self._next_utc_us is not None:
-            gap_us = stamp_us - self._next_utc_us
-            if gap_us > 1.5 * self.chunk_ms * 1000:
-                missing = round(gap_us * self.sample_rate / 1e6)
+        if self._next_mono_ns is not None:  # compared on the monotonic clock: a wall-clock step is no gap
+            gap_ns = mono - self._next_mono_ns
+            if gap_ns > 1.5 * frame.samples * 1e9 / frame.sample_rate:
+                missing = round(gap_ns * self.sample_rate / 1e9)
                 self._xrun(missing)
-        self._next_utc_us = stamp_us + n_in * 1e6 / frame.sample_rate
+        self._next_mono_ns = mono + round(frame.samples * 1e9 / frame.sample_rate)
         samples = np.concatenate([f.to_ndarray().reshape(-1, self.channels)
                                   for f in self._resampler.resample(frame)] or
                                  [np.zeros((0, self.channels), np.float32)])
-        age_ns = utc_now - int(stamp_us * 1000)
-        return AudioChunk(samples.astype(np.float32), mono_now - age_ns, missing)
+        return AudioChunk(samples.astype(np.float32), mono, missing)

@@ -36,6 +36,7 @@ class DriftCorrector:
         self._last = np.zeros((1, channels), np.float32)
         self._err = 0.0                      # smoothed offset, ns (positive: output is behind the clock)
         self.ratio = 1.0                     # output samples per input sample in force
+        self._base = 1.0                     # the long-run part of it: the measured clock error
         self.inserted = 0                    # silence samples inserted to close gaps
         self.dropped = 0                     # input samples dropped to close a lead
         self.resyncs = 0
@@ -43,7 +44,7 @@ class DriftCorrector:
     @property
     def drift_ppm(self) -> float:
         """The microphone's measured clock error: positive when it runs fast."""
-        return (1 / self.ratio - 1) * 1e6 if self.ratio else 0.0
+        return (1 / self._base - 1) * 1e6 if self._base else 0.0
 
     def offset_ns(self) -> float:
         """Smoothed distance between the output timeline and the stamps (what is being corrected)."""
@@ -89,6 +90,7 @@ class DriftCorrector:
         elapsed = stamp - self._first_stamp
         base = elapsed * self.rate / 1e9 / self._in_count if elapsed >= SETTLE_NS and self._in_count else 1.0
         slew = float(np.clip(self._err / 1e9 / SLEW_SECONDS, -MAX_SLEW, MAX_SLEW))
+        self._base = base
         self.ratio = base * (1 + slew)
 
     def _silence(self, n: int) -> np.ndarray:

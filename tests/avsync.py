@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-
 from bodycam.capture.flash import CLICK_LEVEL, flash_level
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 

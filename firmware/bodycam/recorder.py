@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
+from .audio.encoder import AudioPacket
 from .clock import Clock
 from .config import Config
-from .audio.encoder import AudioPacket
 from .encode.packet import EncodedPacket
 from .errors import StorageFullError
 from .evidence.chain import ChainState

@@ -124,22 +124,25 @@ def test_sync_holds_after_an_hour_with_a_microphone_running_200_ppm_fast(tmp_pat
                 audio={"chunk_ms": 100})
     rig.frames(5)
     rig.trigger()
-    rig.frames(3600 * 5)
+    rig.clock.advance(0.1)  # back onto whole seconds: at 5 fps a flash frame may otherwise be 100 ms off
+    rig.frames(3600 * 5 + 5)
     rig.recorder.stop("button")
     segs = rig.segments()
-    last = segs[-1]
+    last = segs[-2]  # the last full 10-minute segment (the one after it holds the final seconds)
     m = json.loads(last.with_suffix(".json").read_text())
-    assert m["first_frame"]["monotonic_ns"] - manifests(rig)[0]["first_frame"]["monotonic_ns"] > 3000e9
+    assert m["last_frame"]["monotonic_ns"] - manifests(rig)[0]["first_frame"]["monotonic_ns"] > 3590e9
     off = offsets(last)
-    assert len(off) > 100
+    assert len(off) > 500
     assert max(abs(o) for o in off) <= FRAME_S, off[-5:]
     err = sync_errors(last, m)
     assert max(abs(e) for e in err) <= 0.002, err[-5:]
     assert m["audio"]["drift_ppm"] == pytest.approx(200, abs=10)
     # uncorrected, 200 ppm over the hour would have put the clicks 0.72 s late
-    total = sum(json.loads(s.with_suffix(".json").read_text())["audio"]["sample_count"] for s in segs)
-    video_s = (m["last_frame"]["monotonic_ns"] - manifests(rig)[0]["first_frame"]["monotonic_ns"]) / 1e9
-    assert abs(total / 48000 - video_s) < 0.2
+    every = manifests(rig)
+    total = sum(x["audio"]["sample_count"] for x in every)
+    sound_s = (every[-1]["audio"]["last_sample"]["monotonic_ns"]
+               - every[0]["audio"]["sound_starts"]["monotonic_ns"]) / 1e9
+    assert abs(total / 48000 - sound_s) < 0.05  # samples are clock time: 48000 of them a second, none lost
 
 
 # ------------------------------------------------------------------------------- pre-event policy

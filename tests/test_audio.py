@@ -272,3 +272,35 @@ def test_file_source_plays_the_files_sound_resampled(tmp_path) -> None:
     crossings = np.count_nonzero(np.diff(np.sign(mid)) > 0)
     assert abs(crossings - 1000) < 10  # still 1 kHz after resampling to 48 kHz
     assert 0.3 < np.sqrt(np.mean(mid ** 2)) < 0.6  # FFmpeg mixes L+R down at -3 dB each
+
+
+# ------------------------------------------------------------------------------- verify and validate
+
+def test_verify_decode_checks_the_sound_track_against_the_signed_manifest(tmp_path) -> None:
+    from bodycam.evidence.signer import FileKeySigner
+    rig = record(tmp_path, seconds_before=1, seconds_after=2.5)
+    assert verify_paths([tmp_path / "data"], decode=True).ok
+    last = rig.segments()[-1].with_suffix(".json")
+    doc = json.loads(last.read_text())
+    doc["audio"]["sample_count"] += 1024  # a manifest claiming sound the file does not hold
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    last.chmod(0o644)
+    last.write_bytes(raw)
+    sig = last.with_suffix(".sig")
+    sig.chmod(0o644)
+    sig.write_bytes(FileKeySigner.load(rig.cfg.key_path).sign(raw))
+    report = verify_paths([tmp_path / "data"], decode=True)
+    want = doc["audio"]["sample_count"]
+    assert any(f"sound samples, manifest says {want}" in e for e in report.errors), report.render_text()
+
+
+def test_validate_accepts_manifests_without_sound_and_rejects_a_bad_audio_object() -> None:
+    from bodycam.evidence.validate import manifest_shape_problems
+    base = {"sequence": 1, "device_serial": "BC-1", "key_id": "k", "previous_manifest_sha256": "0" * 64,
+            "media": {"file": "seg-0000000001.mp4", "sha256": "a" * 64, "size": 1}, "frame_count": 1}
+    assert manifest_shape_problems(base) == []                     # older firmware: no "audio" key
+    assert manifest_shape_problems({**base, "audio": None}) == []  # recorded without sound
+    bad = {"sample_rate": "48000", "channels": 1, "sample_count": -1, "pre_event_audio": "no",
+           "first_sample": {"utc": "x"}}
+    assert set(manifest_shape_problems({**base, "audio": bad})) == {
+        "audio.sample_rate", "audio.sample_count", "audio.pre_event_audio", "audio.first_sample"}

@@ -121,6 +121,8 @@ class Recorder:
                 self._pre_event_s = max(0.0, (trigger_mono_ns - preroll[0].mono_ns) / 1e9)
             self._audio_from_ns = 0 if self.pre_event_audio else trigger_mono_ns
             self._sound_starts = None
+            self._vq.clear()  # anything left from a recording a fault ended is not this recording's
+            self._aq.clear()
             for a in preroll_audio or []:
                 self._queue_audio(a)
             for p in preroll:

@@ -304,3 +304,12 @@ def test_validate_accepts_manifests_without_sound_and_rejects_a_bad_audio_object
            "first_sample": {"utc": "x"}}
     assert set(manifest_shape_problems({**base, "audio": bad})) == {
         "audio.sample_rate", "audio.sample_count", "audio.pre_event_audio", "audio.first_sample"}
+
+
+def test_opus_is_the_other_codec_and_keeps_sync_and_every_sample(tmp_path) -> None:
+    rig = record(tmp_path, seconds_before=1, seconds_after=3, pre_event_audio=True, audio={"codec": "opus"})
+    for seg, m in zip(rig.segments(), manifests(rig), strict=True):
+        assert (m["audio"]["codec"], m["audio"]["encoder"]) == ("opus", "libopus")
+        assert max(abs(e) for e in sync_errors(seg, m)) <= 0.002
+    report = verify_paths([tmp_path / "data"], decode=True)  # decoded samples and first pts match
+    assert report.ok, report.render_text()

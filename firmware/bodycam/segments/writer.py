@@ -48,6 +48,20 @@ def _audio_template(fmt: AudioFormat) -> av.audio.stream.AudioStream:
     return template
 
 
+def _segment_extradata(fmt: AudioFormat) -> bytes:
+    """The codec header for a segment's sound track.
+
+    Opus's header (``OpusHead``, RFC 7845 5.1) carries a pre-skip: samples a player drops from the start
+    of the track, the encoder's warm-up. A segment's first packet is taken from the middle of a running
+    stream and its pts already says where it belongs, so nothing is to be skipped: pre-skip 0, or every
+    segment would lose (and shift) its first 6.5 ms. AAC's header has no such field.
+    """
+    data = fmt.extradata
+    if fmt.codec in ("opus", "libopus") and data.startswith(b"OpusHead") and len(data) >= 12:
+        return data[:10] + b"\x00\x00" + data[12:]
+    return data
+
+
 def ticks(ns: int) -> int:
     return ns * TIME_BASE // 1_000_000_000
 
@@ -92,7 +106,7 @@ class SegmentWriter:
         self._audio: av.audio.stream.AudioStream | None = None
         if audio is not None:
             a = self._container.add_stream_from_template(_audio_template(audio))
-            a.codec_context.extradata = audio.extradata or None
+            a.codec_context.extradata = _segment_extradata(audio) or None
             a.time_base = Fraction(1, audio.sample_rate)
             self._audio = a
         self.audio_rate = audio.sample_rate if audio else 0

@@ -30,7 +30,8 @@ from .storage.emergency import EmergencySpace
 from .storage.reserve import StorageGuard
 
 EventSink = Callable[..., None]
-HOLD_NS = 300_000_000  # how long a track waits for the other before it is written alone (a stalled mic)
+HOLD_NS = 300_000_000      # sound silent this long (in video time): pictures stop waiting for it (a stalled mic)
+MAX_LAG_NS = 2_000_000_000  # and pictures never wait longer than this for sound that keeps coming late
 
 
 def _noop(event: str, **data: Any) -> None:
@@ -87,6 +88,7 @@ class Recorder:
         self._aq: deque[AudioPacket] = deque()
         self._video_seen_ns = 0
         self._audio_seen_ns = 0
+        self._audio_alive_ns = 0                     # video time at which sound last arrived
         self._audio_from_ns = 0                      # sound before this instant is not recorded (policy)
         self._sound_starts: dict[str, Any] | None = None
 
@@ -161,14 +163,17 @@ class Recorder:
     def _queue_audio(self, packet: AudioPacket) -> None:
         self._aq.append(packet)
         self._audio_seen_ns = max(self._audio_seen_ns, packet.end_ns)
+        self._audio_alive_ns = self._video_seen_ns
 
     def _drain(self, *, force: bool = False) -> None:
         """Write held packets in capture order, as far as both tracks have arrived.
 
-        Sound comes out of its encoder later than pictures (a 20 ms read plus the AAC frame), so a
+        Sound comes out of its encoder later than pictures (a 20 ms read plus two AAC frames), so a
         picture waits here until sound up to its time has arrived: a segment boundary (a keyframe)
-        then splits the two tracks at the same instant. Without sound (``audio`` None) nothing waits;
-        a track that stalls is waited for at most ``HOLD_NS``; ``force`` (stop) writes everything.
+        then splits the two tracks at the same instant, and no sound packet reaches a segment after
+        it closed. Without sound (``audio`` None) nothing waits; sound that stops arriving is waited
+        for ``HOLD_NS`` of video time, sound that keeps arriving late at most ``MAX_LAG_NS``; ``force``
+        (stop) writes everything.
         """
         vq, aq = self._vq, self._aq
         while vq or aq:
@@ -176,7 +181,8 @@ class Recorder:
             a = aq[0] if aq else None
             if v is not None and (a is None or v.mono_ns <= a.mono_ns):
                 if (a is None and not force and self.audio is not None and self._audio_seen_ns < v.mono_ns
-                        and self._video_seen_ns - v.mono_ns < HOLD_NS):
+                        and self._video_seen_ns - self._audio_alive_ns < HOLD_NS
+                        and self._video_seen_ns - v.mono_ns < MAX_LAG_NS):
                     return
                 vq.popleft()
                 self._write(v)

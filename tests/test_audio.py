@@ -315,3 +315,40 @@ def test_opus_is_the_other_codec_and_keeps_sync_and_every_sample(tmp_path) -> No
         assert max(abs(e) for e in sync_errors(seg, m)) <= 0.002
     report = verify_paths([tmp_path / "data"], decode=True)  # decoded samples and first pts match
     assert report.ok, report.render_text()
+
+
+# ------------------------------------------------------------------------------- the real pipeline
+
+@pytest.mark.slow
+def test_the_threaded_pipeline_in_real_time_keeps_sound_on_its_pictures(tmp_path) -> None:
+    """The daemon's own threads on the system clock: capture, encode, microphone, writer."""
+    import time
+
+    from bodycam.device import RecordingDevice
+    from bodycam.evidence.signer import generate_key
+    from rig import small_config
+    cfg = small_config(tmp_path / "data", camera={"width": 320, "height": 240, "fps": 30},
+                       buffer={"pre_event_seconds": 2}, recording={"segment_seconds": 2})
+    generate_key(cfg.key_path)
+    with RecordingDevice(cfg) as dev:
+        dev.start()
+        time.sleep(2.5)
+        dev.pipeline.start_recording()
+        time.sleep(4.5)
+        assert dev.audio_status()["recording"] is True
+        dev.pipeline.stop_recording()
+        assert dev.audio_status()["xruns"] == 0
+    segs = sorted((tmp_path / "data" / "segments").glob("seg-*.mp4"))
+    ms = [json.loads(s.with_suffix(".json").read_text()) for s in segs]
+    found = 0
+    for seg, m in zip(segs, ms, strict=True):
+        off = offsets(seg)
+        found += len(off)
+        assert max((abs(o) for o in off), default=0) <= FRAME_S, (seg.name, off)
+        assert max((abs(e) for e in sync_errors(seg, m)), default=0) <= 0.005, seg.name
+    assert found >= 3
+    trigger = ms[0]["trigger"]["monotonic_ns"]
+    starts = next(m["audio"]["sound_starts"]["monotonic_ns"] for m in ms if m["audio"]["sound_starts"])
+    assert 0 <= starts - trigger < 50_000_000  # pre-event: video only (the default); sound from the press
+    report = verify_paths([tmp_path / "data"], decode=True)
+    assert report.ok, report.render_text()

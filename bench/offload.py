@@ -10,7 +10,12 @@ Every figure is measured in this run, against a baseline measured in the same ru
    minimal stock-style client (creation-with-upload, then a separate finalize: one round trip and one
    request's auth more), reported for comparison. Both get verification and a signed receipt, which
    the client checks;
-2. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
+2. one instance under concurrency (``measure_concurrent``, also imported by the fleet bench): 16
+   devices upload an 8 MB segment each at once with the device's protocol (finalized on creation),
+   against 16 plain PUTs of the same bytes at once, in interleaved rounds; the median round's ratio of
+   aggregate MB/s (target >= 0.9), the backend's finalize p50/p99 (its Server-Timing header) and each
+   side's server CPU per GB;
+3. dock storm: N simulated devices (threads, each its own key, enrolled through the API) uploading M
    segments each at once with the device's protocol and client (one signed request per segment),
    through admission control (503 + Retry-After honoured). Every receipt is
    verified, then the backend is asked for every device's last sequence and open gaps: zero lost
@@ -56,9 +61,10 @@ from bodycam.offload.tus import TusClient  # noqa: E402
 from bodycam_backend.receipts import verify_receipt  # noqa: E402
 
 ORDERS = list(itertools.permutations(range(3)))
+PARTS = ("single", "concurrent", "storm")
 DEVICE_CHUNK = OffloadConfig().chunk_bytes  # the device's default, as configured on a camera
 
-TARGETS = {"ratio": 0.8, "lost": 0, "rss_mb": 500}
+TARGETS = {"ratio": 0.8, "concurrent_ratio": 0.9, "lost": 0, "rss_mb": 500}
 TUS = {"Tus-Resumable": "1.0.0"}
 MB = 1e6
 
@@ -71,10 +77,12 @@ class Seg:
     signature: bytes
 
 
-def make_segments(signer: FileKeySigner, serial: str, n: int, size: int, blob: bytes) -> list[Seg]:
-    """A signed chain of n segments; media differ in their first bytes, the rest is shared random data."""
-    out, prev = [], GENESIS
-    for seq in range(1, n + 1):
+def make_segments(signer: FileKeySigner, serial: str, n: int, size: int, blob: bytes, *, first: int = 1,
+                  prev: str = GENESIS) -> list[Seg]:
+    """A signed chain of n segments from sequence ``first`` (linked to ``prev``); media differ in their first
+    bytes, the rest is shared random data."""
+    out = []
+    for seq in range(first, first + n):
         media = hashlib.sha256(f"{serial}/{seq}".encode()).digest() + blob[: size - 32]
         facts = SegmentFacts(
             device_serial=serial,
@@ -369,6 +377,134 @@ def storm(
     }
 
 
+def server_timing(r: requests.Response, metric: str) -> float | None:
+    """The duration in ms the backend reported for ``metric`` in its Server-Timing header, if any."""
+    for part in r.headers.get("Server-Timing", "").split(","):
+        name, *params = (p.strip() for p in part.split(";"))
+        if name == metric:
+            for param in params:
+                if param.startswith("dur="):
+                    return float(param[4:])
+    return None
+
+
+def _at_once(jobs: list) -> float:
+    """Run the callables in threads released together; the wall time until the last one ends."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(jobs) + 1)
+
+    def run(job) -> None:
+        start.wait()
+        try:
+            job()
+        except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for th in threads:
+        th.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return wall
+
+
+def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: int = 8_000_000, rounds: int = 5,
+                       serial_prefix: str | None = None, blob: bytes | None = None,
+                       server_pids: list[int] | None = None) -> dict:
+    """One instance under concurrency: ``streams`` devices each upload a ``size``-byte segment at once, with the
+    device's protocol as a dock does (one signed request carrying the signed manifest, finalized on creation,
+    receipt checked), against ``streams`` plain PUTs of the same bytes at once to the same server.
+
+    Rounds are interleaved (which goes first flips every round) and each round's ratio of aggregate MB/s is
+    taken, so write-back one leaves behind is paid by both alike and one noisy round cannot decide it: the
+    medians over ``rounds`` (>= 5 for a verdict) are reported. Finalize times are the backend's own (its
+    Server-Timing ``finalize`` metric: from the whole body received to the receipt committed). Enrols
+    ``streams`` new devices named ``serial_prefix-NNN`` (a fresh random prefix unless given; a given one
+    must be new to the server) through the admin API; ``admin_token`` is an admin's.
+
+    With ``server_pids`` (the backend's processes, on this machine) each side's server CPU time per GB is
+    reported too: a figure that other load on a shared machine moves far less than wall-clock MB/s.
+    """
+    serial_prefix = serial_prefix or f"BENCH-CC-{secrets.token_hex(3).upper()}"
+    blob = blob if blob is not None else os.urandom(size)
+    admin = requests.Session()
+    admin.headers["Authorization"] = f"Bearer {admin_token}"
+    pub = requests.get(f"{url}/v1/backend", timeout=30).json()["backend_public_key_pem"].encode()
+    finalize_ms: list[float] = []
+    lock = threading.Lock()
+
+    def record(r: requests.Response, *args, **kwargs) -> None:
+        ms = server_timing(r, "finalize")
+        if ms is not None:
+            with lock:
+                finalize_ms.append(ms)
+
+    sims = [SimDevice(url, f"{serial_prefix}-{i:03d}", admin) for i in range(streams)]
+    clients = []
+    for dev in sims:
+        session = requests.Session()
+        session.hooks["response"].append(record)
+        clients.append(TusClient(BackendClient(url, dev.signer, session=session)))
+    puts = [requests.Session() for _ in range(streams)]
+    prev = [GENESIS] * streams
+
+    def put_one(http: requests.Session, media: bytes) -> None:
+        r = http.put(f"{url}/v1/bench/put", data=media, timeout=120)
+        assert r.status_code == 201, r.text
+
+    procs = [psutil.Process(p) for p in server_pids or ()]
+
+    def cpu_s() -> float:
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+
+    tus_mbs, put_mbs, ratios = [], [], []
+    cpu: dict[str, list[float]] = {"tus": [], "put": []}
+    for rnd in range(rounds + 1):  # round 0 warms connections and caches and is not counted
+        segs = []
+        for i, dev in enumerate(sims):
+            (seg,) = make_segments(dev.signer, dev.serial, 1, size, blob, first=rnd + 1, prev=prev[i])
+            prev[i] = hashlib.sha256(seg.manifest).hexdigest()
+            segs.append(seg)
+        upload = [lambda d=d, t=t, s=s: device_upload_retrying(d, t, s, pub, chunk=size)
+                  for d, t, s in zip(sims, clients, segs, strict=True)]
+        plain = [lambda h=h, s=s: put_one(h, s.media) for h, s in zip(puts, segs, strict=True)]
+        walls, used = {}, {}
+        for name in (("tus", "put") if rnd % 2 else ("put", "tus")):
+            before = cpu_s()
+            walls[name] = _at_once(upload if name == "tus" else plain)
+            used[name] = cpu_s() - before
+        if rnd == 0:
+            with lock:
+                finalize_ms.clear()
+            continue
+        tus_mbs.append(streams * size / walls["tus"] / MB)
+        put_mbs.append(streams * size / walls["put"] / MB)
+        ratios.append(walls["put"] / walls["tus"])
+        for name in cpu:
+            cpu[name].append(used[name] / (streams * size / 1e9))
+    fin = sorted(finalize_ms)
+    pct = lambda q: round(fin[min(len(fin) - 1, int(len(fin) * q))], 1) if fin else None  # noqa: E731
+    return {
+        "streams": streams,
+        "segment_mb": size / MB,
+        "rounds": rounds,
+        "tus_mb_s": round(statistics.median(tus_mbs), 1),
+        "put_mb_s": round(statistics.median(put_mbs), 1),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "finalize_ms_p50": pct(0.5),
+        "finalize_ms_p99": pct(0.99),
+        "retries_503": sum(d.busy for d in sims),
+        **({"tus_server_cpu_s_per_gb": round(statistics.median(cpu["tus"]), 2),
+            "put_server_cpu_s_per_gb": round(statistics.median(cpu["put"]), 2)} if procs else {}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench offload")
     ap.add_argument(
@@ -376,8 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--devices", type=int, default=50)
     ap.add_argument("--segments", type=int, default=20)
+    ap.add_argument("--streams", type=int, default=16, help="concurrent uploads of the concurrency measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the concurrency measurement")
+    ap.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--database-url", default="", metavar="URL",
+                    help="run the backend on this PostgreSQL database ([database] url) instead of SQLite")
     args = ap.parse_args(argv)
+    parts = args.only or list(PARTS)
     q = args.quick
     solo_size = 8_000_000  # a 10 s segment at 6 Mbit/s is ~7.5 MB
     storm_size = (256 if q else 1000) * 1000
@@ -389,53 +531,78 @@ def main(argv: list[str] | None = None) -> int:
             server={"bench_put": True, "log_level": "warning"},
             admission={"max_concurrent_uploads": 16, "retry_after_seconds": 1},
             limits={"max_upload_bytes": 64_000_000},
+            database={"url": args.database_url},
         )
         backend.start()
         try:
+            token = backend.admin_token()
             admin = requests.Session()
-            admin.headers["Authorization"] = f"Bearer {backend.admin_token()}"
+            admin.headers["Authorization"] = f"Bearer {token}"
             pub = backend.backend_public_pem()
-            print(
-                f"bench offload: single device, {solo_size / MB:g} MB segments, tus vs plain PUT...",
-                file=sys.stderr, flush=True)
-            results["single"] = single_device(
-                backend.url, admin, pub, segs=8 if q else 40, size=solo_size, blob=blob
-            )
-            print(
-                f"bench offload: dock storm, {args.devices} devices x {args.segments} segments of "
-                f"{storm_size / MB:g} MB at once...",
-                file=sys.stderr, flush=True)
-            results["storm"] = storm(
-                backend.url,
-                admin,
-                pub,
-                backend.proc.pid,
-                devices=args.devices,
-                segs=args.segments,
-                size=storm_size,
-                chunk=DEVICE_CHUNK,
-                blob=blob,
-            )
+            if "single" in parts:
+                print(f"bench offload: single device, {solo_size / MB:g} MB segments, tus vs plain PUT...",
+                      file=sys.stderr, flush=True)
+                results["single"] = single_device(
+                    backend.url, admin, pub, segs=8 if q else 40, size=solo_size, blob=blob
+                )
+            if "concurrent" in parts:
+                print(f"bench offload: {args.streams} concurrent uploads of {solo_size / MB:g} MB vs as many "
+                      f"plain PUTs, {2 if q else args.rounds} rounds...", file=sys.stderr, flush=True)
+                results["concurrent"] = measure_concurrent(
+                    backend.url, token, streams=args.streams, size=solo_size,
+                    rounds=2 if q else args.rounds, blob=blob, server_pids=[backend.proc.pid])
+            if "storm" in parts:
+                print(
+                    f"bench offload: dock storm, {args.devices} devices x {args.segments} segments of "
+                    f"{storm_size / MB:g} MB at once...",
+                    file=sys.stderr, flush=True)
+                results["storm"] = storm(
+                    backend.url,
+                    admin,
+                    pub,
+                    backend.proc.pid,
+                    devices=args.devices,
+                    segs=args.segments,
+                    size=storm_size,
+                    chunk=DEVICE_CHUNK,
+                    blob=blob,
+                )
         finally:
             backend.stop()
-    s, st = results["single"], results["storm"]
-    checks = {
-        "device uploader/PUT ratio": (s["device_uploader_ratio"], f">= {TARGETS['ratio']}",
-                                      s["device_uploader_ratio"] >= TARGETS["ratio"]),
-        "stock-style tus/PUT ratio": (s["ratio"], "(reported)", True),
-        "device, tus, PUT MB/s": (f"{s['device_uploader_mb_s']}, {s['tus_mb_s']}, {s['put_mb_s']}", "(reported)",
-                                  True),
-        "storm segments lost": (st["lost"], "== 0", st["lost"] == 0),
-        "storm aggregate MB/s": (st["aggregate_mb_s"], "(reported)", True),
-        "storm ack p99 (ms)": (st["ack_p99_ms"], "(reported)", True),
-        "  admitted->ack p99 (ms)": (st["admitted_to_ack_p99_ms"], "(reported)", True),
-        "storm 503 retries": (st["retries_503"], "(reported)", True),
-        "backend peak RSS (MB)": (
-            st["backend_peak_rss_mb"],
-            f"<= {TARGETS['rss_mb']}",
-            st["backend_peak_rss_mb"] <= TARGETS["rss_mb"],
-        ),
-    }
+    checks = {}
+    if "single" in results:
+        s = results["single"]
+        checks.update({
+            "device uploader/PUT ratio": (s["device_uploader_ratio"], f">= {TARGETS['ratio']}",
+                                          s["device_uploader_ratio"] >= TARGETS["ratio"]),
+            "stock-style tus/PUT ratio": (s["ratio"], "(reported)", True),
+            "device, tus, PUT MB/s": (f"{s['device_uploader_mb_s']}, {s['tus_mb_s']}, {s['put_mb_s']}",
+                                      "(reported)", True),
+        })
+    if "concurrent" in results:
+        c = results["concurrent"]
+        checks.update({
+            f"{c['streams']} at once: device/PUT": (c["ratio"], f">= {TARGETS['concurrent_ratio']}",
+                                                   c["ratio"] >= TARGETS["concurrent_ratio"]),
+            "  device, PUT MB/s": (f"{c['tus_mb_s']}, {c['put_mb_s']}", "(reported)", True),
+            "  finalize p50, p99 (ms)": (f"{c['finalize_ms_p50']}, {c['finalize_ms_p99']}", "(reported)", True),
+            "  server CPU s/GB device, PUT": (f"{c['tus_server_cpu_s_per_gb']}, {c['put_server_cpu_s_per_gb']}",
+                                              "(reported)", True),
+        })
+    if "storm" in results:
+        st = results["storm"]
+        checks.update({
+            "storm segments lost": (st["lost"], "== 0", st["lost"] == 0),
+            "storm aggregate MB/s": (st["aggregate_mb_s"], "(reported)", True),
+            "storm ack p99 (ms)": (st["ack_p99_ms"], "(reported)", True),
+            "  admitted->ack p99 (ms)": (st["admitted_to_ack_p99_ms"], "(reported)", True),
+            "storm 503 retries": (st["retries_503"], "(reported)", True),
+            "backend peak RSS (MB)": (
+                st["backend_peak_rss_mb"],
+                f"<= {TARGETS['rss_mb']}",
+                st["backend_peak_rss_mb"] <= TARGETS["rss_mb"],
+            ),
+        })
     print(json.dumps(results, indent=2))
     if not args.json:
         print()

@@ -14,17 +14,25 @@ if [ ! -f "$STAMP" ]; then
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi
-# Image, unit and stock-tool tests use Debian tools; as root (CI on a fresh clone) install any that are missing.
+# Image, unit, stock-tool and PostgreSQL tests use Debian tools, and the review pages' browser tests Debian's
+# Chromium (Playwright drives /usr/bin/chromium; it never downloads a browser); as root (CI on a fresh clone)
+# install any that are missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    for tool in sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs systemd-analyze xz openssl jq ffprobe gpg gpgv dpkg-deb apt-get; do
+    for tool in sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs systemd-analyze xz openssl jq ffprobe gpg gpgv dpkg-deb apt-get haproxy chromium; do
         if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null; then
-            echo "bodycam: installing Debian tools for SD images and media checks (fdisk dosfstools ... ffmpeg)" >&2
+            echo "bodycam: installing Debian tools for SD images, media checks, fleet and browser tests (fdisk ... haproxy chromium)" >&2
             { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                fdisk dosfstools mtools e2fsprogs xz-utils systemd openssl jq ffmpeg gpg gpgv dpkg apt; } >&2 ||
+                fdisk dosfstools mtools e2fsprogs xz-utils systemd openssl jq ffmpeg gpg gpgv dpkg apt haproxy chromium; } >&2 ||
                 echo "bodycam: apt-get failed; the image tests will fail" >&2
             break
         fi
     done
+    # The backend's PostgreSQL tests start a throwaway cluster (tests/pgkit.py) from Debian's server binaries.
+    if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        echo "bodycam: installing Debian's postgresql for the backend's PostgreSQL tests" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            postgresql; } >&2 || echo "bodycam: apt-get failed; the PostgreSQL tests will fail" >&2
+    fi
 fi
 export PATH="$VENV/bin:$PATH"
 export GPIOZERO_PIN_FACTORY="${GPIOZERO_PIN_FACTORY:-mock}"

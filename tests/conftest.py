@@ -8,7 +8,7 @@ os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["image_fixtures"]  # session fixtures of the image tests, made once for every module
+pytest_plugins = ["image_fixtures", "pgkit"]  # session fixtures (image tests; a PostgreSQL cluster), made once
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import pytest
 from bodycam_backend.store import WriteOnceViolation, segment_key
@@ -48,3 +49,37 @@ def test_new_directories_are_flushed_with_their_parents(tmp_path) -> None:
     assert store._dirty >= {tmp_path / "store", tmp_path / "store" / "devices" / "BC-NEW" / "segments"}
     store.flush()
     assert store._dirty == set()
+
+
+def test_a_flush_waits_for_the_directory_fsync_another_flush_took(tmp_path, monkeypatch) -> None:
+    """Two devices' finalizes put into one directory; the first flush takes the directory and is still
+    fsyncing it when the second flushes: the second must not return (and acknowledge) before that fsync
+    is done. The fsync is real; the test only holds it at its start."""
+    from bodycam_backend.store import directory
+
+    store = DirectoryStore(tmp_path / "store")
+    store.put_bytes(segment_key("BC-1", 1, "json"), b"{}")
+    store.flush()  # the device's directory exists and is durable
+    started, go = threading.Event(), threading.Event()
+    real = directory.fsync_dir
+
+    def held(path):
+        started.set()
+        assert go.wait(30)
+        real(path)
+
+    monkeypatch.setattr(directory, "fsync_dir", held)
+    store.put_bytes(segment_key("BC-1", 2, "json"), b"{}")
+    store.put_bytes(segment_key("BC-1", 3, "json"), b"{}")
+    done: list[str] = []
+    first = threading.Thread(target=lambda: (store.flush(), done.append("first")), daemon=True)
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=lambda: (store.flush(), done.append("second")), daemon=True)
+    second.start()
+    second.join(0.3)
+    assert done == [], "the second flush returned while the directory's fsync was still under way"
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert sorted(done) == ["first", "second"]

@@ -9,18 +9,30 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from backendkit import ROOT, BackendProcess, Device, Segment, enrolled_device, record, segments_of, store_files
+from backendkit import (
+    ROOT,
+    BackendProcess,
+    Device,
+    Segment,
+    enrolled_device,
+    free_port,
+    record,
+    segments_of,
+    store_files,
+)
 from bodycam.errors import ConfigError
 from bodycam_backend import config as configmod
 
 
 @contextmanager
-def own_backend(tmp_path: Path, serial: str, *, after: int = 5) -> Iterator[tuple[BackendProcess, Device, Segment]]:
+def own_backend(tmp_path: Path, serial: str, *, after: int = 5, database: dict[str, Any] | None = None,
+                **tables: dict[str, Any]) -> Iterator[tuple[BackendProcess, Device, Segment]]:
     """A backend process of the test's own (it gets killed), and one enrolled camera's first segment."""
-    backend = BackendProcess(tmp_path / "backend")
+    backend = BackendProcess(tmp_path / "backend", database=database or {}, **tables)
     backend.start()
     try:
         rig = record(tmp_path / "dev", serial, after=after)
@@ -58,8 +70,9 @@ def kill_mid_body(
     t.join(15)
 
 
-def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -> None:
-    with own_backend(tmp_path, "BC-KILL-1", after=25) as (backend, dev, seg):
+def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path, database) -> None:
+    with own_backend(tmp_path, "BC-KILL-1", after=25, database=database,
+                     limits={"upload_lease_seconds": 8}) as (backend, dev, seg):
         data = seg.media.read_bytes()
         loc = dev.create(seg).headers["Location"]
         half = len(data) // 2
@@ -69,7 +82,13 @@ def test_backend_killed_mid_upload_resumes_without_loss_or_duplicate(tmp_path) -
         backend.start()
         offset = int(dev.head(loc).headers["Upload-Offset"])
         assert offset == half, "HEAD gives the durable offset: the acknowledged bytes, no more"
-        assert dev.patch(loc, offset, data[offset:]).status_code == 204
+        r = dev.patch(loc, offset, data[offset:])
+        if database:  # PostgreSQL, maybe a fleet: the dead process's lease holds until it expires
+            assert r.status_code == 423 and r.json()["offset"] == offset, r.text
+            assert 1 <= int(r.headers["Retry-After"]) <= 8
+            time.sleep(int(r.headers["Retry-After"]))
+            r = dev.patch(loc, offset, data[offset:])
+        assert r.status_code == 204, r.text  # the embedded backend knows it was the only one: free at once
         r = dev.finalize(loc, seg)
         assert r.status_code == 200, r.text
         assert r.json()["duplicate"] is False
@@ -101,11 +120,11 @@ def test_backend_killed_during_a_creation_with_upload_leaves_no_stray_upload(tmp
         assert dev.upload(seg).status_code == 200, "the device simply uploads the segment again"
 
 
-def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_at_start(tmp_path) -> None:
+def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_at_start(tmp_path, database) -> None:
     """The store's new names and the segment's row are made durable at once. If the backend dies after
     the row but before the names, the staged files (durable, kept until both are) complete the store
     at the next start, before anything is served: the receipt never points at missing evidence."""
-    with own_backend(tmp_path, "BC-CRASH-3") as (backend, dev, seg):
+    with own_backend(tmp_path, "BC-CRASH-3", database=database) as (backend, dev, seg):
         r = dev.create_whole(seg)
         assert r.status_code == 201, r.text
         upload_id = r.headers["Location"].rsplit("/", 1)[1]
@@ -129,10 +148,11 @@ def test_crash_between_the_acknowledging_commit_and_the_store_flush_is_repaired_
         assert again.json()["duplicate"] is True and again.json()["receipt"] == r.json()["receipt"]
 
 
-def test_admission_limit_answers_503_with_retry_after(tmp_path) -> None:
+def test_admission_limit_answers_503_with_retry_after(tmp_path, database) -> None:
     backend = BackendProcess(
         tmp_path / "backend",
         admission={"max_concurrent_uploads": 2, "retry_after_seconds": 7, "idle_seconds": 1},
+        database=database,
     )
     backend.start()
     try:
@@ -167,13 +187,17 @@ def test_config_errors_name_the_key(tmp_path) -> None:
         "[s3]\nbucket = ''\n[storage]\nbackend = 's3'\n": "[s3] bucket",
         "[server]\nprot = 1\n": "[server] prot",
         "[nope]\n": "[nope]",
+        "[database]\nurl = 'mysql://u@h/db'\n": "[database] url",
+        "[database]\nurl = 'postgresql://u:secret@h:5432'\n": "[database] url",
+        "[database]\nurl = 'postgresql://u@h:port/db'\n": "[database] url",
+        "[database]\npool_size = 1\n": "[database] pool_size",
     }
     for text, key in bad.items():
         p = tmp_path / "b.toml"
         p.write_text(text)
         with pytest.raises(ConfigError) as e:
             configmod.load(p)
-        assert key in str(e.value) and "\n" not in str(e.value)
+        assert key in str(e.value) and "\n" not in str(e.value) and "secret" not in str(e.value)
     p = tmp_path / "ok.toml"
     p.write_text("[storage]\ndata_dir = 'rel'\n")
     assert configmod.load(p).data_dir == tmp_path / "rel"
@@ -200,3 +224,13 @@ def test_cli_backend_prints_one_line_without_traceback(tmp_path) -> None:
         text=True,
     )
     assert r.returncode == 2 and "config file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_database_that_cannot_be_reached_is_one_line(tmp_path) -> None:
+    dead = f"postgresql://bodycam:secret@127.0.0.1:{free_port()}/evidence"
+    backend = BackendProcess(tmp_path / "backend", database={"url": dead})
+    r = backend.cli("token", "list", check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert "[database] url: cannot connect to PostgreSQL at postgresql://bodycam:***@127.0.0.1" in line, line
+    assert "secret" not in line

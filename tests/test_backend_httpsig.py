@@ -27,17 +27,20 @@ from bodycam.offload.tus import TusClient
 from cryptography.hazmat.primitives.asymmetric import ec
 from http_message_signatures import HTTPMessageVerifier, InvalidSignature, MappingKeyResolver
 from http_message_signatures.algorithms import ECDSA_P256_SHA256
+from pgkit import ENGINES, database_table
 
 OCTETS = {"Content-Type": "application/offset+octet-stream"}
 
 
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    b = BackendProcess(tmp_path_factory.mktemp("backend"))
+@pytest.fixture(scope="module", params=ENGINES)
+def backend(tmp_path_factory, request):
+    """The whole module runs on each engine: replay protection and uploads live in the database."""
+    b = BackendProcess(tmp_path_factory.mktemp("backend"), database=database_table(request, request.param))
     b.cli("init")
     b.start()
     yield b
     b.stop()
+    assert (b.data / "backend.sqlite3").exists() == (request.param == "sqlite"), "the engine the config named"
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,20 @@ from backendkit import TUS, BackendProcess, Device, enrolled_device, people, rec
 from bodycam.evidence.audit import AuditLog
 from bodycam_backend.audit import verify_lines
 from bodycam_backend.receipts import verify_receipt
+from pgkit import ENGINES, database_table
 from tusclient import client as tus_client
 
 
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    b = BackendProcess(tmp_path_factory.mktemp("backend"), limits={"max_upload_bytes": 4_000_000})
+@pytest.fixture(scope="module", params=ENGINES)
+def backend(tmp_path_factory, request):
+    """The whole module runs on each engine: SQLite (embedded) and PostgreSQL."""
+    b = BackendProcess(tmp_path_factory.mktemp("backend"), limits={"max_upload_bytes": 4_000_000},
+                       database=database_table(request, request.param))
     b.cli("init")
     b.start()
     yield b
     b.stop()
+    assert (b.data / "backend.sqlite3").exists() == (request.param == "sqlite"), "the engine the config named"
 
 
 @pytest.fixture(scope="module")

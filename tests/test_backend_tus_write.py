@@ -1,19 +1,23 @@
 """The tus write path in process (real Starlette requests, real files, real SQLite): the running media
-hash (taken from the staged file beside each fsync) is right however the bytes arrive, checksums are
-checked, and bytes lost below the recorded offset are sent again."""
+hash (taken by the write threads from what they write) is right however the bytes arrive, checksums are
+checked, bytes lost below the recorded offset are sent again, and the event loop is never the one
+waiting for the disk."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
 from bodycam_backend.admission import Admission
 from bodycam_backend.auth import DeviceIdentity
-from bodycam_backend.db import Database
+from bodycam_backend.bodywriter import BATCH_BYTES, BodyWriter
+from bodycam_backend.data import connect, uploads
 from bodycam_backend.errors import ApiError
 from bodycam_backend.tus import TusService
 from starlette.requests import Request
@@ -41,13 +45,15 @@ def meta(**kv: str) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
 
 
-def service(tmp_path) -> TusService:
+def service(tmp_path, io_pool: ThreadPoolExecutor | None = None) -> TusService:
+    db = connect("", sqlite_path=tmp_path / "db.sqlite3")
     return TusService(
-        db=Database(tmp_path / "db.sqlite3"),
+        db=db,
         staging=tmp_path / "uploads",
-        admission=Admission(limit=8, retry_after_s=1, idle_s=60),
+        admission=Admission(db=db, limit=8, retry_after_s=1, idle_s=60),
         max_upload_bytes=1 << 24,
         max_audit_bytes=1 << 20,
+        io_pool=io_pool,
     )
 
 
@@ -81,7 +87,7 @@ def test_running_hash_and_checksums_hold_however_the_bytes_arrive(tmp_path, piec
         assert r.headers["Upload-Offset"] == str(len(data))
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
         assert svc.path(uid).read_bytes() == data
-        assert svc.db.upload(uid)["offset"] == len(data)
+        assert uploads.get(svc.db, uid)["offset"] == len(data)
 
     anyio.run(run)
 
@@ -105,8 +111,104 @@ def test_staged_bytes_lost_below_the_offset_are_resent_not_left_as_a_hole(tmp_pa
         with pytest.raises(ApiError) as e:
             await svc.patch(request("PATCH", {**octets, "Upload-Offset": "200000"}, [data[200_000:]]), uid, WHO)
         assert e.value.status == 409 and e.value.extra["offset"] == 50_000
-        assert svc.db.upload(uid)["offset"] == 50_000
+        assert uploads.get(svc.db, uid)["offset"] == 50_000
         await svc.patch(request("PATCH", {**octets, "Upload-Offset": "50000"}, [data[50_000:]]), uid, WHO)
         assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
 
     anyio.run(run)
+
+
+def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
+    """The disk is held (the only write thread is busy) while a PATCH streams in: the whole body is still
+    taken in, another request on the same loop is answered meanwhile, and the offset moves only once
+    the bytes are written and fsynced."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    svc = service(tmp_path, io_pool=pool)
+    data = os.urandom(BATCH_BYTES * 3 // 2)  # one batch waiting for the disk, the rest taken in behind it
+    octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    disk = threading.Event()
+    pool.submit(disk.wait)  # the write thread is busy until the test lets it go
+    taken: list[int] = []
+
+    def body(chunks: list[bytes]) -> Request:
+        req = request("PATCH", {**octets, "Upload-Offset": "0"}, chunks)
+        receive = req.receive
+
+        async def counted() -> dict:
+            message = await receive()
+            taken.append(len(message["body"]))
+            return message
+
+        req._receive = counted
+        return req
+
+    async def run() -> None:
+        created = await svc.create(request("POST", {**octets, "Upload-Length": str(len(data)),
+                                                     "Upload-Metadata": meta(kind="segment", sequence="1")}, []), WHO)
+        uid = created.upload_id
+        answers: list[int] = []
+
+        async def patch() -> None:
+            r = await svc.patch(body([data[i : i + 65_536] for i in range(0, len(data), 65_536)]), uid, WHO)
+            answers.append(int(r.headers["Upload-Offset"]))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(patch)
+            try:
+                with anyio.fail_after(30):
+                    while sum(taken) < len(data):  # the body streams in although nothing can be written
+                        await anyio.sleep(0.01)
+                head = svc.head(request("HEAD", {"Tus-Resumable": "1.0.0"}, []), uid, WHO)
+                assert head.headers["Upload-Offset"] == "0", "answered at once, and nothing acknowledged yet"
+                assert not answers and svc.path(uid).stat().st_size == 0
+            finally:
+                disk.set()
+        assert answers == [len(data)]
+        assert svc.path(uid).read_bytes() == data and uploads.get(svc.db, uid)["offset"] == len(data)
+        assert await svc.media_sha256(uid, len(data)) == hashlib.sha256(data).hexdigest()
+
+    try:
+        anyio.run(run)
+    finally:
+        disk.set()
+        pool.shutdown()
+
+
+def test_body_writer_keeps_order_and_hashes_what_it_writes(tmp_path) -> None:
+    """Thousands of tiny pieces (more than one pwritev takes), a pause that flushes what came so far
+    before the body goes on, and a write error that reaches the caller."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    path = tmp_path / "staged.part"
+    pieces = [os.urandom(n % 300 + 1) for n in range(3000)]
+    data = b"".join(pieces)
+
+    async def run() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.pwrite(fd, b"head", 0)
+        h = hashlib.sha256()
+        w = BodyWriter(pool, fd, 4, [h], batch_bytes=200_000, linger_s=0.01)
+        for p in pieces[:10]:
+            await w.add(p)
+        with anyio.fail_after(10):  # a pause: what came so far reaches the file without more bytes
+            while path.stat().st_size < 4 + sum(map(len, pieces[:10])):
+                await anyio.sleep(0.005)
+        for p in pieces[10:]:
+            await w.add(p)
+        await w.finish()
+        os.close(fd)
+        assert path.read_bytes() == b"head" + data and h.hexdigest() == hashlib.sha256(data).hexdigest()
+        ro = os.open(path, os.O_RDONLY)
+        try:
+            w = BodyWriter(pool, ro, 0, [], batch_bytes=1000)
+            with pytest.raises(OSError):
+                for p in pieces:
+                    await w.add(p)
+                await w.finish()
+        finally:
+            await w.settle()
+            os.close(ro)
+
+    try:
+        anyio.run(run)
+    finally:
+        pool.shutdown()

@@ -7,7 +7,8 @@ Each command is listed below, by its exact text, as one of:
 * HELP: needs what this machine does not have (a Pi's camera, root, a block device, a real backend,
   a recording uploaded to one, a terminal, minutes): its ``--help`` is run instead, and every option
   the doc uses must be in it;
-* NOT_HERE: not a bodycam command and only meaningful on the Pi (apt, rpicam-hello, a venv there).
+* NOT_HERE: only meaningful on the Pi (apt, rpicam-hello, a venv there) or on a fleet's production
+  hosts (root, systemd, PostgreSQL, HAProxy: docs/deploy.md).
 
 A command added to the docs and to none of these lists fails ``test_every_documented_command_is_listed``,
 so it is noticed, and decided on, rather than left unchecked.
@@ -76,6 +77,11 @@ RUN: dict[str, str] = {
     "source .venv/bin/activate": "repo",
     "bodycam keygen --config /etc/bodycam/device.toml": "fresh",
     "bodycam backend enrol-token BC-0417": "sandbox",
+    "bodycam backend user list": "sandbox",
+    "bodycam backend category list": "sandbox",
+    "bodycam backend retention run --dry-run": "sandbox",
+    "bodycam backend db current": "sandbox",
+    "bodycam backend db upgrade": "sandbox",
     "bodycam verify /var/lib/bodycam": "sandbox",
     "bodycam verify export-dir/ --key device.cert.pem": "sandbox",
     "bodycam verify seg-0000000042.json --decode": "segments",
@@ -113,6 +119,8 @@ SUBST = {
 EXPECT = {
     "source .venv/bin/activate": r"^{root}/\.venv/bin/bodycam$",
     "bodycam backend enrol-token BC-0417": r"bce_",
+    "bodycam backend db current": r"^database \(sqlite\) at revision \d\d\d\d; up to date$",
+    "bodycam backend db upgrade": r"^database \(sqlite\) at revision \d\d\d\d$",
     "bodycam verify /var/lib/bodycam": r"^verify: OK",
     "bodycam verify export-dir/ --key device.cert.pem": r"^verify: OK",
     "bodycam verify seg-0000000042.json --decode": r"(?s)^verify: OK.*taken from beside the evidence",
@@ -153,6 +161,21 @@ HELP: dict[str, tuple[str, str]] = {
                                                        "bodycam backend export --help"),
     "sudo -u bodycam /opt/bodycam/venv/bin/bodycam enrol --config /etc/bodycam/device.toml --token bce_...": (
         "a camera's bodycam user and a real backend", "bodycam enrol --help"),
+    "bodycam backend user add rita --role reviewer": ("a person at a terminal typing a password "
+                                                      "(tests/test_review_http.py uses --password-stdin)",
+                                                      "bodycam backend user add --help"),
+    "bodycam backend user assign olly BC-0417": ("an account named olly (tests/test_review_http.py assigns one)",
+                                                 "bodycam backend user assign --help"),
+    "bodycam backend user password rita": ("a terminal and an account named rita",
+                                           "bodycam backend user password --help"),
+    "bodycam backend category add \"Evidence - crime\" --days 2555": (
+        "changes the sandbox every run (tests/test_review_retention.py adds it)",
+        "bodycam backend category add --help"),
+    "bodycam backend retention run": ("deletes evidence (tests/test_review_retention.py runs it)",
+                                      "bodycam backend retention run --help"),
+    "scripts/bench review": ("about a minute of CPU; `--quick` checks it runs", "scripts/bench review --help"),
+    "scripts/bench review --quick": ("a backend process and 2,000 seeded recordings (run by hand; "
+                                     "tests/test_review_index.py tests the queries)", "scripts/bench review --help"),
     "scripts/bench record --pi": ("minutes of CPU; `--quick` checks it runs", "scripts/bench record --help"),
     "sudo scripts/boot-test": ("root, qemu and 24 min from a cold cache (opt-in; tests/test_image.py keeps "
                                "its checks in step)", "scripts/boot-test --help"),
@@ -181,6 +204,41 @@ NOT_HERE = {
     "sudo install -d -o \"$USER\" /var/lib/bodycam": "root",
     "export PATH=~/bodycam-venv/bin:$PATH": "the Pi's venv",
     "rpicam-hello --list-cameras": "a Pi camera",
+    # docs/deploy.md: the operator's steps on production hosts (root, systemd, other machines). What
+    # they set up is run for real by tests/test_deploy.py (units, haproxy -c, SeaweedFS S3-only) and
+    # tests/test_fleet.py (PostgreSQL, SeaweedFS, three instances, HAProxy from deploy/).
+    "sudo -u postgres createuser bodycam": "a PostgreSQL server host (tests/pgkit.py makes a throwaway one)",
+    "sudo -u postgres createdb -O bodycam bodycam": "a PostgreSQL server host",
+    "sudo -u bodycam-backend /opt/bodycam-backend/venv/bin/bodycam backend db upgrade --config "
+    "/etc/bodycam-backend/a.toml": "a backend host and its database (tests/test_backend_data.py runs it)",
+    "sudo -u bodycam-backend /opt/bodycam-backend/venv/bin/bodycam backend db current --config "
+    "/etc/bodycam-backend/a.toml": "a backend host and its database (tests/test_backend_data.py runs it)",
+    "sudo -u bodycam-backend /opt/bodycam-backend/venv/bin/bodycam backend init --config "
+    "/etc/bodycam-backend/a.toml": "a backend host (tests/fleetkit.py runs init on the first instance)",
+    "sudo useradd --system --home /var/lib/seaweedfs seaweedfs": "root on the storage host",
+    "sudo install -D -m 0640 -g seaweedfs deploy/seaweedfs/s3.json /etc/seaweedfs/s3.json": "root; "
+    "tests/seaweedkit.py runs SeaweedFS with this file",
+    "sudo systemctl enable --now seaweedfs seaweedfs-s3": "systemd on the storage host (test_deploy.py "
+                                                         "verifies the units and runs their commands)",
+    "AWS_ACCESS_KEY_ID=operator AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://10.0.2.10:8333 s3api "
+    "create-bucket --bucket bodycam-evidence --object-lock-enabled-for-bucket": "the storage network and "
+    "the AWS CLI (tests/seaweedkit.py makes the bucket the same way with boto3)",
+    "sudo rsync -a /var/lib/bodycam-backend/keys/ backend-b:/var/lib/bodycam-backend/keys/": "two hosts",
+    "sudo python3 -m venv /opt/bodycam-backend/venv": "root on a backend host",
+    "sudo /opt/bodycam-backend/venv/bin/pip install './[backend]'": "installs into that host's venv",
+    "sudo useradd --system --home /var/lib/bodycam-backend bodycam-backend": "root on a backend host",
+    "sudo install -D -m 0640 -g bodycam-backend deploy/backend-fleet.toml /etc/bodycam-backend/a.toml": "root; "
+    "test_deploy.py loads this config",
+    "sudo install -m 0644 deploy/systemd/bodycam-backend@.service /etc/systemd/system/": "root",
+    "sudo systemctl enable --now bodycam-backend@a": "systemd on a backend host (test_deploy.py verifies the unit)",
+    "sudo apt install haproxy": "root (scripts/_bootstrap.sh installs it for the tests)",
+    "cat bodycam.crt bodycam.key | sudo install -D -m 0600 /dev/stdin /etc/haproxy/certs/bodycam.pem": "a real "
+    "certificate and root (tests/fleetkit.py makes a throwaway one)",
+    "sudo haproxy -c -f /etc/haproxy/haproxy.cfg": "root; test_deploy.py runs haproxy -c on deploy/haproxy.cfg",
+    "sudo systemctl reload haproxy": "systemd",
+    'echo "show stat" | sudo socat stdio /run/haproxy/admin.sock | cut -d, -f1,2,18': "a running HAProxy "
+    "(tests/fleetkit.py reads the same socket)",
+    "curl -fsS http://10.0.1.11:8080/healthz": "a backend instance on the backend network",
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,6 +219,19 @@ def test_simulator_runs_the_embedded_backend_and_docking_uploads_end_to_end(tmp_
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     assert "evidence backend at http://127.0.0.1:" in r.stdout and "enrolled BC-SIM-SMOKE" in r.stdout
     assert "PASSED" in r.stdout
+    # the review pages' URL and a sign-in that works (checked against the backend's own database)
+    m = re.search(r"review the footage in a browser at (http://127\.0\.0\.1:\d+/) "
+                  r"\(sign in as (\w+), password (\S+)\)", r.stdout)
+    assert m, r.stdout
+    from bodycam_backend.accounts import Sessions
+    from bodycam_backend.config import ReviewConfig
+    from bodycam_backend.data import connect
+
+    db = connect("", sqlite_path=data / "backend" / "data" / "backend.sqlite3")
+    try:
+        assert Sessions(db, ReviewConfig()).sign_in(m.group(2), m.group(3), "127.0.0.1")[1].role == "supervisor"
+    finally:
+        db.close()
     device = data / "device"
     assert list((device / "receipts").glob("seg-*.receipt.json"))
     assert not list((device / "segments").glob("seg-*.mp4"))

@@ -2,31 +2,27 @@
 
 Counted per upload, not per request: an admitted upload keeps its slot between PATCH chunks while it
 makes progress, so a dock storm drains at full speed instead of thrashing; a slot held by a device
-that went silent is freed after ``idle_seconds``. Per process; behind a load balancer each node
-admits its own share.
+that went silent (or by an instance that died) is freed after ``idle_seconds``. The slots are rows in
+the database (``data.slots``), taken under a fleet-wide lock, so the limit holds across every instance
+behind a load balancer, not per instance. Slot writes are relaxed (no fsync): a power cut at worst frees
+slots, and every instance restarts with a fresh count anyway.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-
+from .data import Database, now_ns, slots
 from .errors import ApiError
 
 
 class Admission:
-    def __init__(self, *, limit: int, retry_after_s: int, idle_s: float) -> None:
+    def __init__(self, *, db: Database, limit: int, retry_after_s: int, idle_s: float, instance: str = "") -> None:
+        self.db = db
         self.limit = limit
         self.retry_after_s = retry_after_s
-        self.idle_s = idle_s
-        self._active: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.refused = 0
+        self.idle_ns = int(idle_s * 1e9)
+        self.instance = instance
+        self.refused = 0  # this instance's own counts, for its logs and the bench
         self.peak = 0
-
-    def _expire(self, now: float) -> None:
-        for uid in [u for u, t in self._active.items() if now - t > self.idle_s]:
-            del self._active[uid]
 
     def busy(self) -> ApiError:
         return ApiError(
@@ -40,24 +36,24 @@ class Admission:
 
     def admit(self, upload_id: str) -> None:
         """Take (or refresh) a slot for this upload, or raise 503 busy."""
-        now = time.monotonic()
-        with self._lock:
-            if upload_id in self._active:
-                self._active[upload_id] = now
-                return
-            if len(self._active) >= self.limit:
-                self._expire(now)
-            if len(self._active) >= self.limit:
-                self.refused += 1
-                raise self.busy()
-            self._active[upload_id] = now
-            self.peak = max(self.peak, len(self._active))
+        t = now_ns()
+        if slots.touch(self.db.relaxed_writes, upload_id, t):  # the common case, a PATCH of an admitted upload
+            return
+        with self.db.relaxed() as tx:
+            held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
+                              idle_before_ns=t - self.idle_ns)
+        if held is None:
+            self.refused += 1
+            raise self.busy()
+        self.peak = max(self.peak, held)
 
     def release(self, upload_id: str) -> None:
-        with self._lock:
-            self._active.pop(upload_id, None)
+        slots.release(self.db.relaxed_writes, upload_id)
+
+    def forget_all(self) -> None:
+        """The sole instance (SQLite) starting: every slot left belonged to a process that is gone."""
+        slots.clear(self.db)
 
     @property
     def active(self) -> int:
-        with self._lock:
-            return len(self._active)
+        return slots.count(self.db)

@@ -26,7 +26,8 @@ from bodycam.clock import iso_utc
 from bodycam.evidence.signer import load_public_key, verify_signature
 
 from .context import Backend
-from .db import now_ns
+from .data import now_ns
+from .data import trail as trail_rows
 
 log = logging.getLogger("bodycam.backend.anchor")
 
@@ -39,12 +40,22 @@ def checkpoint_key(seq: int) -> str:
 
 
 def head(b: Backend) -> tuple[int, str] | None:
-    row = b.db.one("SELECT seq, sha256 FROM trail ORDER BY seq DESC LIMIT 1")
+    row = trail_rows.head(b.db)
     return (int(row["seq"]), str(row["sha256"])) if row else None
 
 
 def write_checkpoint(b: Backend) -> int | None:
-    """Anchor the trail's current head (once per head); returns its seq, None if the trail is empty."""
+    """Anchor the trail's current head (once per head); returns its seq, None if the trail is empty.
+
+    Instances on one database take turns (a lock in the database): one writes the checkpoint of a
+    head, the others then find it in the store, or skip this round if one is writing right now."""
+    with b.db.try_lock("bodycam:trail-checkpoint") as mine:
+        if not mine:
+            return None
+        return _write_checkpoint(b)
+
+
+def _write_checkpoint(b: Backend) -> int | None:
     top = head(b)
     if top is None:
         return None

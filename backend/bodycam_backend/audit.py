@@ -1,7 +1,7 @@
 """The backend's audit trail: who ingested, viewed, downloaded, enrolled, revoked, exported what.
 
 Same shape as the device log (bodycam.evidence.audit): each entry is compact sorted JSON text naming
-the SHA-256 of the previous entry's text, signed by the backend key; rows are append-only (SQLite
+the SHA-256 of the previous entry's text, signed by the backend key; rows are append-only (database
 triggers refuse UPDATE/DELETE). An entry is written *before* the data it concerns is returned, so a
 view that was served is always on the record.
 """
@@ -18,7 +18,8 @@ from bodycam.clock import iso_utc
 from bodycam.evidence.chain import GENESIS
 from bodycam.evidence.signer import Signer, load_public_key, verify_signature
 
-from .db import Database, now_ns
+from .data import Database, now_ns
+from .data import trail as trail_rows
 
 TRAIL_FORMAT = "bodycam.backend-audit/1"
 
@@ -45,8 +46,8 @@ class AuditTrail:
             return self._append(c, actor, action, target, data)
 
     def _append(self, c: Any, actor: Actor, action: str, target: str, data: dict[str, Any]) -> int:
-        row = c.execute("SELECT seq, sha256 FROM trail ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        row = trail_rows.lock_head(c)  # appends are serialised across instances
+        seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
         t = now_ns()
         entry = {
             "format": TRAIL_FORMAT,
@@ -63,27 +64,17 @@ class AuditTrail:
         }
         text = json.dumps(entry, separators=(",", ":"), sort_keys=True, default=str)
         sig = base64.b64encode(self.signer.sign(text.encode())).decode()
-        c.execute(
-            "INSERT INTO trail(seq, entry, sig, sha256, target) VALUES(?,?,?,?,?)",
-            (seq, text, sig, hashlib.sha256(text.encode()).hexdigest(), target),
-        )
+        trail_rows.append(c, seq=seq, entry=text, sig=sig, sha256=hashlib.sha256(text.encode()).hexdigest(),
+                          target=target)
         return seq
 
     def entries(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "SELECT entry, sig FROM trail WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-        )
+        rows = trail_rows.entries(self.db, after=after, limit=limit)
         return [{"entry": r["entry"], "sig": r["sig"]} for r in rows]
 
     def entries_for(self, targets: list[str], prefixes: list[str]) -> list[dict[str, Any]]:
         """Entries whose target is one of ``targets`` or starts with one of ``prefixes``."""
-        clauses = ["target = ?"] * len(targets) + ["target LIKE ? ESCAPE '\\'"] * len(prefixes)
-        esc = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
-        if not clauses:
-            return []
-        rows = self.db.query(
-            f"SELECT entry, sig FROM trail WHERE {' OR '.join(clauses)} ORDER BY seq", (*targets, *esc)
-        )
+        rows = trail_rows.entries_for(self.db, targets, prefixes)
         return [{"entry": r["entry"], "sig": r["sig"]} for r in rows]
 
 

@@ -23,12 +23,12 @@ from bodycam.offload import httpsig
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .db import Database, now_ns
+from .data import Database, devices, nonces, now_ns, people
 from .errors import ApiError
 from .parsing import loads
+from .permissions import API_ROLE, ROLES, require
 
 SESSION_PREFIX = "bcd1"
-ROLES = ("admin", "reviewer")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -59,30 +59,34 @@ class Person:
     role: str
 
     def require(self, role: str) -> None:
-        if role == "admin" and self.role != "admin":
-            raise ApiError(
-                403, "forbidden", f"{self.name} ({self.role}) may not do this; it needs role admin"
-            )
+        """The API's requirement ``role`` (reviewer or admin), checked by the permissions module."""
+        require(self.name, self.role, API_ROLE.get(role, role))
+
+    def may(self, action: str) -> None:
+        require(self.name, self.role, action)
 
 
-class NonceCache:
-    """Nonces seen within the skew window; per process (a fleet would share it, e.g. in Redis)."""
+class NonceStore:
+    """Signature nonces seen, in the database: a request replayed to any instance (or after a restart)
+    is refused. A nonce is kept for twice the skew window (a signature is accepted up to that far from
+    its ``created``), then purged, at most once a minute per instance. The insert is a relaxed write
+    (no fsync): a power cut can only forget nonces whose requests were never answered."""
 
-    def __init__(self, window_s: int) -> None:
+    PURGE_EVERY_S = 60.0
+
+    def __init__(self, db: Database, window_s: int) -> None:
+        self.db = db
         self.window_ns = window_s * 2 * 1_000_000_000
-        self._seen: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._next_purge = 0.0
 
     def add(self, nonce: str) -> bool:
-        t = time.monotonic_ns()
-        with self._lock:
-            if len(self._seen) > 10000:
-                self._seen = {n: e for n, e in self._seen.items() if e > t}
-            exp = self._seen.get(nonce)
-            if exp is not None and exp > t:
-                return False
-            self._seen[nonce] = t + self.window_ns
-            return True
+        """True the first time ``nonce`` is seen (within its window), False for a replay."""
+        t = now_ns()
+        fresh = nonces.add(self.db.relaxed_writes, nonce, now_ns=t, expires_ns=t + self.window_ns)
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + self.PURGE_EVERY_S
+            nonces.purge(self.db.relaxed_writes, t)
+        return fresh
 
 
 class Authenticator:
@@ -91,7 +95,7 @@ class Authenticator:
         self.max_skew_s = max_skew_s
         self.session_secret = session_secret
         self.session_s = session_s
-        self.nonces = NonceCache(max_skew_s)
+        self.nonces = NonceStore(db, max_skew_s)
         self._keys: dict[str, tuple[str, ec.EllipticCurvePublicKey, int]] = {}
         self._lock = threading.Lock()
 
@@ -99,7 +103,7 @@ class Authenticator:
 
     def _device_key(self, key_id: str) -> tuple[str, ec.EllipticCurvePublicKey]:
         """The enrolled key, refusing unknown keys, revoked devices and expired certificates."""
-        row = self.db.certificate(key_id)
+        row = devices.certificate(self.db, key_id)
         if row is None:
             raise ApiError(401, "unauthenticated", "unknown device key: enrol the device first")
         if row["status"] != "active":
@@ -202,9 +206,7 @@ class Authenticator:
                 headers={"WWW-Authenticate": 'Bearer realm="bodycam"'},
             )
         token = authz[7:].strip()
-        row = self.db.one(
-            "SELECT name, role, disabled FROM people WHERE token_sha256=?", (token_sha256(token),)
-        )
+        row = people.by_token(self.db, token_sha256(token))
         if row is None or row["disabled"]:
             raise ApiError(401, "unauthenticated", "unknown or disabled account token")
         return Person(row["name"], row["role"])
@@ -216,10 +218,7 @@ def create_person(db: Database, name: str, role: str) -> str:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = "bcp_" + secrets.token_urlsafe(32)
     with db.transaction() as c:
-        if c.execute("SELECT 1 FROM people WHERE name=?", (name,)).fetchone():
+        if people.exists(c, name):
             raise ValueError(f"an account named {name!r} exists already")
-        c.execute(
-            "INSERT INTO people(name, role, token_sha256, created_ns) VALUES(?,?,?,?)",
-            (name, role, token_sha256(token), now_ns()),
-        )
+        people.add(c, name=name, role=role, token_sha256=token_sha256(token), t=now_ns())
     return token

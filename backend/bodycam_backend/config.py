@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bodycam.config import _build_table, _opt
 from bodycam.errors import ConfigError
@@ -37,6 +38,32 @@ class StorageConfig:
         "directory", choices=("directory", "s3"), help="directory: write-once files in data_dir; s3: [s3] below"
     )
     data_dir: str = _opt("/var/lib/bodycam-backend", help="SQLite, keys, upload staging, directory store")
+    staging_dir: str = _opt(
+        "", help="where uploads are staged until verified; empty: data_dir/uploads. Several instances: one "
+        "shared filesystem (NFS), so any instance can resume or finalize any upload"
+    )
+    keys_dir: str = _opt(
+        "", help="agency CA, receipt key; empty: data_dir/keys. Several instances: one shared folder (same keys)"
+    )
+    store_dir: str = _opt(
+        "", help="the write-once directory store (backend = directory); empty: data_dir/store"
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the metadata lives: SQLite in data_dir (one instance), or PostgreSQL shared by several."""
+
+    url: str = _opt(
+        "",
+        help="empty: SQLite file in [storage] data_dir; postgresql://user@host:5432/db: PostgreSQL, which "
+        "every instance behind a load balancer must share (password from ~/.pgpass or PGPASSWORD)",
+    )
+    pool_size: int = _opt(
+        20, min=2, max=500,
+        help="most PostgreSQL connections one instance holds at once; a finalize holds one for its device's "
+        "lock while it stores, so keep it above the finalizes expected at once",
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,10 @@ class AuthConfig:
 
     max_skew_seconds: int = _opt(300, min=5, max=86400, help="signed-request timestamp window")
     device_session_seconds: int = _opt(900, min=30, max=86400, help="lifetime of a device session")
-    session_secret: str = _opt("", help="HMAC secret shared by all backend nodes; empty: a file in data_dir")
+    session_secret: str = _opt(
+        "", help="HMAC secret of device session tokens; empty: one made once and kept in the database, "
+        "so every instance on it shares it"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +118,11 @@ class LimitsConfig:
     upload_expiry_hours: float = _opt(72.0, min=0.01, max=24 * 365, help="incomplete uploads then expire")
     body_idle_seconds: float = _opt(
         30.0, min=0.5, max=3600, help="a request body that sends nothing this long is cut off (408)"
+    )
+    upload_lease_seconds: float = _opt(
+        20.0, min=0.5, max=3600,
+        help="a PATCH leases its upload (renewed while it writes); a lease left by a killed instance "
+        "frees the upload after this long (423 + Retry-After until then)",
     )
 
 
@@ -113,9 +148,22 @@ class TrailConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """People signing in to the review pages (docs/review.md): session lifetimes and login throttling."""
+
+    idle_minutes: float = _opt(30.0, min=1, max=24 * 60, help="a session unused this long is signed out")
+    absolute_hours: float = _opt(12.0, min=0.1, max=24 * 30, help="a session ends this long after sign-in")
+    max_failed_logins: int = _opt(
+        5, min=1, max=1000, help="failed sign-ins per account (and 4x that per address) before it waits"
+    )
+    lockout_minutes: float = _opt(15.0, min=0.1, max=24 * 60, help="window the failed sign-ins are counted in")
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     s3: S3Config = field(default_factory=S3Config)
     agency: AgencyConfig = field(default_factory=AgencyConfig)
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
@@ -123,11 +171,24 @@ class BackendConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     trail: TrailConfig = field(default_factory=TrailConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     source_path: str = ""
 
     @property
     def data_dir(self) -> Path:
         return Path(self.storage.data_dir)
+
+    @property
+    def staging_dir(self) -> Path:
+        return Path(self.storage.staging_dir) if self.storage.staging_dir else self.data_dir / "uploads"
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.storage.keys_dir) if self.storage.keys_dir else self.data_dir / "keys"
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.storage.store_dir) if self.storage.store_dir else self.data_dir / "store"
 
 
 def sections() -> dict[str, type]:
@@ -143,18 +204,38 @@ def from_dict(raw: dict[str, Any], *, base_dir: Path | None = None, source_path:
             raise ConfigError(f"[{name}]: unknown table; known tables are {', '.join(sorted(secs))}")
         tables[name] = _build_table(name, secs[name], value)
     cfg = BackendConfig(**tables, source_path=source_path)
-    if base_dir is not None and not Path(cfg.storage.data_dir).is_absolute():
-        cfg = dataclasses.replace(
-            cfg,
-            storage=dataclasses.replace(
-                cfg.storage, data_dir=str((base_dir / cfg.storage.data_dir).resolve())
-            ),
-        )
+    if base_dir is not None:
+        paths = {k: str((base_dir / v).resolve()) for k in ("data_dir", "staging_dir", "keys_dir", "store_dir")
+                 if (v := getattr(cfg.storage, k)) and not Path(v).is_absolute()}
+        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, **paths))
     _cross_check(cfg)
     return cfg
 
 
+def _check_database_url(url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(
+            f"[database] url = {_without_password(url)!r}: use postgresql://user@host:port/database, or \"\" "
+            "for SQLite in [storage] data_dir"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"[database] url: port of {parts.netloc.rsplit('@', 1)[-1]!r} is not a number") from None
+
+
+def _without_password(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if sep and ":" in head.split("://", 1)[-1]:
+        return head.rsplit(":", 1)[0] + ":***@" + tail
+    return url
+
+
 def _cross_check(cfg: BackendConfig) -> None:
+    _check_database_url(cfg.database.url)
     if cfg.storage.backend == "s3":
         if not cfg.s3.bucket:
             raise ConfigError("[s3] bucket: required when [storage] backend = 's3'")

@@ -6,8 +6,8 @@ import getpass
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from bodycam.evidence.signer import FileKeySigner
 from bodycam.layout import ensure_writable_dir
@@ -17,7 +17,7 @@ from .audit import Actor, AuditTrail
 from .auth import Authenticator
 from .ca import AgencyCA, init_keys, load_backend_signer
 from .config import BackendConfig
-from .db import Database
+from .data import Database, now_ns, open_database, settings
 from .ingest import Ingestor
 from .receipts import ReceiptSigner
 from .store import EvidenceStore, open_store
@@ -26,25 +26,41 @@ from .tus import TusService
 log = logging.getLogger("bodycam.backend")
 
 
-def _session_secret(cfg: BackendConfig, keys: Path) -> bytes:
+def _session_secret(cfg: BackendConfig, db: Database) -> bytes:
+    """``[auth] session_secret``, else the one made once and kept in the database, so a session token
+    issued by one instance is honoured by every other. A backend that kept it in a file before (keys
+    dir, session.key) carries it over: sessions issued before the upgrade stay valid."""
     if cfg.auth.session_secret:
         return cfg.auth.session_secret.encode()
-    path = keys / "session.key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, secrets.token_hex(32).encode())
-        os.fsync(fd)
-        os.close(fd)
-    return path.read_bytes().strip()
+    old = cfg.keys_dir / "session.key"
+    seed = old.read_text().strip() if old.exists() else secrets.token_hex(32)
+    return settings.get_or_create(db, "session_secret", seed, now_ns()).encode()
+
+
+def _prepare(cfg: BackendConfig) -> tuple[Database, bool]:
+    """The data directory, the database (migrated) and the keys, created if missing; returns the open
+    database and whether keys were created. Instances starting at once on one database and one keys
+    folder take turns creating the keys (a lock in the database)."""
+    ensure_writable_dir(cfg.data_dir, what="[storage] data_dir",
+                        fix="set [storage] data_dir in the backend config to a folder it can write")
+    db = open_database(cfg)
+    try:
+        with db.lock("bodycam:init-keys"):
+            created = init_keys(cfg.keys_dir, agency=cfg.agency.name, ca_days=cfg.agency.ca_days)
+    except BaseException:
+        db.close()
+        raise
+    return db, created
 
 
 def initialise(cfg: BackendConfig) -> bool:
-    """Create the data directory, keys and database if missing; returns True if keys were created."""
-    ensure_writable_dir(cfg.data_dir, what="[storage] data_dir",
-                        fix="set [storage] data_dir in the backend config to a folder it can write")
-    created = init_keys(cfg.data_dir / "keys", agency=cfg.agency.name, ca_days=cfg.agency.ca_days)
-    _session_secret(cfg, cfg.data_dir / "keys")
-    Database(cfg.data_dir / "backend.sqlite3").close()
+    """Create the data directory and keys if missing and bring the database to the newest schema
+    (migrations); returns True if keys were created."""
+    db, created = _prepare(cfg)
+    try:
+        _session_secret(cfg, db)
+    finally:
+        db.close()
     return created
 
 
@@ -63,29 +79,33 @@ class Backend:
 
     @classmethod
     def open(cls, cfg: BackendConfig, *, with_store: bool = True) -> Backend:
-        initialise(cfg)
-        keys = cfg.data_dir / "keys"
-        db = Database(cfg.data_dir / "backend.sqlite3")
+        db, _ = _prepare(cfg)
+        keys = cfg.keys_dir
+        instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         signer = load_backend_signer(keys)
         store = open_store(cfg) if with_store else None
         trail = AuditTrail(db, signer)
         admission = Admission(
+            db=db,
+            instance=instance,
             limit=cfg.admission.max_concurrent_uploads,
             retry_after_s=cfg.admission.retry_after_seconds,
             idle_s=cfg.admission.idle_seconds,
         )
         tus = TusService(
             db=db,
-            staging=cfg.data_dir / "uploads",
+            staging=cfg.staging_dir,
             admission=admission,
             max_upload_bytes=cfg.limits.max_upload_bytes,
             max_audit_bytes=cfg.limits.max_audit_upload_bytes,
             body_idle_s=cfg.limits.body_idle_seconds,
+            lease_s=cfg.limits.upload_lease_seconds,
+            instance=instance,
         )
         auth = Authenticator(
             db,
             max_skew_s=cfg.auth.max_skew_seconds,
-            session_secret=_session_secret(cfg, keys),
+            session_secret=_session_secret(cfg, db),
             session_s=cfg.auth.device_session_seconds,
         )
         receipts = ReceiptSigner(signer, cfg.storage.backend)

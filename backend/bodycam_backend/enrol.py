@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .auth import token_sha256
 from .ca import AgencyCA
-from .db import Database, now_ns
+from .data import Database, devices, now_ns
 from .errors import ApiError
 
 SERIAL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -39,14 +39,8 @@ def issue_token(db: Database, serial: str, *, ttl_hours: float, created_by: str)
     token = "bce_" + secrets.token_urlsafe(24)
     expires = now_ns() + int(ttl_hours * 3600e9)
     with db.transaction() as c:
-        c.execute(
-            "INSERT INTO enrol_tokens(token_sha256, serial, expires_ns, created_by) VALUES(?,?,?,?)",
-            (token_sha256(token), serial, expires, created_by),
-        )
-        if c.execute("SELECT 1 FROM devices WHERE serial=?", (serial,)).fetchone() is None:
-            c.execute(
-                "INSERT INTO devices(serial, status, created_ns) VALUES(?, 'pending', ?)", (serial, now_ns())
-            )
+        devices.add_token(c, token_sha256=token_sha256(token), serial=serial, expires_ns=expires, created_by=created_by)
+        devices.add_pending(c, serial, now_ns())
     return token, expires
 
 
@@ -86,10 +80,7 @@ def enrol(db: Database, ca: AgencyCA, body: dict[str, Any], *, certificate_days:
         raise ApiError(400, "bad_request", "serial (letters, digits, '-', '_') and token are required")
     pub = _device_public_key(body, serial, token)  # before spending the token: a typo keeps it usable
     with db.transaction() as c:
-        row = c.execute(
-            "SELECT serial, expires_ns, used_ns FROM enrol_tokens WHERE token_sha256=?",
-            (token_sha256(token),),
-        ).fetchone()
+        row = devices.token(c, token_sha256(token))
         if row is None or row["serial"] != serial:
             raise ApiError(
                 403,
@@ -106,21 +97,17 @@ def enrol(db: Database, ca: AgencyCA, body: dict[str, Any], *, certificate_days:
                 403, "enrol_token_expired", "this enrolment token expired; ask an admin for a new one"
             )
         key_id = key_id_of(pub)
-        other = c.execute("SELECT serial FROM certificates WHERE key_id=?", (key_id,)).fetchone()
-        if other is not None and other["serial"] != serial:
-            raise ApiError(409, "conflict", f"this key is enrolled for device {other['serial']}")
+        other = devices.key_owner(c, key_id)
+        if other is not None and other != serial:
+            raise ApiError(409, "conflict", f"this key is enrolled for device {other}")
         cert = ca.issue(serial, pub, days=certificate_days)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         t = now_ns()
-        c.execute("UPDATE enrol_tokens SET used_ns=? WHERE token_sha256=?", (t, token_sha256(token)))
-        c.execute(
-            "INSERT OR REPLACE INTO certificates(key_id, serial, pem, not_after_ns, issued_ns) "
-            "VALUES(?,?,?,?,?)",
-            (key_id, serial, pem, int(cert.not_valid_after_utc.timestamp() * 1e9), t),
-        )
-        c.execute(
-            "UPDATE devices SET status='active', enrolled_ns=?, revoked_ns=NULL WHERE serial=?", (t, serial)
-        )
+        if not devices.use_token(c, token_sha256(token), t):
+            raise ApiError(403, "enrol_token_used", "this enrolment token was already used; tokens are one-time")
+        devices.put_certificate(c, key_id=key_id, serial=serial, pem=pem,
+                                not_after_ns=int(cert.not_valid_after_utc.timestamp() * 1e9), issued_ns=t)
+        devices.activate(c, serial, t)
     return {
         "serial": serial,
         "key_id": key_id,
@@ -133,9 +120,6 @@ def enrol(db: Database, ca: AgencyCA, body: dict[str, Any], *, certificate_days:
 def revoke(db: Database, serial: str) -> bool:
     """Refuse the device from now on; its stored evidence and certificates stay for verification."""
     with db.transaction() as c:
-        n = c.execute(
-            "UPDATE devices SET status='revoked', revoked_ns=? WHERE serial=? AND status!='revoked'",
-            (now_ns(), serial),
-        ).rowcount
-        c.execute("UPDATE enrol_tokens SET used_ns=? WHERE serial=? AND used_ns IS NULL", (now_ns(), serial))
-    return bool(n)
+        changed = devices.revoke(c, serial, now_ns())
+        devices.void_tokens(c, serial, now_ns())
+    return changed

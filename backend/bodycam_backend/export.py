@@ -20,6 +20,7 @@ from bodycam.clock import iso_utc
 from . import pinned
 from .audit import Actor
 from .context import Backend
+from .data import device_audit, devices, segments
 from .errors import BackendError
 from .store import segment_key
 
@@ -29,9 +30,7 @@ SEALING = ("segment_sealed", "segment_recovered")
 def _audit_slice(b: Backend, serial: str, lo: int, hi: int) -> list[Any]:
     """The device's entries from just after the last segment sealed before ``lo`` up to just before
     the first sealed after ``hi``: the recording's own story, with no seal of a segment not exported."""
-    rows = b.db.query(
-        "SELECT seq, entry, sig, event FROM device_audit WHERE serial=? ORDER BY seq", (serial,)
-    )
+    rows = device_audit.of_device(b.db, serial)
 
     def sealed_seq(r: Any) -> int | None:
         if r["event"] not in SEALING:
@@ -80,7 +79,7 @@ def export_recording(b: Backend, recording_id: str, out: Path, *, actor: Actor) 
             _write(out / f"seg-{seq:010d}.{ext}",
                    pinned.read(b, segment_key(serial, seq, ext), serial=serial, sequence=seq))
     key_ids = sorted({s["key_id"] for s in detail["segments"]})
-    certs = {c["key_id"]: c["pem"] for c in b.db.certificates_of(serial)}
+    certs = {c["key_id"]: c["pem"] for c in devices.certificates_of(b.db, serial)}
     cert_names = []
     for kid in key_ids:
         name = f"{serial}.cert.pem" if len(key_ids) == 1 else f"{serial}-{kid[:16]}.cert.pem"
@@ -97,7 +96,7 @@ def export_recording(b: Backend, recording_id: str, out: Path, *, actor: Actor) 
         )
     _write(out / "backend" / "agency-ca.pem", b.ca.cert_pem.encode())
     _write(out / "backend" / "backend.pub.pem", b.signer.public_key_pem())
-    receipts = [b.db.segment(serial, s) for s in seqs]
+    receipts = [segments.get(b.db, serial, s) for s in seqs]
     _write(
         out / "backend" / "receipts.jsonl",
         b"".join(

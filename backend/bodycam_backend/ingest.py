@@ -16,10 +16,10 @@ import hashlib
 import json
 import logging
 import re
-import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .audit import Actor, AuditTrail
 from .auth import DeviceIdentity
-from .db import Database, now_ns
+from .data import Database, device_audit, devices, now_ns, segments, store_versions, uploads
 from .errors import ApiError, Rejected
 from .receipts import ReceiptSigner, SignedReceipt
 from .store import EvidenceStore, audit_key, segment_key
@@ -44,6 +44,7 @@ log = logging.getLogger("bodycam.backend.ingest")
 MAX_MANIFEST = 1 << 20
 _STAGED = re.compile(r"[0-9a-f]{32}\.(part|json|sig)")
 MAX_GAP_ROWS = 100_000
+STORE_THREADS = 32
 
 
 @contextmanager
@@ -69,6 +70,25 @@ def _b64(body: dict[str, Any], name: str) -> bytes:
         raise ApiError(400, "bad_request", f"{name} must be base64") from None
 
 
+def _declared_sha256(row: Any, manifest: bytes) -> set[str]:
+    """The media SHA-256 the device declared (creation metadata) and signed (manifest), as far as readable."""
+    out = {row["sha256"]} if row["sha256"] else set()
+    try:
+        media = json.loads(manifest).get("media")
+        if isinstance(media, dict) and isinstance(media.get("sha256"), str):
+            out.add(media["sha256"])
+    except (ValueError, AttributeError):
+        pass
+    return out
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 class Ingestor:
     def __init__(
         self,
@@ -84,18 +104,17 @@ class Ingestor:
         self.tus = tus
         self.receipts = receipts
         self.trail = trail
-        # One device's chain is checked and committed one upload at a time; different devices' uploads
-        # go in parallel (their store puts overlap; the database serialises only its own commits).
-        self._locks_guard = threading.Lock()
-        self._device_locks: dict[str, threading.Lock] = {}
-        self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest-store")
+        # Store puts and flushes of every device's finalize run here side by side: sized for many devices
+        # at once, so one device's store round trips never queue behind another's (threads sleep in I/O).
+        self._io = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="ingest-store")
         self._keys: dict[tuple[str, str], ec.EllipticCurvePublicKey | None] = {}
 
     # -- entry point --
 
-    def _device_lock(self, serial: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._device_locks.setdefault(serial, threading.Lock())
+    def _device_lock(self, serial: str) -> AbstractContextManager[None]:
+        """One device's chain is checked and committed one upload at a time, on every instance (a lock in
+        the database); different devices' uploads go in parallel (their store puts overlap)."""
+        return self.db.lock(f"bodycam:device:{serial}")
 
     async def finalize(self, upload_id: str, who: DeviceIdentity, body: dict[str, Any]) -> dict[str, Any]:
         row = self.tus.owned(upload_id, who)
@@ -137,22 +156,26 @@ class Ingestor:
         self, row: Any, who: DeviceIdentity, manifest: bytes, sig: bytes, *, staged: bool = False
     ) -> dict[str, Any]:
         sha = await self.tus.media_sha256(row["id"], row["length"])
+        if sha not in _declared_sha256(row, manifest):
+            # This instance's running hash is not what the device signed: bytes may have been written by
+            # another instance since. The staged file itself decides.
+            sha = await self.tus.media_sha256(row["id"], row["length"], from_disk=True)
         return await anyio.to_thread.run_sync(self._segment, row, who, manifest, sig, sha, staged)
 
     def _replay(self, row: Any) -> dict[str, Any]:
         """A finalized upload finalized again: the same receipt, byte for byte."""
         result = json.loads(row["result"] or "{}")
         if row["kind"] == "segment":
-            seg = self.db.segment(row["serial"], row["sequence"])
+            seg = segments.get(self.db, row["serial"], row["sequence"])
             assert seg is not None
             return SignedReceipt(seg["receipt"], seg["receipt_sig"]).response(
-                duplicate=True, gaps=self.db.open_gaps(row["serial"])
+                duplicate=True, gaps=segments.open_gaps(self.db, row["serial"])
             )
         return SignedReceipt(result["receipt"], result["signature"]).response(duplicate=True)
 
     def _persist(self, row: Any) -> None:
         """Write a row that exists only in memory so far (finalize on creation); a no-op otherwise."""
-        if isinstance(row, PendingRow) and self.db.upload(row["id"]) is None:
+        if isinstance(row, PendingRow) and uploads.get(self.db, row["id"]) is None:
             self.tus.insert_row(row)
 
     # -- rejection --
@@ -169,7 +192,9 @@ class Ingestor:
         evidence: dict[str, Any] | None = None,
     ) -> Rejected:
         self._persist(row)
-        flag = self.db.add_flag(
+        flag = segments.add_flag(
+            self.db,
+            t=now_ns(),
             serial=who.serial,
             sequence=row["sequence"],
             upload_id=row["id"],
@@ -178,10 +203,7 @@ class Ingestor:
             evidence=evidence,
         )
         with self.db.transaction() as c:
-            c.execute(
-                "UPDATE uploads SET state='rejected', updated_ns=?, result=? WHERE id=?",
-                (now_ns(), json.dumps({"reason": reason, "flag_id": flag}), row["id"]),
-            )
+            uploads.set_state(c, row["id"], "rejected", now_ns(), json.dumps({"reason": reason, "flag_id": flag}))
             self.trail.record(
                 Actor(f"device:{who.serial}", "device"),
                 "reject",
@@ -220,10 +242,10 @@ class Ingestor:
             return None
         if (key_id, serial) in self._keys:
             return self._keys[key_id, serial]
-        cert = self.db.one("SELECT pem FROM certificates WHERE key_id=? AND serial=?", (key_id, serial))
-        if cert is None:
+        pem = devices.certificate_pem(self.db, key_id, serial)
+        if pem is None:
             return None
-        pub = x509.load_pem_x509_certificate(cert["pem"].encode()).public_key()
+        pub = x509.load_pem_x509_certificate(pem.encode()).public_key()
         key = pub if isinstance(pub, ec.EllipticCurvePublicKey) else None
         self._keys[key_id, serial] = key
         return key
@@ -310,7 +332,7 @@ class Ingestor:
         manifest_sha = hashlib.sha256(manifest).hexdigest()
         staged = self.tus.path(row["id"])
         with self._device_lock(serial):
-            have = self.db.segment(serial, seq)
+            have = segments.get(self.db, serial, seq)
             if have is not None:
                 if have["manifest_sha256"] != manifest_sha:
                     raise self._reject(
@@ -332,12 +354,12 @@ class Ingestor:
                     )
                 self.tus.closed(row["id"])
                 return SignedReceipt(have["receipt"], have["receipt_sig"]).response(
-                    duplicate=True, gaps=self.db.open_gaps(serial)
+                    duplicate=True, gaps=segments.open_gaps(self.db, serial)
                 )
             prev_sha = doc["previous_manifest_sha256"]
             if seq == 1 and prev_sha != GENESIS:
                 raise self._reject(row, who, "chain_broken", "sequence 1 must link to the genesis value")
-            below = self.db.segment(serial, seq - 1)
+            below = segments.get(self.db, serial, seq - 1)
             if below is not None and below["manifest_sha256"] != prev_sha:
                 raise self._reject(
                     row,
@@ -346,7 +368,7 @@ class Ingestor:
                     f"sequence {seq} does not link to the stored manifest "
                     f"of sequence {seq - 1} (a manifest was replaced)",
                 )
-            above = self.db.segment(serial, seq + 1)
+            above = segments.get(self.db, serial, seq + 1)
             if above is not None and above["prev_sha256"] != manifest_sha:
                 raise self._reject(
                     row,
@@ -392,33 +414,26 @@ class Ingestor:
             first, last = doc.get("first_frame") or {}, doc.get("last_frame") or {}
             t = now_ns()
             with _after(flushing), self.db.transaction() as c:
-                c.execute(
-                    "INSERT INTO segments(serial, sequence, recording_id, segment_index, key_id, "
-                    "prev_sha256, manifest_sha256, media_sha256, media_size, first_utc_ns, last_utc_ns, "
-                    "stored_ns, receipt, receipt_sig) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        serial,
-                        seq,
-                        str(doc.get("recording_id") or f"{serial}-unknown"),
-                        doc.get("segment_index"),
-                        doc["key_id"],
-                        prev_sha,
-                        manifest_sha,
-                        media_sha,
-                        row["length"],
-                        first.get("utc_ns"),
-                        last.get("utc_ns"),
-                        t,
-                        receipt.text,
-                        receipt.signature,
-                    ),
+                segments.insert(
+                    c,
+                    serial=serial,
+                    sequence=seq,
+                    recording_id=str(doc.get("recording_id") or f"{serial}-unknown"),
+                    segment_index=doc.get("segment_index"),
+                    key_id=doc["key_id"],
+                    prev_sha256=prev_sha,
+                    manifest_sha256=manifest_sha,
+                    media_sha256=media_sha,
+                    media_size=row["length"],
+                    first_utc_ns=first.get("utc_ns"),
+                    last_utc_ns=last.get("utc_ns"),
+                    stored_ns=t,
+                    receipt=receipt.text,
+                    receipt_sig=receipt.signature,
                 )
-                closed = c.execute(
-                    "UPDATE gaps SET closed_ns=? WHERE serial=? AND sequence=? AND closed_ns IS NULL",
-                    (t, serial, seq),
-                ).rowcount
+                closed = segments.close_gap(c, serial, seq, t)
                 opened = self._open_gaps(c, serial, seq, t)
-                self.db.pin_versions(c, pins)
+                store_versions.pin(c, pins, t)
                 self._finish(c, row, json.dumps({"sequence": seq}))
                 self.trail.record(
                     Actor(f"device:{serial}", "device"),
@@ -447,55 +462,60 @@ class Ingestor:
                 },
             },
         )
-        return receipt.response(duplicate=False, gaps=self.db.open_gaps(serial))
+        return receipt.response(duplicate=False, gaps=segments.open_gaps(self.db, serial))
 
     def _finish(self, c: Any, row: Any, result: str) -> None:
         """The upload is finalized, in the transaction that records its segment."""
         if isinstance(row, PendingRow):  # only a rejection writes one early, and a rejection ends there
             self.tus.insert_row(row, c, state="finalized", result=result)
             return
-        c.execute(
-            "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?", (now_ns(), result, row["id"])
-        )
+        uploads.set_state(c, row["id"], "finalized", now_ns(), result)
 
     def _open_gaps(self, c: Any, serial: str, seq: int, t: int) -> list[int]:
         """Sequences skipped below this one since the highest stored below it become open gaps."""
-        r = c.execute(
-            "SELECT MAX(sequence) FROM segments WHERE serial=? AND sequence < ?", (serial, seq)
-        ).fetchone()
-        below = int(r[0] or 0)
+        below = segments.highest_below(c, serial, seq)
         missing = list(range(below + 1, seq))
         if len(missing) > MAX_GAP_ROWS:
             missing = missing[-MAX_GAP_ROWS:]
         for s in missing:
-            c.execute("INSERT OR IGNORE INTO gaps(serial, sequence, opened_ns) VALUES(?,?,?)", (serial, s, t))
+            segments.open_gap(c, serial, s, t)
         return missing
 
     # -- start-up --
 
-    def recover(self) -> dict[str, int]:
+    def recover(self, *, grace_s: float = 0.0) -> dict[str, int]:
         """Before serving: settle what a crash left in staging. A finalized segment whose staged files
         are still there may have been acknowledged before the store's new names were durable: the
         store is completed from them (same bytes; write-once holds). Staged bytes without a row were
-        never answered and go; an open upload keeps its bytes to be resumed."""
+        never answered and go; an open upload keeps its bytes to be resumed.
+
+        With several instances on one staging directory, files touched in the last ``grace_s`` may
+        belong to a request another instance is serving right now (a creation whose row is not written
+        yet, a finalize staging its manifest): those are left for a later start. (Files of a finished
+        upload are not: its row commits only after the store holds them.)"""
         counts = {"restored": 0, "orphaned": 0}
         staging = self.tus.staging
-        ids = sorted({p.name[:32] for p in staging.iterdir() if _STAGED.fullmatch(p.name)})
-        for uid in ids:
-            row = self.db.upload(uid)
+        cutoff = time.time() - grace_s
+        names = [p for p in staging.iterdir() if _STAGED.fullmatch(p.name)]
+        recent = {p.name[:32] for p in names if grace_s and _mtime(p) >= cutoff}
+        for uid in sorted({p.name[:32] for p in names}):
+            row = uploads.get(self.db, uid)
             part = self.tus.path(uid)
             if row is not None and row["state"] == "finalized" and row["kind"] == "segment":
                 counts["restored"] += self._restore(row, part, *self.tus.signed_paths(uid))
+            if (row is None or row["state"] == "open") and uid in recent:
+                continue  # maybe another instance's request in flight
             if row is None or row["state"] != "open":
                 counts["orphaned"] += row is None and part.exists()
                 part.unlink(missing_ok=True)
             self.tus.unstage_signed(uid)  # an open upload stages them again when it is finalized
         for p in staging.glob("bench-*.put"):
-            p.unlink(missing_ok=True)
+            if not grace_s or _mtime(p) < cutoff:
+                p.unlink(missing_ok=True)
         return counts
 
     def _restore(self, row: Any, media: Path, manifest: Path, sig: Path) -> int:
-        seg = self.db.segment(row["serial"], row["sequence"])
+        seg = segments.get(self.db, row["serial"], row["sequence"])
         if seg is None:
             return 0
         n = 0
@@ -509,7 +529,7 @@ class Ingestor:
                 sha = sha or hashlib.sha256(path.read_bytes()).hexdigest()
                 version = self.store.put_file(key, path, sha)
                 with self.db.transaction() as c:
-                    self.db.pin_versions(c, [(key, version, sha)])
+                    store_versions.pin(c, [(key, version, sha)], now_ns())
                 n += 1
         self.store.flush()
         if n:
@@ -568,17 +588,13 @@ class Ingestor:
             raise self._reject(row, who, "bad_audit", "audit upload holds no entries")
         serial = who.serial
         with self._device_lock(serial):
-            top = self.db.one(
-                "SELECT seq, entry FROM device_audit WHERE serial=? ORDER BY seq DESC LIMIT 1", (serial,)
-            )
+            top = device_audit.head(self.db, serial)
             head = top["seq"] if top else 0
             new = []
             for seq, text, sig_b64, raw, entry in entries:
                 if seq <= head:
-                    stored = self.db.one(
-                        "SELECT entry FROM device_audit WHERE serial=? AND seq=?", (serial, seq)
-                    )
-                    if stored is not None and stored["entry"] != text:
+                    stored = device_audit.entry_text(self.db, serial, seq)
+                    if stored is not None and stored != text:
                         raise self._reject(
                             row,
                             who,
@@ -618,25 +634,11 @@ class Ingestor:
             t = now_ns()
             with self.db.transaction() as c:
                 if new:
-                    self.db.pin_versions(c, pins)
-                for seq, text, sig_b64, _, entry in new:
-                    c.execute(
-                        "INSERT OR IGNORE INTO device_audit(serial, seq, entry, sig, key_id, utc_ns, event) "
-                        "VALUES(?,?,?,?,?,?,?)",
-                        (
-                            serial,
-                            seq,
-                            text,
-                            sig_b64,
-                            entry.get("key_id"),
-                            entry.get("utc_ns"),
-                            entry.get("event"),
-                        ),
-                    )
-                c.execute(
-                    "UPDATE uploads SET state='finalized', updated_ns=?, result=? WHERE id=?",
-                    (t, json.dumps({"receipt": receipt.text, "signature": receipt.signature}), row["id"]),
-                )
+                    store_versions.pin(c, pins, t)
+                device_audit.add(c, serial, [(seq, text, sig_b64, entry.get("key_id"), entry.get("utc_ns"),
+                                              entry.get("event")) for seq, text, sig_b64, _, entry in new])
+                uploads.set_state(c, row["id"], "finalized", t,
+                                  json.dumps({"receipt": receipt.text, "signature": receipt.signature}))
                 self.trail.record(
                     Actor(f"device:{serial}", "device"),
                     "audit_ingest",
@@ -648,7 +650,9 @@ class Ingestor:
                     upload=row["id"],
                 )
         if gap:
-            self.db.add_flag(
+            segments.add_flag(
+                self.db,
+                t=now_ns(),
                 serial=serial,
                 sequence=None,
                 upload_id=row["id"],

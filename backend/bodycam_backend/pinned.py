@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from .audit import Actor
 from .context import Backend
+from .data import now_ns, segments, store_versions
 
 log = logging.getLogger("bodycam.backend.store")
 
@@ -22,13 +23,13 @@ _SYSTEM = Actor("backend", "system")
 
 def check(b: Backend, key: str, *, serial: str, sequence: int | None) -> str:
     """The pinned version of ``key``; flags (once per key) anything added beside it in the store."""
-    version = b.db.store_version(key)
+    version = store_versions.version(b.db, key)
     problem = b.store.changed_since(key, version)
     if problem is not None:
-        seen = b.db.one("SELECT id FROM flags WHERE reason=? AND message=?", (STORE_CHANGED, problem))
-        if seen is None:
-            flag = b.db.add_flag(serial=serial, sequence=sequence, upload_id=None, reason=STORE_CHANGED,
-                                 message=problem, evidence={"key": key, "acknowledged_version": version})
+        if not segments.flag_exists(b.db, STORE_CHANGED, problem):
+            flag = segments.add_flag(b.db, t=now_ns(), serial=serial, sequence=sequence, upload_id=None,
+                                     reason=STORE_CHANGED, message=problem,
+                                     evidence={"key": key, "acknowledged_version": version})
             b.trail.record(_SYSTEM, STORE_CHANGED, f"object:{key}", flag_id=flag, message=problem)
             log.error("evidence store changed around the backend",
                       extra={"event": STORE_CHANGED, "data": {"key": key, "message": problem, "flag_id": flag}})

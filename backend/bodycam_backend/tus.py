@@ -1,16 +1,29 @@
 """tus 1.0.0 server: core + creation (+ creation-with-upload) + termination (incomplete uploads only) +
 checksum (sha1, sha256).
 
-Bytes are staged in ``<data_dir>/uploads/<server id>.part``; the id is random hex made here, so no
-client-supplied name reaches the filesystem. The offset in SQLite is the durable truth: it only
-moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
+Bytes are staged in ``<[storage] staging_dir>/<server id>.part``; the id is random hex made here, so
+no client-supplied name reaches the filesystem. The offset in the database is the durable truth: it
+only moves after the bytes up to it are fsynced, and a PATCH first cuts the file back to it, so a crash
 mid-PATCH loses at most that PATCH's unacknowledged bytes and ``HEAD`` tells the client where to
-resume. The media SHA-256 is computed while the bytes stream in (re-read from disk only after a
-restart), so finalizing a large segment does not wait for a second pass.
+resume. The media SHA-256 is computed while the bytes stream in (re-read from disk after a restart, or
+when another instance wrote some of them), so finalizing a large segment does not wait for a second pass.
+
+Several instances: a PATCH leases its upload row (a conditional UPDATE at the expected offset, renewed
+while it writes), so of two PATCHes at one offset on two instances exactly one writes; the other gets
+409 or 423 with the current offset. The staging directory is then one shared filesystem (NFS), and the
+file is closed after every PATCH so the next instance to open it sees every byte (close-to-open). Why
+not S3 multipart uploads instead: staged bytes are hashed and checked against the device's signed
+manifest *before* anything enters the write-once store, while completing a multipart upload would
+commit unverified bytes into COMPLIANCE retention, where nothing could ever remove them.
+
+No staged-file work runs on the event loop: bodies are written and hashed by worker threads
+(``BodyWriter``), and opening, truncating, fsyncing, closing and removing staged files go through threads
+too, so a slow disk stalls only the upload it belongs to, never the loop that serves every other request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -21,7 +34,7 @@ import re
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,7 +47,8 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
-from .db import Database, now_ns
+from .bodywriter import BodyWriter
+from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .parsing import INT64_MAX, decimal, is_decimal
 
@@ -47,8 +61,7 @@ KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
-HASH_READ_BYTES = 1 << 20
-HASH_STEP_BYTES = 2 << 20  # while a body streams in, a worker hashes what is written, this much at a time
+IO_THREADS = 8  # staged writes in flight at once, one per upload at most (each upload's writes are in order)
 
 
 def tus_headers(**extra: str) -> dict[str, str]:
@@ -110,10 +123,6 @@ class PendingRow(dict[str, Any]):
     """An upload row not yet in the database. A segment finalized on creation writes its row in the same
     transaction that records the segment: one commit (one WAL fsync) for the request, not two."""
 
-    UPLOAD_COLUMNS = "id, serial, key_id, kind, sequence, length, offset, sha256, created_ns"
-
-    def column_values(self) -> tuple[Any, ...]:
-        return tuple(self[c.strip()] for c in self.UPLOAD_COLUMNS.split(","))
 
 
 @dataclass
@@ -134,38 +143,28 @@ class Created:
         return JSONResponse(body, status_code=201, headers=headers)
 
 
-def _yield_cpu() -> None:
-    """Hashing behind the writes runs at a lower priority than receiving: it takes the CPU the request
-    leaves idle, not CPU the request needs (Linux: a thread has its own nice value)."""
+def _open_staged(path: Path, offset: int) -> tuple[int, int]:
+    """Open a staged file for writing at ``offset``: (fd, its size before). Bytes past the offset (a crash
+    mid-PATCH left them, never acknowledged) are cut off; a file short of it is the caller's to refuse."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):
-        pass
-
-
-def _hash_rest(step: Future[None] | None, path: Path, start: int, end: int, hashers: list[Any]) -> None:
-    if step is not None:
-        step.result()
-    _hash_range(path, start, end, hashers)
-
-
-def _hash_range(path: Path, start: int, end: int, hashers: list[Any]) -> None:
-    """Hash bytes [start, end) of a staged file, read back from the page cache through one reused
-    buffer: the body is not kept in memory, and what is hashed is what was written."""
-    buf = bytearray(HASH_READ_BYTES)
-    view = memoryview(buf)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        at = start
-        while at < end:
-            n = os.preadv(fd, [view[: min(len(buf), end - at)]], at)
-            if n <= 0:
-                raise OSError(f"{path.name} ended at {at} while hashing to {end}")
-            for h in hashers:
-                h.update(view[:n])
-            at += n
-    finally:
+        have = os.fstat(fd).st_size
+        if have > offset:
+            os.ftruncate(fd, offset)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, have
+
+
+def _create_staged(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _truncate_synced(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        os.fsync(f.fileno())
 
 
 @dataclass
@@ -184,6 +183,9 @@ class TusService:
         max_upload_bytes: int,
         max_audit_bytes: int,
         body_idle_s: float = 30.0,
+        io_pool: ThreadPoolExecutor | None = None,
+        lease_s: float = 20.0,
+        instance: str = "",
     ) -> None:
         self.db = db
         self.staging = staging
@@ -191,10 +193,13 @@ class TusService:
         self.admission = admission
         self.max = {"segment": max_upload_bytes, "audit": max_audit_bytes}
         self.body_idle_s = body_idle_s
-        self._busy: set[str] = set()
+        self.lease_ns = int(lease_s * 1e9)
+        self.instance = instance or secrets.token_hex(6)
+        # Running hashes of the uploads this instance wrote; only an optimisation (see ``media_sha256``).
         self._hashes: dict[str, _Hash] = {}
         self._lock = threading.Lock()
-        self._hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tus-hash", initializer=_yield_cpu)
+        # The threads that write and hash bodies (injectable: a test holds them to prove the loop goes on).
+        self._io = io_pool or ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="tus-io")
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -204,7 +209,7 @@ class TusService:
     def owned(self, upload_id: str, who: DeviceIdentity) -> Any:
         """The upload row if this device created it; other devices get 404 (they learn nothing)."""
         self.path(upload_id)
-        row = self.db.upload(upload_id)
+        row = uploads.get(self.db, upload_id)
         if row is None or row["serial"] != who.serial:
             raise ApiError(404, "not_found", "no such upload")
         return row
@@ -282,8 +287,8 @@ class TusService:
         self.admission.admit(upload_id)
         offset = 0
         try:
-            fd = os.open(self.path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
+            if not with_body:  # with one, the body's writer creates the file
+                await anyio.to_thread.run_sync(_create_staged, self.path(upload_id))
             with self._lock:
                 self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
             if with_body:
@@ -308,8 +313,8 @@ class TusService:
                     # Upload-Checksum, the bytes are not kept. Whether they were damaged in transit or
                     # on the device, the device sends them again in checksummed PATCHes and finalize
                     # decides (a segment altered on the device is then rejected and flagged).
-                    offset = self._discard(upload_id)
-                    self.unstage_signed(upload_id)
+                    offset = await self._discard(upload_id)
+                    await anyio.to_thread.run_sync(self.unstage_signed, upload_id)
                     log.warning(
                         "whole upload does not match its declared sha256; discarded",
                         extra={"event": "upload_discarded", "data": {"upload": upload_id, "device": who.serial}},
@@ -332,8 +337,8 @@ class TusService:
         except BaseException:
             self._drop_hash(upload_id)
             self.admission.release(upload_id)
-            self.path(upload_id).unlink(missing_ok=True)
-            self.unstage_signed(upload_id)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._remove_staged, upload_id)
             raise
         log.debug(
             "upload created",
@@ -350,7 +355,7 @@ class TusService:
             },
         )
         if signed and offset != length:
-            self.unstage_signed(upload_id)
+            await anyio.to_thread.run_sync(self.unstage_signed, upload_id)
             signed = None
         return Created(upload_id, offset, signed, row if signed else None)
 
@@ -375,28 +380,23 @@ class TusService:
         for path in self.signed_paths(upload_id):
             path.unlink(missing_ok=True)
 
+    def _remove_staged(self, upload_id: str) -> None:
+        """The staged bytes and any staged manifest and signature (blocking: call it in a thread)."""
+        self.path(upload_id).unlink(missing_ok=True)
+        self.unstage_signed(upload_id)
+
     def insert_row(self, row: PendingRow, conn: Any = None, *, state: str = "open", result: str | None = None) -> None:
         """Write a new upload's row (in ``conn``'s transaction if given); the state says how it ended."""
-        sql = (
-            f"INSERT INTO uploads({PendingRow.UPLOAD_COLUMNS}, state, updated_ns, result) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
-        )
-        args = (*row.column_values(), state, now_ns(), result)
-        if conn is not None:
-            conn.execute(sql, args)
-        else:
-            self.db.execute(sql, args)
+        uploads.insert(conn if conn is not None else self.db, row, state=state, updated_ns=now_ns(), result=result)
 
     def _running_sha256(self, upload_id: str) -> str | None:
         with self._lock:
             hs = self._hashes.get(upload_id)
             return hs.h.copy().hexdigest() if hs is not None else None
 
-    def _discard(self, upload_id: str) -> int:
+    async def _discard(self, upload_id: str) -> int:
         """Back to offset 0 (before the row exists): the staged bytes and the running hash start over."""
-        with open(self.path(upload_id), "r+b") as f:
-            f.truncate(0)
-            os.fsync(f.fileno())
+        await anyio.to_thread.run_sync(_truncate_synced, self.path(upload_id))
         with self._lock:
             self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
         return 0
@@ -417,7 +417,7 @@ class TusService:
             ),
         )
 
-    def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+    async def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
         check_version(request)
         row = self.owned(upload_id, who)
         if row["state"] != "open":
@@ -427,13 +427,13 @@ class TusService:
                 f"upload {upload_id} is {row['state']}; only incomplete uploads can "
                 "be terminated (finalized uploads are evidence)",
             )
-        with self._lock:
-            if upload_id in self._busy:
-                raise ApiError(423, "locked", "a PATCH is writing this upload; retry when it ends")
-            self._hashes.pop(upload_id, None)
-        self.db.set_upload_state(upload_id, "terminated")
-        self.path(upload_id).unlink(missing_ok=True)
-        self.unstage_signed(upload_id)
+        if not uploads.terminate(self.db, upload_id, now_ns()):
+            row = self.owned(upload_id, who)
+            if row["state"] != "open":
+                raise ApiError(409, "conflict", f"upload {upload_id} is {row['state']}")
+            raise self._locked(row)
+        self._drop_hash(upload_id)
+        await anyio.to_thread.run_sync(self._remove_staged, upload_id)
         self.admission.release(upload_id)
         return Response(status_code=204, headers=tus_headers())
 
@@ -468,18 +468,28 @@ class TusService:
                 "upload_too_large",
                 f"body of {declared} bytes at offset {offset} passes Upload-Length {length}",
             )
-        with self._lock:
-            if upload_id in self._busy:
-                raise ApiError(423, "locked", "another PATCH is writing this upload; retry when it ends")
-            self._busy.add(upload_id)
+        lease = self._take_lease(upload_id, offset)
         try:
             self.admission.admit(upload_id)
-            new, complete = await self._write(request, upload_id, offset, length, checksum, digest=who.body_sha256)
-            if new != offset:
-                self.db.set_offset(upload_id, new)
-        finally:
-            with self._lock:
-                self._busy.discard(upload_id)
+            renewing = asyncio.ensure_future(self._renew_lease(upload_id, lease))
+            try:
+                new, complete = await self._write(request, upload_id, offset, length, checksum,
+                                                  digest=who.body_sha256)
+            finally:
+                renewing.cancel()
+        except BaseException:
+            uploads.release_lease(self.db.relaxed_writes, upload_id, lease)
+            raise
+        # The bytes up to ``new`` are fsynced: only now does the offset move, if the lease still holds.
+        if not uploads.commit_offset(self.db, upload_id, lease, new, now_ns()):
+            self._drop_hash(upload_id)
+            row = uploads.get(self.db, upload_id)
+            have = row["offset"] if row else 0
+            log.warning("upload lease lost while writing; the other writer's offset stands",
+                        extra={"event": "lease_lost", "data": {"upload": upload_id, "offset": have}})
+            raise ApiError(409, "conflict", f"this PATCH lost its lease on upload {upload_id} while writing; "
+                           f"the backend's offset is {have}: HEAD the upload and resume from there",
+                           offset=have, headers={"Upload-Offset": str(have)})
         if not complete and request.scope.get("bodycam.stalled"):
             raise ApiError(
                 408,
@@ -489,6 +499,47 @@ class TusService:
                 offset=new,
             )
         return Response(status_code=204, headers=tus_headers(**{"Upload-Offset": str(new)}))
+
+    # -- leases: one PATCH writes an upload at a time, fleet-wide --
+
+    def _take_lease(self, upload_id: str, offset: int) -> str:
+        """Lease the upload at ``offset`` (a conditional UPDATE: of two racing PATCHes, on any instances,
+        exactly one gets it); the other is told the current offset (409) or to retry (423)."""
+        owner = f"{self.instance}:{secrets.token_hex(4)}"
+        t = now_ns()
+        if uploads.take_lease(self.db.relaxed_writes, upload_id, offset=offset, owner=owner, now_ns=t,
+                              until_ns=t + self.lease_ns):
+            return owner
+        row = uploads.get(self.db, upload_id)
+        if row is None or row["state"] != "open":
+            raise ApiError(409, "conflict", f"upload {upload_id} is {row['state'] if row else 'gone'}")
+        if row["offset"] != offset:
+            raise ApiError(
+                409, "conflict",
+                f"Upload-Offset {offset} does not match the server's offset {row['offset']}; HEAD the upload "
+                "and resume from there", offset=row["offset"], headers={"Upload-Offset": str(row["offset"])})
+        raise self._locked(row)
+
+    def _locked(self, row: Any) -> ApiError:
+        wait = max(1, -(-(int(row["lease_expires_ns"] or 0) - now_ns()) // 1_000_000_000))
+        return ApiError(423, "locked", "another PATCH (on this or another instance) is writing this upload; "
+                        f"retry in {wait} s", offset=row["offset"],
+                        headers={"Retry-After": str(wait), "Upload-Offset": str(row["offset"])})
+
+    async def _renew_lease(self, upload_id: str, owner: str) -> None:
+        """While the body streams in, keep the lease alive (a third of its length at a time)."""
+        while True:
+            await anyio.sleep(self.lease_ns / 3e9)
+            held = uploads.renew_lease(self.db.relaxed_writes, upload_id, owner, now_ns() + self.lease_ns)
+            if not held:
+                log.warning("upload lease expired while writing", extra={"event": "lease_expired",
+                                                                          "data": {"upload": upload_id}})
+                return
+
+    def forget_dead_leases(self) -> None:
+        """The sole instance (SQLite) starting: every lease left belonged to a process that is gone. (With
+        several instances on PostgreSQL, a dead instance's leases expire after ``upload_lease_seconds``.)"""
+        uploads.clear_leases(self.db)
 
     # -- internals --
 
@@ -526,14 +577,27 @@ class TusService:
         ``digest`` is the SHA-256 the request's signature covers (Content-Digest): the bytes written are
         compared with it before the caller may advance the offset, and dropped if they differ.
 
-        The new bytes are hashed by reading them back from the page cache (``_hash_range``) in a worker
-        thread, a step behind the writes while the body streams in and the rest beside the fsync.
-        Hashing on the event loop as they arrive would add its CPU time to the request, and keeping
-        them in memory to hash later costs fresh memory per request (both measured slower). The caller
-        persists the offset.
+        The body goes to the file through a ``BodyWriter``: worker threads write it in order and hash
+        each batch right after writing it, from memory (hashing on the event loop would add its CPU time
+        to every request's, and reading the bytes back costs a copy). ``beside`` runs in threads beside
+        the fsync. The caller persists the offset.
         """
         path = self.path(upload_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd, have = await anyio.to_thread.run_sync(_open_staged, path, offset)
+        if have < offset:
+            # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say where
+            # the staged bytes really end, so the client resends from there instead of the upload being
+            # completed with a hole and then rejected as tampered.
+            await anyio.to_thread.run_sync(os.close, fd)
+            self._drop_hash(upload_id)
+            uploads.set_offset(self.db, upload_id, have, now_ns())
+            raise ApiError(
+                409,
+                "conflict",
+                f"the backend holds only {have} bytes of this upload, not {offset}; resume from {have}",
+                offset=have,
+                headers={"Upload-Offset": str(have)},
+            )
         with self._lock:
             hs = self._hashes.get(upload_id)
             if hs is not None and hs.pos != offset:  # out of step (e.g. after a restart): re-hash at finalize
@@ -557,60 +621,40 @@ class TusService:
         if signed is not None and all(signed is not h for h in hashers):
             hashers.append(signed)
 
+        writer = BodyWriter(self._io, fd, offset, hashers)
         pos = offset
-        hashed = offset
-        job: Future[None] | None = None
         complete = True
         try:
-            have = os.fstat(fd).st_size
-            if have < offset:
-                # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say
-                # where the staged bytes really end, so the client resends from there instead of the
-                # upload being completed with a hole and then rejected as tampered.
-                self._drop_hash(upload_id)
-                self.db.set_offset(upload_id, have)
-                raise ApiError(
-                    409,
-                    "conflict",
-                    f"the backend holds only {have} bytes of this upload, not {offset}; resume from {have}",
-                    offset=have,
-                    headers={"Upload-Offset": str(have)},
-                )
-            os.ftruncate(fd, offset)  # drop bytes past the durable offset (a crash mid-PATCH)
             try:
                 async for chunk in self._body(request):
                     if not chunk:
                         continue
                     if pos + len(chunk) > length:
-                        os.ftruncate(fd, offset)
+                        await writer.settle()
+                        await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                         self._drop_hash(upload_id)
                         raise ApiError(
                             413,
                             "upload_too_large",
                             f"body passes Upload-Length {length} at offset {offset}; nothing of it was kept",
                         )
-                    os.pwrite(fd, chunk, pos)
+                    await writer.add(chunk)
                     pos += len(chunk)
-                    if hashers and pos - hashed >= HASH_STEP_BYTES and (job is None or job.done()):
-                        if job is not None:
-                            job.result()
-                        job = self._hash_pool.submit(_hash_range, path, hashed, pos, hashers)
-                        hashed = pos
             except ClientDisconnect:
                 complete = False
             if (checksum or digest) and not complete:  # a checksummed or signed chunk is kept whole or not at all
-                os.ftruncate(fd, offset)
+                await writer.settle()
+                await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                 return offset, False
+            await writer.finish()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
-                if hashers:  # the rest, once the step still running (if any) is done
-                    tg.start_soon(anyio.to_thread.run_sync, _hash_rest, job, path, hashed, pos, hashers)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
             if checksum:
                 got = (running if reuse else chk).digest()  # type: ignore[union-attr]
                 if got != checksum[1]:
-                    os.ftruncate(fd, offset)
+                    await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                     raise ApiError(
                         460,
                         "checksum_mismatch",
@@ -618,14 +662,16 @@ class TusService:
                         "it was discarded, send it again",
                     )
             if digest is not None and signed is not None and not hmac.compare_digest(signed.digest(), digest):
-                os.ftruncate(fd, offset)
+                await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                 raise ApiError(
                     401,
                     "digest_mismatch",
                     "the request body does not match its signed Content-Digest; it was discarded, send it again",
                 )
         finally:
-            os.close(fd)
+            with anyio.CancelScope(shield=True):
+                await writer.settle()  # no write may outlive the fd
+                await anyio.to_thread.run_sync(os.close, fd)
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete
@@ -652,11 +698,15 @@ class TusService:
         with self._lock:
             self._hashes.pop(upload_id, None)
 
-    async def media_sha256(self, upload_id: str, length: int) -> str:
-        """SHA-256 of the staged bytes: from the running hash if it saw every byte, else from disk."""
+    async def media_sha256(self, upload_id: str, length: int, *, from_disk: bool = False) -> str:
+        """SHA-256 of the staged bytes: from the running hash if it saw every byte, else from disk.
+
+        The running hash is this instance's: it saw every byte only if this instance wrote them all. The
+        caller compares it with the hash the device signed and, on any difference, asks again
+        ``from_disk`` before judging: an upload finished on another instance is always read back."""
         with self._lock:
             hs = self._hashes.get(upload_id)
-        if hs is not None and hs.pos == length:
+        if hs is not None and hs.pos == length and not from_disk:
             return hs.h.copy().hexdigest()
         path = self.path(upload_id)
 
@@ -679,8 +729,8 @@ class TusService:
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""
         cutoff = now_ns() - max_age_ns
-        rows = self.db.query("SELECT id FROM uploads WHERE state='open' AND updated_ns < ?", (cutoff,))
-        for r in rows:
-            self.db.set_upload_state(r["id"], "expired")
-            self.path(r["id"]).unlink(missing_ok=True)
-        return len(rows)
+        ids = uploads.stale_open(self.db, cutoff)
+        for uid in ids:
+            uploads.set_state(self.db, uid, "expired", now_ns())
+            self.path(uid).unlink(missing_ok=True)
+        return len(ids)

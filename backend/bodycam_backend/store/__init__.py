@@ -79,4 +79,4 @@ def open_store(cfg) -> EvidenceStore:  # noqa: ANN001 - BackendConfig, imported 
         return S3Store(cfg.s3)
     from .directory import DirectoryStore
 
-    return DirectoryStore(cfg.data_dir / "store")
+    return DirectoryStore(cfg.store_dir)

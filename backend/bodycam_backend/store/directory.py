@@ -11,13 +11,23 @@ import hashlib
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bodycam.digest import sha256_file
 from bodycam.storage.durable import fsync_dir
 
 from . import WriteOnceViolation
+
+
+@dataclass
+class _Sync:
+    """One ``flush`` call's directory fsyncs, which a concurrent ``flush`` may have to wait for."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 class DirectoryStore:
@@ -29,11 +39,40 @@ class DirectoryStore:
         root.mkdir(parents=True, exist_ok=True)
         self._dirty: set[Path] = set()
         self._made: set[Path] = set()  # directories known to exist (the service never removes one)
+        self._guard = threading.Lock()
+        self._syncing: list[_Sync] = []
+
+    def _mark(self, directory: Path) -> None:
+        with self._guard:
+            self._dirty.add(directory)
 
     def flush(self) -> None:
-        """Make the new names durable: one fsync per directory touched, however many files went in."""
-        while self._dirty:
-            fsync_dir(self._dirty.pop())
+        """Make the new names durable: one fsync per directory touched, however many files went in.
+
+        Devices finalize in parallel, so another thread's ``flush`` may have taken a directory this
+        caller's put dirtied and still be fsyncing it: this one waits for those too (and fails if they
+        failed), so "durable when this returns" holds for every caller, not only the one that synced."""
+        job = _Sync()
+        with self._guard:
+            mine, self._dirty = self._dirty, set()
+            earlier = list(self._syncing)
+            self._syncing.append(job)
+        try:
+            for d in mine:
+                fsync_dir(d)
+        except BaseException as e:
+            job.error = e
+            with self._guard:
+                self._dirty |= mine  # still not durable: the next flush tries again
+            raise
+        finally:
+            with self._guard:
+                self._syncing.remove(job)
+            job.done.set()
+        for other in earlier:
+            other.done.wait()
+            if other.error is not None:
+                raise OSError(f"a store directory could not be made durable: {other.error}") from other.error
 
     def _path(self, key: str) -> Path:
         """Keys are made by the backend (``segment_key``, ``audit_key``); still, none may leave the store."""
@@ -53,7 +92,7 @@ class DirectoryStore:
             d = d.parent
         for m in reversed(missing):
             m.mkdir(exist_ok=True)
-            self._dirty.add(m.parent)
+            self._mark(m.parent)
         self._made.add(dest.parent)
 
     def _same(self, dest: Path, sha256: str) -> None:
@@ -86,7 +125,7 @@ class DirectoryStore:
                 self._same(dest, sha256)
             finally:
                 tmp.unlink(missing_ok=True)
-        self._dirty.add(dest.parent)
+        self._mark(dest.parent)
         return ""
 
     def put_bytes(self, key: str, data: bytes) -> str:
@@ -109,7 +148,7 @@ class DirectoryStore:
             self._same(dest, sha)
         finally:
             tmp.unlink(missing_ok=True)
-        self._dirty.add(dest.parent)
+        self._mark(dest.parent)
         return ""
 
     def version_of(self, key: str, sha256: str) -> str:
@@ -144,6 +183,23 @@ class DirectoryStore:
         with open(self._path(key), "rb") as f:
             while data := f.read(chunk):
                 yield data
+
+    def extend_retention(self, key: str, version: str, until_ns: int) -> str | None:
+        """A directory has no lock to extend: the backend's own promise (and never deleting before it) is
+        the retention. Returns None: nothing refused."""
+        return None
+
+    def expire(self, key: str, version: str = "") -> str | None:
+        """Delete an object whose retention is over (the retention job only); None when gone."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return f"{key}: cannot delete ({e.strerror})"
+        fsync_dir(path.parent)
+        return None
 
     def close(self) -> None:
         pass

@@ -205,5 +205,33 @@ class S3Store:
         finally:
             body.close()
 
+    def extend_retention(self, key: str, version: str, until_ns: int) -> str | None:
+        """Raise the version's COMPLIANCE retain-until date to ``until_ns`` if it is earlier (Object Lock
+        only lets it grow); None on success, else why not."""
+        until = dt.datetime.fromtimestamp(until_ns / 1e9, dt.UTC)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if version:
+            args["VersionId"] = version
+        try:
+            current = self.client.get_object_retention(**args)["Retention"]["RetainUntilDate"]
+            if current >= until:
+                return None
+            self.client.put_object_retention(**args, Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until})
+        except Exception as e:  # noqa: BLE001 - botocore's ClientError and connection errors alike
+            return f"{key}: Object Lock retention not extended ({e})"
+        return None
+
+    def expire(self, key: str, version: str = "") -> str | None:
+        """Delete the acknowledged version once its retention is over; the store refuses while it holds
+        (COMPLIANCE), and that refusal is returned, not raised."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if version:
+            args["VersionId"] = version
+        try:
+            self.client.delete_object(**args)
+        except Exception as e:  # noqa: BLE001
+            return f"{key}: the store keeps it ({e})"
+        return None
+
     def close(self) -> None:
         self.client.close()

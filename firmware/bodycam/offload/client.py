@@ -154,7 +154,10 @@ class BackendClient:
     def healthy(self) -> bool:
         """Reachability, the second half of dock detection (the first is the dock-sense pin)."""
         try:
-            return self.session.get(self.base_url + "/healthz", timeout=min(self.timeout, 5.0)).ok
+            # verify= given here, as request() does: REQUESTS_CA_BUNDLE in the environment would otherwise
+            # replace the configured [offload] ca_file and the dock would never see the backend.
+            return self.session.get(self.base_url + "/healthz", timeout=min(self.timeout, 5.0),
+                                    verify=self.session.verify).ok
         except requests.RequestException:
             return False
 

@@ -24,6 +24,7 @@ from ..errors import BodycamError
 from .process import _die_with_parent
 
 START_TIMEOUT = 30.0
+REVIEW_USER = "reviewer"
 
 
 class SimBackendError(BodycamError, RuntimeError):
@@ -94,6 +95,25 @@ class SimBackend:
             raise SimBackendError(f"enrolment failed: {r.stderr.strip()}")
         return r.stdout.strip()
 
+    def review_sign_in(self) -> tuple[str, str]:
+        """(name, password) of the simulator's review account (a supervisor: sees every recording and its
+        audit page), created on the first run; the password is kept 0600 in DIR/backend for later runs."""
+        import secrets
+
+        path = self.root / "review-password"
+        if path.exists():
+            return REVIEW_USER, path.read_text().strip()
+        password = secrets.token_urlsafe(12)
+        r = subprocess.run([self.python, "-m", "bodycam.cli", "backend", "user", "add", REVIEW_USER, "--role",
+                            "supervisor", "--password-stdin", "--config", str(self.config)],
+                           input=password + "\n", capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise SimBackendError(f"could not create the review account: {r.stderr.strip()}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return REVIEW_USER, password
+
     def _serial(self, device_config: Path, device_dir: Path) -> str:
         from .. import config as configmod
 
@@ -145,6 +165,9 @@ def start_for_sim(data_root: Path, device_config: Path, device_dir: Path) -> Sim
         print(f"bodycam sim: evidence backend at {backend.url} (state in {backend.root}, log "
               f"{backend.log_path.name})", flush=True)
         print(f"bodycam sim: {backend.enrol(device_config, device_dir)}", flush=True)
+        name, password = backend.review_sign_in()
+        print(f"bodycam sim: review the footage in a browser at {backend.url}/ "
+              f"(sign in as {name}, password {password})", flush=True)
     except (SimBackendError, OSError, subprocess.SubprocessError) as e:
         backend.stop()
         print(f"bodycam sim: no evidence backend ({e}); docking will only charge", file=sys.stderr,

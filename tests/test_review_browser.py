@@ -318,6 +318,67 @@ def test_a_tampered_store_file_is_red_in_the_server_and_in_the_browser_and_a_lyi
     assert s.get(f"{url}/recordings/{tampered.recordings['BC-REV-0002']}/integrity").json()["ok"] is True
 
 
+@pytest.fixture
+def forged_certificate(tmp_path):
+    """A backend whose stored device certificate for camera 1 was swapped for one with the same key,
+    subject and issuer name, signed by a key that is not the agency CA's."""
+    import datetime as dt
+    import sqlite3
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from reviewkit import seed as seed_all
+
+    backend = BackendProcess(tmp_path / "backend")
+    backend.start()
+    try:
+        s = seed_all(backend, tmp_path)
+        con = sqlite3.connect(backend.data / "backend.sqlite3")
+        key_id, pem = con.execute("SELECT key_id, pem FROM certificates WHERE serial = 'BC-REV-0001'").fetchone()
+        real = x509.load_pem_x509_certificate(pem.encode())
+        now = dt.datetime.now(dt.UTC)
+        forged = (x509.CertificateBuilder().subject_name(real.subject).issuer_name(real.issuer)
+                  .public_key(real.public_key()).serial_number(x509.random_serial_number())
+                  .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+                  .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+        con.execute("UPDATE certificates SET pem = ? WHERE key_id = ?",
+                    (forged.public_bytes(serialization.Encoding.PEM).decode(), key_id))
+        con.commit()
+        con.close()
+        yield s
+    finally:
+        backend.stop()
+
+
+def test_a_device_certificate_not_signed_by_the_agency_ca_is_red_in_the_browser_and_the_server(
+        forged_certificate, browser) -> None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    b = forged_certificate.backend
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    sign_in_page(page, b.url, "rita")
+    page.goto(f"{b.url}/recordings/{forged_certificate.recordings['BC-REV-0001']}")
+    wait_loaded(page)
+    assert page.inner_text("#browser-badge") == "FAILED"
+    assert "device certificate is not signed by the agency CA" in page.inner_text("#browser-reasons")
+    assert page.inner_text("#server-badge") == "FAILED"
+    assert "not signed by the agency CA" in page.inner_text("#server-reasons")
+    ca = x509.load_pem_x509_certificate((b.data / "keys" / "ca.cert.pem").read_bytes())
+    want = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+    wait_js(page, "document.getElementById('ca-fingerprint').textContent.includes(':')")
+    assert page.inner_text("#ca-fingerprint").replace(":", "") == want
+    # the other camera's certificate is the CA's own: green in the same browser
+    page.goto(f"{b.url}/recordings/{forged_certificate.recordings['BC-REV-0002']}")
+    wait_loaded(page)
+    assert page.inner_text("#browser-badge") == "valid" and page.inner_text("#server-badge") == "valid"
+    ctx.close()
+
+
 def test_a_view_only_share_link_plays_is_audited_and_is_refused_once_revoked_or_expired(seeded, browser) -> None:
     import sqlite3
 

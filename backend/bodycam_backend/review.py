@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from bodycam.clock import iso_utc
-from bodycam.verify import VerifyInputError, verify_paths
+from bodycam.evidence.chain import GENESIS
+from bodycam.verify import format_sequences
 
-from . import pinned
+from . import pinned, verdicts
 from .context import Backend
 from .data import people as people_q
 from .data import review as q
@@ -27,7 +25,6 @@ from .store import segment_key
 log = logging.getLogger("bodycam.backend.review")
 
 INDEX_MARGIN_NS = 300 * 1_000_000_000  # segments stored this long before the newest indexed are re-checked
-_SEG_NAME = re.compile(r"seg-(\d{10})")
 
 
 def manifest_of(b: Backend, serial: str, sequence: int) -> dict[str, Any]:
@@ -67,74 +64,76 @@ def officer_of(b: Backend, serial: str, first_utc_ns: int | None) -> str | None:
 # --- integrity ---
 
 
-def _segment_problems(messages: list[str], seqs: list[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {s: [] for s in seqs}
-    for m in messages:
-        for found in _SEG_NAME.findall(m):
-            if int(found) in out:
-                out[int(found)].append(m)
-    return out
+def _chain(b: Backend, segs: list[Any], errors: list[str], warnings: list[str],
+           problems: dict[int, list[str]]) -> tuple[str | None, list[int]]:
+    """Chain continuity from the index rows (each row's hashes are tied to its stored manifest by the
+    segment's verdict): each link, the link back to the segment before the recording, and what is missing."""
+    serial = segs[0]["serial"]
+    seqs = [s["sequence"] for s in segs]
+
+    def broken(seq: int, msg: str) -> None:
+        errors.append(msg)
+        problems[seq].append(msg)
+
+    first = segs[0]
+    chain_prev = None
+    if first["sequence"] == 1:
+        if first["prev_sha256"] != GENESIS:
+            broken(1, "seg-0000000001.json: sequence 1 must link to the genesis value (64 zeros); chain broken")
+    else:
+        before = q.segment_before(b.db, serial, first["sequence"])
+        n = first["sequence"]
+        if before is None:
+            chain_prev = f"sequence {n - 1} is not at the backend; the link to it cannot be checked"
+        elif first["prev_sha256"] != before["manifest_sha256"]:
+            broken(n, f"seg-{n:010d}.json: chain broken: previous_manifest_sha256 is not the SHA-256 of "
+                      f"sequence {n - 1}'s manifest at the backend")
+        else:
+            chain_prev = f"links to sequence {n - 1} at the backend"
+    gaps = q.open_gaps_near(b.db, serial, seqs[0], seqs[-1])
+    missing: list[int] = []
+    for a, c in zip(segs, segs[1:], strict=False):
+        links = c["prev_sha256"] == a["manifest_sha256"]
+        if c["sequence"] == a["sequence"] + 1:
+            if not links:
+                broken(c["sequence"], f"seg-{c['sequence']:010d}.json: chain broken: previous_manifest_sha256 "
+                                      f"is not the SHA-256 of seg-{a['sequence']:010d}.json (a manifest was replaced)")
+            continue
+        between = list(range(a["sequence"] + 1, c["sequence"]))
+        if links:
+            warnings.append(f"device {serial}: sequence(s) {format_sequences(between)} never sealed "
+                            f"(seg-{c['sequence']:010d}.json links directly to seg-{a['sequence']:010d}.json)")
+        else:
+            missing += [n for n in between if n not in gaps]
+    if gaps or missing:
+        errors.append(f"device {serial}: sequence(s) {format_sequences(sorted(set(gaps + missing)))} missing at "
+                      "the backend")
+    return chain_prev, sorted(set(missing + gaps))
 
 
-def integrity(b: Backend, recording_id: str) -> dict[str, Any]:
+def integrity(b: Backend, recording_id: str, *, recheck: bool = False) -> dict[str, Any]:
     """Per recording and per segment: signature, media hash, chain continuity, receipt, certificate and its
-    revocation, recovery, clock; ``ok`` False with reasons when anything fails."""
+    revocation, recovery, clock; ``ok`` False with reasons when anything fails. Each segment's verdict
+    comes from ``verdicts`` (cached until its store objects change; ``recheck`` re-hashes everything)."""
     segs = q.segments_of(b.db, recording_id)
     if not segs:
         return {"ok": False, "errors": [f"no recording {recording_id}"], "segments": []}
     serial = segs[0]["serial"]
-    seqs = [s["sequence"] for s in segs]
+    found = verdicts.of_segments(b, segs, recheck=recheck)
     errors: list[str] = []
-    report: dict[str, Any] = {}
-    manifests: dict[int, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bodycam-review-") as tmp:
-        d = Path(tmp)
-        for s in segs:
-            for ext in ("mp4", "json", "sig"):
-                try:
-                    data = pinned.read(b, segment_key(serial, s["sequence"], ext), serial=serial,
-                                       sequence=s["sequence"])
-                except Exception as e:  # noqa: BLE001 - a missing or unreadable object is a finding
-                    errors.append(f"seg-{s['sequence']:010d}.{ext}: cannot be read from the store ({e})")
-                    continue
-                (d / f"seg-{s['sequence']:010d}.{ext}").write_bytes(data)
-                if ext == "json":
-                    try:
-                        manifests[s["sequence"]] = json.loads(data)
-                    except ValueError:
-                        pass
-        certs = {}
-        for kid in sorted({s["key_id"] for s in segs}):
-            c = q.certificate(b.db, kid)
-            if c is not None:
-                path = d / "keys" / f"{kid[:16]}.cert.pem"
-                path.parent.mkdir(exist_ok=True)
-                path.write_text(c["pem"])
-                certs[kid] = (path, c)
-        try:
-            rep = verify_paths([d / f"seg-{s:010d}.json" for s in seqs if (d / f"seg-{s:010d}.json").exists()],
-                               public_keys=[p for p, _ in certs.values()])
-            report = rep.to_dict()
-            errors += rep.errors
-        except VerifyInputError as e:
-            errors.append(str(e))
-    # the link from the first segment back to the one before it, which the set alone cannot check
-    chain_prev = None
-    first = manifests.get(seqs[0])
-    before = q.segment_before(b.db, serial, seqs[0])
-    if first is not None and seqs[0] > 1:
-        if before is None:
-            chain_prev = f"sequence {seqs[0] - 1} is not at the backend; the link to it cannot be checked"
-        elif first.get("previous_manifest_sha256") != before["manifest_sha256"]:
-            errors.append(f"seg-{seqs[0]:010d}.json: chain broken: previous_manifest_sha256 is not the SHA-256 "
-                          f"of sequence {seqs[0] - 1}'s manifest at the backend")
-        else:
-            chain_prev = f"links to sequence {seqs[0] - 1} at the backend"
-    gaps = q.open_gaps_near(b.db, serial, seqs[0], seqs[-1])
-    if gaps:
-        errors.append(f"device {serial}: sequence(s) {', '.join(map(str, gaps))} missing at the backend")
-    missing_inside = [n for n in range(seqs[0], seqs[-1] + 1) if n not in seqs]
-    problems = _segment_problems(errors, seqs)
+    warnings: list[str] = []
+    problems: dict[int, list[str]] = {}
+    for s in segs:
+        v = found[s["sequence"]]
+        problems[s["sequence"]] = list(v["errors"])
+        errors += v["errors"]
+        warnings += v["warnings"]
+    chain_prev, missing = _chain(b, list(segs), errors, warnings, problems)
+    certs = {}
+    for kid in sorted({s["key_id"] for s in segs}):
+        c = q.certificate(b.db, kid)
+        if c is not None:
+            certs[kid] = c
     out_segs = []
     for s in segs:
         receipt_ok = True
@@ -144,7 +143,7 @@ def integrity(b: Backend, recording_id: str) -> dict[str, Any]:
             receipt_ok = False
             problems[s["sequence"]].append(f"receipt: {e}")
             errors.append(f"seg-{s['sequence']:010d}: receipt does not verify ({e})")
-        m = manifests.get(s["sequence"], {})
+        v = found[s["sequence"]]
         out_segs.append({
             "sequence": s["sequence"],
             "ok": not problems[s["sequence"]],
@@ -152,13 +151,17 @@ def integrity(b: Backend, recording_id: str) -> dict[str, Any]:
             "media_sha256": s["media_sha256"],
             "manifest_sha256": s["manifest_sha256"],
             "receipt": receipt_ok,
-            "recovered": bool(m.get("recovered")),
-            "clock": (m.get("clock") or {}).get("status"),
+            "recovered": v["recovered"],
+            "clock": v["clock"],
+            "cached": v["cached"],
         })
     cert_docs = [{
         "key_id": kid, "status": c["status"], "revoked_utc": iso_utc(c["revoked_ns"]) if c["revoked_ns"] else None,
-        "not_after_utc": iso_utc(c["not_after_ns"]),
-    } for kid, (_, c) in certs.items()]
+        "not_after_utc": iso_utc(c["not_after_ns"]), "issued_by_agency_ca": issued_by_ca(b, c["pem"]),
+    } for kid, c in certs.items()]
+    for c in cert_docs:
+        if not c["issued_by_agency_ca"]:
+            errors.append(f"device certificate {c['key_id'][:16]}…: not signed by the agency CA")
     for s in segs:
         if s["key_id"] not in certs:
             errors.append(f"seg-{s['sequence']:010d}: signed by key {s['key_id'][:16]}… with no certificate here")
@@ -166,15 +169,34 @@ def integrity(b: Backend, recording_id: str) -> dict[str, Any]:
         "ok": not errors,
         "recording_id": recording_id,
         "errors": errors,
-        "warnings": report.get("warnings", []),
-        "notes": report.get("notes", []) + ([chain_prev] if chain_prev else []),
-        "missing_sequences": missing_inside + gaps,
+        "warnings": warnings,
+        "notes": [chain_prev] if chain_prev else [],
+        "missing_sequences": missing,
         "segments": out_segs,
         "certificates": cert_docs,
         "revoked": any(c["status"] != "active" for c in cert_docs),
         "recovered": any(s["recovered"] for s in out_segs),
         "clock_offset": clock_offset(b, serial),
+        "verified_now": sum(not s["cached"] for s in out_segs),
     }
+
+
+def issued_by_ca(b: Backend, pem: str) -> bool:
+    """Whether the agency CA's key signed this device certificate (ECDSA P-256 / SHA-256 over its TBS)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        ca_key = b.ca.cert.public_key()
+        if cert.issuer != b.ca.cert.subject or not isinstance(ca_key, ec.EllipticCurvePublicKey) \
+                or cert.signature_hash_algorithm is None:
+            return False
+        ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def clock_offset(b: Backend, serial: str) -> dict[str, Any] | None:

@@ -225,6 +225,8 @@ def recording_start(db: Any, recording_id: str) -> int | None:
 
 def drop_recording(db: Any, recording_id: str) -> None:
     """The retention job deleted its objects: it leaves the list (its segments rows stay, write-once)."""
+    db.execute("DELETE FROM segment_verdicts WHERE EXISTS (SELECT 1 FROM segments s WHERE s.recording_id = ?"
+               " AND s.serial = segment_verdicts.serial AND s.sequence = segment_verdicts.sequence)", (recording_id,))
     db.execute("DELETE FROM review_recordings WHERE recording_id = ?", (recording_id,))
 
 

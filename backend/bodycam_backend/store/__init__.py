@@ -49,6 +49,10 @@ class EvidenceStore(Protocol):
     def flush(self) -> None:
         """Everything put so far is durable when this returns."""
 
+    def stamp(self, key: str, version: str) -> str:
+        """A cheap token that changes when the stored object could have: what lets a cached integrity
+        verdict stand without re-reading the bytes (bodycam_backend.verdicts)."""
+
     def exists(self, key: str) -> bool: ...
 
     def size(self, key: str, version: str = "") -> int: ...

@@ -157,6 +157,15 @@ class DirectoryStore:
     def changed_since(self, key: str, version: str) -> str | None:
         return None
 
+    def stamp(self, key: str, version: str) -> str:
+        """Size, mtime and inode: a file rewritten in place or replaced changes at least one of them, unless
+        someone also sets its mtime back (an explicit re-check re-hashes, which catches that too)."""
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return "missing"
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
     def keys(self, prefix: str) -> list[str]:
         base = self._path(prefix.rstrip("/"))
         if not base.is_dir():

@@ -184,6 +184,11 @@ class S3Store:
         return (f"{key}: {' and '.join(parts)} beside the acknowledged version {version or '(unrecorded)'}: "
                 "written around the backend, which keeps serving the acknowledged one")
 
+    def stamp(self, key: str, version: str) -> str:
+        """The acknowledged version itself: Object Lock keeps its bytes unchangeable, and anything written
+        beside it is reported by ``changed_since`` when the object is next read (a store_changed flag)."""
+        return version
+
     def exists(self, key: str) -> bool:
         return any(not v["Marker"] for v in self._versions(key))
 

@@ -167,7 +167,7 @@ def segment_doc(b: Any, prefix: str, seg: Any) -> dict[str, Any]:
         "manifest_sha256": seg["manifest_sha256"], "key_id": seg["key_id"],
         "first_utc": _utc(seg["first_utc_ns"]), "last_utc": _utc(seg["last_utc_ns"]),
         "media_url": f"{base}/media", "manifest_url": f"{base}/manifest", "signature_url": f"{base}/signature",
-        "certificate_url": f"{prefix}/certificates/{seg['key_id']}",
+        "certificate_url": f"{prefix}/certificates/{seg['key_id']}", "ca_url": "/agency-ca.pem",
         "thumbnail_url": f"{base}/thumbnail.jpg" if prefix.startswith("/recordings/") else None,
     }
     try:
@@ -214,12 +214,41 @@ def detail(request: Request, s: WebSession) -> Response:
 
 
 def integrity(request: Request) -> Response:
+    started = time.perf_counter()
     s = data_session(request)
     row = recording_for(request, s, "recording.view")
     b = backend_of(request)
     doc = review.integrity(b, row["recording_id"])
-    b.trail.record(actor(s), "check", f"recording:{row['recording_id']}", ok=doc["ok"])
-    return JSONResponse(doc)
+    b.trail.record(actor(s), "check", f"recording:{row['recording_id']}", ok=doc["ok"],
+                   verified_now=doc.get("verified_now"))
+    r = JSONResponse(doc)
+    r.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"  # scripts/bench review
+    return r
+
+
+async def recheck(request: Request) -> Response:
+    """Re-verify every segment of the recording from its stored bytes, ignoring cached verdicts (a form on
+    the page, CSRF-checked and audited); back to the recording's integrity panel."""
+    from starlette.responses import RedirectResponse
+
+    from .common import same_origin
+
+    started = time.perf_counter()
+    s = page_session(request)
+    try:
+        form = await request.form()
+        row = await anyio.to_thread.run_sync(recording_for, request, s, "recording.view")
+        if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
+            raise ApiError(403, "forbidden", "missing or wrong CSRF token; open the recording again and retry")
+    except ApiError as e:
+        return refused(request, e, s)
+    b = backend_of(request)
+    doc = await anyio.to_thread.run_sync(lambda: review.integrity(b, row["recording_id"], recheck=True))
+    b.trail.record(actor(s), "recheck", f"recording:{row['recording_id']}", ok=doc["ok"],
+                   verified_now=doc["verified_now"])
+    r = RedirectResponse(f"/recordings/{row['recording_id']}#integrity", status_code=303)
+    r.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return r
 
 
 async def thumbnail(request: Request) -> Response:
@@ -250,6 +279,12 @@ def send_certificate(b: Any, row: Any, key_id: str) -> Response:
     if c is None or c["serial"] != row["serial"]:
         raise ApiError(404, "not_found", "no such certificate for this recording's camera")
     return Response(c["pem"], media_type="application/x-pem-file")
+
+
+def agency_ca(request: Request) -> Response:
+    """The agency CA certificate, for the browser's check of device certificates. Public, like any CA
+    certificate (devices get it at enrolment, exports carry it); no evidence in it."""
+    return Response(backend_of(request).ca.cert_pem, media_type="application/x-pem-file")
 
 
 def segment_part(request: Request) -> Response:

@@ -1,6 +1,9 @@
 // The browser's own integrity check (docs/review.md): SHA-256 of the very bytes it plays, the device's
-// ECDSA P-256 signature over each manifest (key taken from the device certificate), and the chain link
-// from each manifest to the previous one. Nothing here trusts the server's own verdict.
+// ECDSA P-256 signature over each manifest (key taken from the device certificate), the device
+// certificate's ECDSA P-256 / SHA-256 signature by the agency CA (whose certificate comes from the same
+// server: its SHA-256 fingerprint is shown, and pinned in this browser, for the reviewer to compare with
+// the one the agency publishes), and the chain link from each manifest to the previous one. Nothing here
+// trusts the server's own verdict.
 "use strict";
 
 const BodycamCheck = (() => {
@@ -25,13 +28,62 @@ const BodycamCheck = (() => {
     for (let p = node.body; p < node.end;) { const c = tlv(bytes, p); out.push(c); p = c.end; }
     return out;
   }
-  function spkiOf(certDer) {
+  // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
+  function certParts(certDer) {
     const cert = tlv(certDer, 0);
-    const tbs = children(certDer, cert)[0];
+    const [tbs, alg, sigBits] = children(certDer, cert);
     let fields = children(certDer, tbs);
     if (fields[0].tag === 0xa0) fields = fields.slice(1); // [0] version
-    const spki = fields[5]; // serial, signature, issuer, validity, subject, subjectPublicKeyInfo
-    return certDer.slice(spki.start, spki.end);
+    // serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+    const part = (n) => certDer.slice(n.start, n.end);
+    return {
+      tbs: part(tbs), alg: certDer.slice(children(certDer, alg)[0].start, children(certDer, alg)[0].end),
+      signature: certDer.slice(sigBits.body + 1, sigBits.end), // first byte: unused bits (0)
+      issuer: part(fields[2]), subject: part(fields[4]), spki: part(fields[5]),
+    };
+  }
+    const ECDSA_SHA256 = "06082a8648ce3d040302"; // OID 1.2.840.10045.4.3.2, DER
+  const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+  // The agency CA from the server, once per page: its key, subject and fingerprint, and whether this
+  // browser saw a different CA before (a first-seen pin in localStorage).
+  const cas = new Map();
+  function caFrom(url) {
+    if (!cas.has(url)) {
+      cas.set(url, (async () => {
+        const der = pemToDer(new TextDecoder().decode(await fetchBytes(url)));
+        const parts = certParts(der);
+        const fingerprint = (await sha256(der)).match(/../g).join(":").toUpperCase();
+        let pinned = null;
+        try {
+          pinned = localStorage.getItem("bodycam.ca.sha256");
+          if (pinned === null) localStorage.setItem("bodycam.ca.sha256", fingerprint);
+        } catch (e) { pinned = null; }
+        return {
+          fingerprint, pinned, subject: parts.subject,
+          key: await crypto.subtle.importKey("spki", parts.spki, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]),
+        };
+      })());
+    }
+    return cas.get(url);
+  }
+
+  // Problems with a device certificate against the agency CA: its issuer is the CA's subject, and the CA's
+  // key signed its TBSCertificate (ECDSA P-256 with SHA-256).
+  async function issuedBy(parts, caUrl) {
+    const ca = await caFrom(caUrl);
+    const problems = [];
+    if (ca.pinned !== null && ca.pinned !== ca.fingerprint) {
+      problems.push(`the agency CA the server sent (SHA-256 ${ca.fingerprint}) is not the one this browser saw before (${ca.pinned})`);
+    }
+    if (hex(parts.alg) !== ECDSA_SHA256) problems.push("device certificate is not signed with ECDSA / SHA-256");
+    if (!same(parts.issuer, ca.subject)) problems.push("device certificate was not issued by the agency CA (issuer differs)");
+    let ok = false;
+    try {
+      ok = await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, ca.key, derToRaw(parts.signature), parts.tbs);
+    } catch (e) { ok = false; }
+    if (!ok) problems.push("device certificate is not signed by the agency CA");
+    return problems;
   }
   function derToRaw(sig) {
     const seq = tlv(sig, 0);
@@ -59,14 +111,16 @@ const BodycamCheck = (() => {
   }
 
   const keys = new Map();
-  async function keyFor(url) {
+  async function keyFor(url, caUrl) {
     if (!keys.has(url)) {
       keys.set(url, (async () => {
         const der = pemToDer(new TextDecoder().decode(await fetchBytes(url)));
-        const spki = spkiOf(der);
+        const parts = certParts(der);
+        const spki = parts.spki;
         return {
           keyId: await sha256(spki),
           key: await crypto.subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]),
+          certProblems: caUrl ? await issuedBy(parts, caUrl) : ["no agency CA to check the device certificate against"],
         };
       })());
     }
@@ -81,7 +135,8 @@ const BodycamCheck = (() => {
     const sig = await fetchBytes(seg.signature_url);
     const doc = JSON.parse(new TextDecoder().decode(manifestBytes));
     const manifestSha256 = await sha256(manifestBytes);
-    const { keyId, key } = await keyFor(seg.certificate_url);
+    const { keyId, key, certProblems } = await keyFor(seg.certificate_url, seg.ca_url);
+    problems.push(...certProblems);
     if (doc.key_id !== keyId) problems.push("manifest key_id is not the device certificate's key");
     let sigOk = false;
     try {
@@ -109,5 +164,5 @@ const BodycamCheck = (() => {
     return sha256(await fetchBytes(url));
   }
 
-  return { manifest, media, previousManifestHash, sha256, fetchBytes };
+  return { manifest, media, previousManifestHash, sha256, fetchBytes, ca: caFrom };
 })();

@@ -55,6 +55,12 @@
       checks.set(s.sequence, { manifest: p });
       prev = (await p).manifestSha256;
     }
+    if (segs.length && segs[0].ca_url && $("ca-fingerprint")) {
+      try {
+        const ca = await BodycamCheck.ca(segs[0].ca_url);
+        $("ca-fingerprint").textContent = ca.fingerprint;
+      } catch (e) { $("ca-fingerprint").textContent = `cannot be read (${e})`; }
+    }
   }
   async function checkMedia(s, bytes) {
     const c = checks.get(s.sequence);
@@ -229,6 +235,18 @@
   function nextMarker() {
     const m = state.markers.find((x) => x.t > video.currentTime + 0.05) || state.markers[0];
     if (m) video.currentTime = m.t;
+  }
+
+  // the keyframe strip (one request per segment) waits for the first frame, so it does not queue the
+  // first segment behind it on the browser's few connections (scripts/bench review: first frame)
+  const loadStrip = () => document.querySelectorAll("#strip img[data-src]").forEach((img) => {
+    img.src = img.dataset.src; img.removeAttribute("data-src");
+  });
+  if (video) {
+    video.addEventListener("loadeddata", loadStrip, { once: true });
+    setTimeout(loadStrip, 3000);
+  } else {
+    loadStrip();
   }
 
   if (video) {

@@ -10,7 +10,7 @@ slots, and every instance restarts with a fresh count anyway.
 
 from __future__ import annotations
 
-from .data import Database, now_ns, slots
+from .data import Database, Queryable, now_ns, slots
 from .errors import ApiError
 
 
@@ -47,8 +47,10 @@ class Admission:
             raise self.busy()
         self.peak = max(self.peak, held)
 
-    def release(self, upload_id: str) -> None:
-        slots.release(self.db.relaxed_writes, upload_id)
+    def release(self, upload_id: str, tx: Queryable | None = None) -> None:
+        """Free the upload's slot: relaxed on its own, or inside ``tx``, the transaction that ends the upload
+        (no write of its own: on SQLite one more write would queue behind every other device's commit)."""
+        slots.release(tx if tx is not None else self.db.relaxed_writes, upload_id)
 
     def forget_all(self) -> None:
         """The sole instance (SQLite) starting: every slot left belonged to a process that is gone."""

@@ -287,7 +287,7 @@ class TusService:
                 )
             signed = (meta["manifest"], meta["signature"])
         upload_id = secrets.token_hex(16)
-        await db_call(self.admission.admit, upload_id)
+        await db_call(self.admission.admit, upload_id, new=True)
         offset = 0
         try:
             if not with_body:  # with one, the body's writer creates the file

@@ -42,7 +42,7 @@ class Admission:
             return
         with self.db.relaxed() as tx:
             held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
-                              idle_before_ns=t - self.idle_ns)
+                              idle_before_ns=t - self.idle_ns, new=new)
         if held is None:
             self.refused += 1
             raise self.busy()

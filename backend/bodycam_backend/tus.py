@@ -505,22 +505,18 @@ class TusService:
     # -- leases: one PATCH writes an upload at a time, fleet-wide --
 
     def _lease_and_admit(self, upload_id: str, offset: int) -> str:
-        """The lease, then the upload's admission slot (one thread hop for both); no slot, no lease."""
-        lease = self._take_lease(upload_id, offset)
-        try:
-            self.admission.admit(upload_id)
-        except BaseException:
-            uploads.release_lease(self.db.relaxed_writes, upload_id, lease)
-            raise
-        return lease
+        """Lease the upload at ``offset`` and refresh (or take) its admission slot, in one relaxed
+        transaction: one commit per PATCH start, and no slot, no lease (a 503 rolls the lease back).
 
-    def _take_lease(self, upload_id: str, offset: int) -> str:
-        """Lease the upload at ``offset`` (a conditional UPDATE: of two racing PATCHes, on any instances,
-        exactly one gets it); the other is told the current offset (409) or to retry (423)."""
+        The lease is a conditional UPDATE: of two racing PATCHes, on any instances, exactly one gets it;
+        the other is told the current offset (409) or to retry (423)."""
         owner = f"{self.instance}:{secrets.token_hex(4)}"
         t = now_ns()
-        if uploads.take_lease(self.db.relaxed_writes, upload_id, offset=offset, owner=owner, now_ns=t,
-                              until_ns=t + self.lease_ns):
+        with self.db.relaxed() as tx:
+            leased = uploads.take_lease(tx, upload_id, offset=offset, owner=owner, now_ns=t, until_ns=t + self.lease_ns)
+            if leased:
+                self.admission.admit(upload_id, tx=tx)
+        if leased:
             return owner
         row = uploads.get(self.db, upload_id)
         if row is None or row["state"] != "open":

@@ -1,10 +1,13 @@
 """`scripts/bench record`: the recording pipeline's speed, drops, memory and trigger latency.
 
 Every figure is measured in this run, against a baseline measured in the same run:
-1. throughput: the full pipeline (source -> watermark -> encode -> buffer -> segment -> hash ->
-   sign -> fsync) over a bare PyAV encode of the same frames with the same settings;
-2. dropped frames over a real-time minute of recording at 1280x720 and 1920x1080, 30 fps, in a real
-   `bodycam record` process, whose RSS is sampled with a 30 s pre-event buffer full at 1080p;
+1. throughput: the full pipeline with sound (source -> watermark -> encode -> buffer -> segment ->
+   hash -> sign -> fsync, and microphone -> drift correction -> AAC -> the same segments) over a bare
+   PyAV encode of the same frames and samples with the same settings; the median of at least 5
+   interleaved rounds, so one noisy round cannot decide it;
+2. dropped frames and audio xruns over a real-time minute of recording at 1280x720 and 1920x1080,
+   30 fps, in a real `bodycam record` process with its synthetic microphone, whose RSS is sampled
+   with a 30 s pre-event buffer full at 1080p;
 3. trigger -> recording state latency, and trigger -> pre-roll sealed on disk, over repeated presses.
 """
 
@@ -22,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 from bodycam import config as configmod
+from bodycam.audio.chunk import AudioChunk
+from bodycam.audio.encoder import open_audio_context
+from bodycam.capture.flash import click_signal
 from bodycam.capture.frame import Frame
 from bodycam.capture.synthetic import SyntheticSource
 from bodycam.clock import SystemClock
@@ -32,7 +38,8 @@ from bodycam.encode.h264 import open_context
 from bodycam.evidence.signer import generate_key
 from encoder_paths import encode_bare
 
-TARGETS = {"ratio": 0.90, "dropped_720p": 0, "rss_mb": 250, "trigger_p99_ms": 50}
+TARGETS = {"ratio": 0.90, "dropped_720p": 0, "xruns_720p": 0, "rss_mb": 250, "trigger_p99_ms": 50}
+RATE, CHUNK = 48000, 960  # the default microphone: 48 kHz mono, 20 ms reads
 
 
 def make_config(tmp: Path, name: str, *, width: int, height: int, pre: float) -> Path:
@@ -86,7 +93,60 @@ class ReplaySource:
         pass
 
 
-def bare_encode(frames: list[np.ndarray], cfg: configmod.Config) -> float:
+class ReplayMicrophone:
+    """Unpaced sound from memory, kept in step with a ReplaySource (a chunk is read once the pictures
+    have reached its time), as a microphone and a camera are in step in real life."""
+
+    def __init__(self, samples: np.ndarray, video: ReplaySource) -> None:
+        self.samples, self.video = samples, video
+        self.sample_rate, self.channels = RATE, 1
+        self._pos = 0
+        self._closed = False
+
+    xruns = 0
+    missing_samples = 0
+
+    def info(self) -> dict:
+        return {"kind": "replay"}
+
+    def start(self) -> None:
+        pass
+
+    def read(self) -> AudioChunk | None:
+        if self._closed or self._pos >= len(self.samples):
+            return None
+        end_s = (self._pos + CHUNK) / RATE
+        while self.video._i / self.video.fps < end_s and self.video._i < len(self.video.frames) and not self._closed:
+            time.sleep(0.0005)
+        chunk = AudioChunk(self.samples[self._pos:self._pos + CHUNK, None], 10**9 + round(self._pos * 1e9 / RATE))
+        self._pos += CHUNK
+        return chunk
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def sound_for(n_frames: int, fps: float) -> np.ndarray:
+    """The synthetic microphone's signal for as long as ``n_frames`` last (a tone and its clicks)."""
+    n = int(n_frames / fps * RATE) // CHUNK * CHUNK
+    return click_signal(10**9 + np.round(np.arange(n) * (1e9 / RATE)).astype(np.int64))
+
+
+def encode_sound_bare(samples: np.ndarray, cfg: configmod.Config) -> None:
+    """PyAV's AAC encoder on the same samples, 1024 at a time, nothing else."""
+    import av
+
+    a = cfg.audio
+    ctx = open_audio_context(a.codec, a.sample_rate, a.channels, a.bitrate_kbps)
+    n = ctx.frame_size
+    for i in range(0, len(samples) - n + 1, n):
+        f = av.AudioFrame.from_ndarray(samples[None, i:i + n], format=ctx.format.name, layout=ctx.layout.name)
+        f.sample_rate, f.pts = a.sample_rate, i
+        ctx.encode(f)
+    ctx.encode(None)
+
+
+def bare_encode(frames: list[np.ndarray], sound: np.ndarray, cfg: configmod.Config) -> float:
     """The baseline: PyAV alone, the same encoder settings, no watermark, buffer, muxing or evidence."""
     enc = cfg.encoder
     ctx = open_context(width=cfg.camera.width, height=cfg.camera.height, fps=cfg.camera.fps,
@@ -94,14 +154,16 @@ def bare_encode(frames: list[np.ndarray], cfg: configmod.Config) -> float:
                        preset=enc.preset, threads=enc.threads)
     t = time.perf_counter()
     encode_bare(ctx, frames)
+    encode_sound_bare(sound, cfg)
     return len(frames) / (time.perf_counter() - t)
 
 
-def pipeline_encode(frames: list[np.ndarray], cfg_path: Path, run: int) -> tuple[float, int]:
+def pipeline_encode(frames: list[np.ndarray], sound: np.ndarray, cfg_path: Path, run: int) -> tuple[float, int]:
     cfg = configmod.load(cfg_path, overrides={"device": {"data_dir": str(cfg_path.parent / f"tp{run}")},
                                               "buffer": {"pre_event_seconds": 0}})
     generate_key(cfg.key_path)
-    dev = RecordingDevice(cfg, source=ReplaySource(frames, cfg.camera.fps), offline=True)
+    video = ReplaySource(frames, cfg.camera.fps)
+    dev = RecordingDevice(cfg, source=video, offline=True, audio_source=ReplayMicrophone(sound, video))
     t = time.perf_counter()
     dev.pipeline.start_recording()
     dev.start()
@@ -116,14 +178,17 @@ def throughput(tmp: Path, n: int, repeats: int) -> dict:
     cfg = configmod.load(cfg_path)
     src = SyntheticSource(1280, 720, 30, seed=7, clock=SystemClock())
     frames = [src.render(i) for i in range(n)]
+    sound = sound_for(n, 30)
     base, full, sealed = [], [], 0
     for r in range(repeats):  # interleaved, so drift in machine load hits both equally
-        base.append(bare_encode(frames, cfg))
-        fps, sealed = pipeline_encode(frames, cfg_path, r)
+        base.append(bare_encode(frames, sound, cfg))
+        fps, sealed = pipeline_encode(frames, sound, cfg_path, r)
         full.append(fps)
     b, f = statistics.median(base), statistics.median(full)
-    return {"frames": n, "bare_pyav_fps": round(b, 1), "pipeline_fps": round(f, 1), "ratio": round(f / b, 3),
-            "segments_per_run": sealed}
+    ratios = [round(x / y, 3) for x, y in zip(full, base, strict=True)]
+    return {"frames": n, "sound_s": round(len(sound) / RATE, 2), "rounds": repeats,
+            "bare_pyav_fps": round(b, 1), "pipeline_fps": round(f, 1),
+            "ratio": round(statistics.median(ratios), 3), "round_ratios": ratios, "segments_per_run": sealed}
 
 
 # --- 2. real-time drops and RSS -------------------------------------------------------------------
@@ -149,8 +214,10 @@ def realtime(tmp: Path, name: str, *, width: int, height: int, pre: float, wait:
     if proc.returncode != 0:
         raise SystemExit(f"bench: bodycam record failed: {err.strip().splitlines()[-1:]}")
     summary = json.loads(out.strip().splitlines()[-1])
+    audio = summary.get("audio") or {}
     return {"resolution": f"{width}x{height}", "recorded_s": seconds, "frames": summary["frames_captured"],
-            "dropped": summary["dropped"], "segments": summary["segments_sealed"],
+            "dropped": summary["dropped"], "audio_xruns": audio.get("xruns"),
+            "audio_missing_samples": audio.get("missing_samples"), "segments": summary["segments_sealed"],
             "rss_peak_mb": round(peak / 2**20, 1), "rss_buffer_full_mb": round(buffered_peak / 2**20, 1)}
 
 
@@ -204,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return encoder_paths_report(quick=q, as_json=args.json)
     with tempfile.TemporaryDirectory(prefix="bodycam-bench-") as d:
         tmp = Path(d)
-        print("bench record: throughput (pipeline vs bare PyAV encode, 1280x720)...", file=sys.stderr, flush=True)
-        results["throughput"] = throughput(tmp, 60 if q else 300, 1 if q else 3)
+        print("bench record: throughput with sound (pipeline vs bare PyAV encode, 1280x720, 48 kHz)...",
+              file=sys.stderr, flush=True)
+        results["throughput"] = throughput(tmp, 60 if q else 300, 2 if q else 5)
         secs = 4 if q else 60
         print(f"bench record: {secs} s real-time recording at 1280x720@30...", file=sys.stderr, flush=True)
         results["realtime_720p"] = realtime(tmp, "rt720", width=1280, height=720, pre=2 if q else 30,
@@ -220,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = {
         "throughput ratio": (tp["ratio"], f">= {TARGETS['ratio']}", tp["ratio"] >= TARGETS["ratio"]),
         "dropped frames 720p30": (r7["dropped"], "== 0", r7["dropped"] == 0),
+        "audio xruns 720p30": (r7["audio_xruns"], "== 0", r7["audio_xruns"] == 0),
         "dropped frames 1080p30": (r10["dropped"], "(reported)", True),
         "RSS 1080p, buffer full (MB)": (r10["rss_peak_mb"], f"<= {TARGETS['rss_mb']}",
                                         r10["rss_peak_mb"] <= TARGETS["rss_mb"]),

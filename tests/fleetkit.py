@@ -173,7 +173,7 @@ class Fleet:
     """PostgreSQL + SeaweedFS S3 + N instances + HAProxy; ``url`` is HAProxy's (TLS, ``ca`` to trust)."""
 
     root: Path
-    database_url: str  # "": the instances share one SQLite data_dir (one host)
+    database_url: str  # PostgreSQL (tests/pgkit.py), shared by every instance
     instances: int = 3
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra config for every instance
     log: bool = False
@@ -195,11 +195,8 @@ class Fleet:
             # storm test does not wait two minutes for them (a device sends a chunk every few ms).
             "admission": {"max_concurrent_uploads": 64, "retry_after_seconds": 1, "idle_seconds": 15},
         }
-        if self.database_url:
-            t["database"] = {"url": self.database_url}
-            t["storage"] |= {"staging_dir": str(self.staging), "keys_dir": str(self.keys)}
-        else:  # one host, one SQLite data_dir shared by its instances
-            t["storage"]["data_dir"] = str(self.root / "shared" / "data")
+        t["database"] = {"url": self.database_url}
+        t["storage"] |= {"staging_dir": str(self.staging), "keys_dir": str(self.keys)}
         for table, values in self.tables.items():
             t.setdefault(table, {}).update(values)
         return t

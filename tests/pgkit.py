@@ -61,14 +61,22 @@ class PgCluster:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w", "start")
+        for attempt in range(3):  # a free port can be taken by another process before the server binds it
+            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts,
+                          "-w", "-t", "180", "start")
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
 
     def _run(self, tool: str, *args: str) -> None:
         r = subprocess.run([*self.as_user, str(self.bindir / tool), *args], capture_output=True, text=True,
-                           timeout=120, cwd=self.root)
+                           timeout=240, cwd=self.root)
         if r.returncode != 0:
             log = self.root / "server.log"
             raise RuntimeError(f"{tool} failed: {r.stderr.strip()} {log.read_text() if log.exists() else ''}")

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bodycam import config as configmod
+from bodycam.audio.factory import open_audio
+from bodycam.audio.synthetic import SyntheticAudioSource
+from bodycam.capture.flash import draw_flash, flash_due
 from bodycam.capture.frame import Frame
 from bodycam.clock import ManualClock
 from bodycam.encode.h264 import ContextOpener, H264Encoder, open_context
@@ -19,6 +22,7 @@ from bodycam.evidence.signer import FileKeySigner, generate_key
 from bodycam.layout import DataLayout
 from bodycam.prebuffer import PreEventBuffer
 from bodycam.recorder import Recorder
+from bodycam.segments.writer import AudioFormat
 from bodycam.storage.reserve import StorageGuard
 from framecode import coded_frame
 
@@ -88,3 +92,63 @@ class Rig:
 
     def segments(self) -> list[Path]:
         return sorted(self.layout.segments.glob("seg-*.mp4"))
+
+
+class AvRig(Rig):
+    """The rig with sound: the synthetic microphone (capture/flash.py clicks) on the rig's clock.
+
+    Frames carry the sync lamp; after each frame, every audio chunk captured by then is pushed through
+    the real drift corrector and AAC encoder and routed like the pipeline's audio thread does. The
+    clock starts on a whole second, so flashes fall exactly on frames and clicks on the same instants.
+    """
+
+    def __init__(self, data: Path, *, drift_ppm: float = 0.0, pre_event_audio: bool = False,
+                 **tables: dict[str, Any]) -> None:
+        tables.setdefault("audio", {}).update({"pre_event_audio": pre_event_audio, "drift_ppm": drift_ppm})
+        super().__init__(data, **tables)
+        self.clock = ManualClock(monotonic_ns=10_000_000_000)
+        self.recorder.clock = self.clock
+        self.mic = SyntheticAudioSource(self.cfg.audio.sample_rate, 1, clock=self.clock,
+                                        chunk_ms=self.cfg.audio.chunk_ms, drift_ppm=drift_ppm,
+                                        sleep=lambda _s: None)
+        self.mic.start()
+        self.audio = open_audio(self.cfg, self.clock, self.mic)
+        assert self.audio is not None
+        enc = self.audio.encoder
+        self.recorder.audio = AudioFormat(enc.codec_name, enc.rate, enc.channels, enc.extradata)
+        self.recorder._audio_info = lambda: {**self.audio.describe(), **self.audio.counters()}
+        self.audio_buffer: list = []
+
+    def frames(self, n: int) -> None:
+        fps = self.cfg.camera.fps
+        for _ in range(n):
+            self.clock.advance(1 / fps)
+            t = self.clock.monotonic_ns()
+            img = coded_frame(self.index % 13000, self.cfg.camera.width, self.cfg.camera.height)
+            draw_flash(img, flash_due(t, fps))
+            f = Frame(img, self.index, t, self.clock.utc_ns())
+            self.captured[self.index] = (f.mono_ns, f.utc_ns)
+            self.index += 1
+            for p in self.encoder.encode(f):
+                if self.recorder.recording:
+                    self.recorder.write(p)
+                else:
+                    self.buffer.push(p)
+            self.pump_audio()
+
+    def pump_audio(self) -> None:
+        while self.mic.ready():
+            for p in self.audio.process(self.mic.read()):
+                if self.recorder.recording:
+                    self.recorder.write_audio(p)
+                elif self.cfg.audio.pre_event_audio:
+                    self.audio_buffer.append(p)
+
+    def trigger(self) -> int:
+        self.clock.advance(0.5 / self.cfg.camera.fps)
+        t = self.clock.monotonic_ns()
+        self.encoder.force_keyframe()
+        audio, self.audio_buffer = self.audio_buffer, []
+        self.recorder.start(trigger_mono_ns=t, trigger_utc_ns=self.clock.utc_ns(), preroll=self.buffer.take(t),
+                            preroll_audio=audio)
+        return t

@@ -70,7 +70,7 @@ class SeaweedS3:
             f"-master.port={p['master']}", f"-master.port.grpc={g['master']}",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={g['volume']}",
             "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={g['filer']}", "-filer.disableHttp",
-            "-metricsPort=0", "-master.volumeSizeLimitMB=256"])
+            "-metricsPort=0", "-master.volumeSizeLimitMB=1024", "-volume.max=0"])
         self._spawn("s3", [
             "s3", f"-filer=127.0.0.1:{p['filer']}.{g['filer']}", f"-ip.bind={NETWORK_IP}", f"-port={p['s3']}",
             f"-port.grpc={g['s3']}", "-port.iceberg=0", "-port.lance=0", f"-config={self.root / 's3.json'}"])

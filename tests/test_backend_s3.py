@@ -6,30 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import boto3
 import pytest
 from backendkit import BackendProcess, enrolled_device, free_port, people, record, segments_of
-from botocore.config import Config
 from botocore.exceptions import ClientError
-
-WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-CREDS = {"aws_access_key_id": "bodycam-test", "aws_secret_access_key": "bodycam-test-secret"}
-
-
-def s3_client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-        **CREDS,
-    )
+from seaweedkit import CREDS, WEED, s3_client
 
 
 @pytest.fixture(scope="module")

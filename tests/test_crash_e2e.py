@@ -73,7 +73,7 @@ def test_kill_9_mid_segment_recovers_everything_older_than_one_second(tmp_path, 
     assert out.returncode == 0, out.stderr
     assert ("recovered seg" in out.stdout) == was_open
 
-    report = verify_paths([tmp_path / "data"])
+    report = verify_paths([tmp_path / "data"], decode=True)  # both tracks decode, sound ends with pictures
     assert report.ok, report.render_text()
     manifests = [json.loads(p.read_bytes()) for p in sorted(segments.glob("seg-*.json"))]
     assert [m["sequence"] for m in manifests] == list(range(1, len(manifests) + 1))
@@ -86,6 +86,13 @@ def test_kill_9_mid_segment_recovers_everything_older_than_one_second(tmp_path, 
     import av
     with av.open(str(segments / last["media"]["file"])) as c:
         assert sum(1 for _ in c.decode(video=0)) == last["frame_count"]
+    # sound is kept up to the same point as the pictures (synthetic microphone, the default source)
+    heard = max((m for m in manifests if m["audio"]["sample_count"]), key=lambda m: m["audio"]["last_sample"]["utc_ns"])
+    lost_sound_s = (killed_at - heard["audio"]["last_sample"]["utc_ns"]) / 1e9
+    assert lost_sound_s <= 1.0, f"the last {lost_sound_s:.2f} s of sound before the kill were lost"
+    assert abs(heard["audio"]["last_sample"]["utc_ns"] - last["last_frame"]["utc_ns"]) < 0.6e9
+    with av.open(str(segments / heard["media"]["file"])) as c:
+        assert sum(f.samples for f in c.decode(audio=0)) == heard["audio"]["sample_count"]
     events = [json.loads(json.loads(line)["entry"])["event"]
               for line in (tmp_path / "data" / "audit" / "audit.log").read_text().splitlines()]
     assert ("segment_recovered" in events) == was_open

@@ -192,6 +192,9 @@ FFPROBE = (
     "d.datetime.fromtimestamp((t0 + int(p) * 10**9 // 90000) / 1e9, d.timezone.utc).isoformat("
     "timespec=\"milliseconds\")) for p in sys.stdin]' \"$t0\"",
 )
+# docs/format.md's stream listing: both tracks of a segment, shown by Debian's ffprobe.
+FFPROBE_STREAMS = ("ffprobe -v error -show_entries stream=index,codec_type,codec_name,sample_rate,channels,start_time "
+                   "-of csv=p=0 seg-0000000002.mp4")
 NOT_HERE = {
     "sudo apt install python3-picamera2 python3-venv": "apt on Raspberry Pi OS",
     "python3 -m venv --system-site-packages ~/bodycam-venv": "the Pi's own venv, beside apt's picamera2",
@@ -243,7 +246,7 @@ def test_every_documented_command_is_listed() -> None:
     found = documented_commands()
     loop = [c for c in found if c.startswith(FOR_LOOP)]
     assert len(loop) == 1, "docs/format.md's chain loop was not found as one command"
-    listed = set(RUN) | set(HELP) | set(NOT_HERE) | set(FFPROBE) | set(loop)
+    listed = set(RUN) | set(HELP) | set(NOT_HERE) | set(FFPROBE) | {FFPROBE_STREAMS} | set(loop)
     new = sorted(set(found) - listed)
     gone = sorted(listed - set(found))
     assert new == [], "documented commands not yet in tests/test_doc_commands.py (RUN, HELP or NOT_HERE):\n" + \
@@ -362,6 +365,15 @@ def test_stock_tools_ffprobe(sandbox: Path) -> None:
     assert frames.returncode == 0 and frames.stdout.splitlines()[0].startswith("1,0,"), frames.stdout
     utc = bash(f"{t0}\n{times}", sandbox / "stock")
     assert utc.returncode == 0 and re.match(r"0 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", utc.stdout), utc.stdout
+
+
+def test_stock_tools_ffprobe_shows_both_streams(sandbox: Path) -> None:
+    """docs/format.md 8, step 5b: the picture and the sound track, as the doc says they print."""
+    done = bash(FFPROBE_STREAMS, sandbox / "stock")
+    assert done.returncode == 0, done.stderr
+    lines = sorted(done.stdout.split())
+    assert re.fullmatch(r"0,h264,video,0\.000000", lines[0]), done.stdout
+    assert re.fullmatch(r"1,aac,audio,48000,1,\d+\.\d{6}", lines[1]), done.stdout
 
 
 @pytest.mark.slow

@@ -65,6 +65,20 @@ def test_the_panel_draws_no_internal_names_and_shows_a_hold() -> None:
     assert "3 segments sealed this run; on the device: 1 on disk, 2 offloaded, 1 to upload" in text
 
 
+def test_the_sound_row_shows_a_live_level_and_whether_sound_is_recorded() -> None:
+    base = {"source": "synthetic", "pre_event_audio": False, "xruns": 0, "missing_samples": 0, "fault": None}
+    quiet = draw(PanelView(status={"state": "buffering", "audio": {**base, "level_dbfs": -60.0, "recording": False}}))
+    loud = draw(PanelView(status={"state": "recording", "audio": {**base, "level_dbfs": -6.0, "recording": True}}))
+    assert re.search(r"Sound\s+░{20}\s+-60\.0 dBFS  not recording sound \(pre-event: video only\)", quiet)
+    assert re.search(r"Sound\s+█{18}░{2}\s+-6\.0 dBFS  ● recording sound", loud)
+    waiting = draw(PanelView(status={"state": "recording", "audio": {**base, "level_dbfs": -20.0, "recording": False}}))
+    assert "sound starts at the press" in waiting
+    lost = draw(PanelView(status={"state": "recording", "audio": {**base, "level_dbfs": -20.0, "recording": True,
+                                                                  "xruns": 2, "missing_samples": 960}}))
+    assert "2 xruns, 960 samples lost" in lost
+    assert "off (no microphone: video only)" in draw(PanelView(status={"state": "buffering", "audio": None}))
+
+
 class Pty:
     """`bodycam sim --panel` in a pseudo-terminal, read as a person would see it (escapes stripped)."""
 
@@ -123,8 +137,10 @@ def test_driving_the_panel(tmp_path: Path) -> None:
         panel.until(r"x: not a key; press \? for help")
         panel.send("s")
         panel.until(r"does nothing while buffering \(one short tone\)")
+        panel.until(r"Sound\s+█+░*\s+-\d+\.\d dBFS  not recording sound")
         panel.send("d")
         panel.until(r"recording started \(buffering -> recording\)")
+        panel.until(r"● recording sound")
         time.sleep(2.5)                                 # a sealed 2 s segment or two
         panel.send("h")
         panel.until(r"Holding\s+█*░+ [0-2]\.\d / 3 s  record button \(then recording stops\)", timeout=3)

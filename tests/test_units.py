@@ -134,11 +134,11 @@ def test_daemon_unit_contract() -> None:
     """The properties the issue asks for, read back from the unit file."""
     s = _settings("bodycam.service")
     assert s["Type"] == ["notify"] and s["Restart"] == ["always"] and s["WatchdogSec"]
-    assert s["User"] == ["bodycam"] and set(s["SupplementaryGroups"][0].split()) == {"video", "gpio"}
+    assert s["User"] == ["bodycam"] and set(s["SupplementaryGroups"][0].split()) == {"video", "gpio", "audio"}
     assert s["ProtectSystem"] == ["strict"] and s["ReadWritePaths"] == ["/var/lib/bodycam"]
     assert s["NoNewPrivileges"] == ["yes"] and s["DevicePolicy"] == ["closed"]
     allowed = {v.split()[0] for v in s["DeviceAllow"]}
-    assert allowed == {"char-video4linux", "char-media", "char-dma_heap", "char-gpiochip"}
+    assert allowed == {"char-video4linux", "char-media", "char-dma_heap", "char-gpiochip", "char-alsa"}
     assert "PrivateDevices" not in s  # it would hide /dev/video*
     assert s["ExecStart"] == ["/opt/bodycam/venv/bin/bodycam run --config /etc/bodycam/device.toml"]
     assert "bodycam-firstboot.service" in s["Requires"][0]

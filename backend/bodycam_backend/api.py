@@ -39,6 +39,7 @@ from .parsing import INT64_MAX, decimal, is_decimal, loads
 from .store import segment_key
 from .tus import tus_headers
 from .web import common as web_common
+from .web import recordings as web_recordings
 
 log = logging.getLogger("bodycam.backend.api")
 
@@ -361,15 +362,36 @@ def _recording_summary(r: Any) -> dict[str, Any]:
     }
 
 
+API_PAGE = 100
+API_PAGE_MAX = 1000
+
+
+def _page_param(request: Request, name: str, default: int, most: int) -> int:
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    if not is_decimal(raw) or not 1 <= int(raw) <= most:
+        raise ApiError(400, "bad_request", f"{name}={raw[:20]!r}: give a whole number from 1 to {most}")
+    return int(raw)
+
+
 def list_recordings(request: Request) -> Response:
+    """One page of the recordings index (the review pages' own query), newest first: a force's archive
+    holds millions of segments, so the list is never sent whole."""
     b = backend_of(request)
     p, actor = person_may(request, "recordings.list")
     dev = request.query_params.get("device")
-    rows = segments.recordings(b.db, serial=_serial(dev) if dev else None)
-    if permissions.own_only(p.role):
-        rows = [r for r in rows if permissions.may_see(p.name, p.role, review.officer_of(b, r["serial"], r["t0"]))]
-    b.trail.record(actor, "list", f"recordings:{dev or '*'}")
-    return JSONResponse({"recordings": [_recording_summary(r) for r in rows]})
+    f = review_q.Filters(
+        device=_serial(dev) if dev else "",
+        officer_only=p.name if permissions.own_only(p.role) else None,
+        page=_page_param(request, "page", 1, 1_000_000),
+        per_page=_page_param(request, "per_page", API_PAGE, API_PAGE_MAX),
+    )
+    review.index(b)
+    rows, total = review_q.list_recordings(b.db, f)
+    b.trail.record(actor, "list", f"recordings:{dev or '*'}", page=f.page, total=total)
+    return JSONResponse({"recordings": [web_recordings.summary(r) for r in rows], "total": total,
+                         "page": f.page, "per_page": f.per_page})
 
 
 def recording_detail(b: Backend, recording_id: str) -> dict[str, Any]:

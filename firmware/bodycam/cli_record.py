@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         record(dev, wait=wait, seconds=args.seconds, stop=stop, markers=args.marker_at)
         stats = dev.pipeline.snapshot()
         summary = {"data_dir": str(dev.layout.root), "segments_sealed": dev.recorder.segments_sealed,
-                   "frames_captured": stats.frames_captured, "dropped": stats.dropped, "faults": dev.faults}
+                   "frames_captured": stats.frames_captured, "dropped": stats.dropped, "faults": dev.faults,
+                   "audio": dev.audio_status()}
     print(json.dumps(summary) if args.json else
           f"sealed {summary['segments_sealed']} segments in {summary['data_dir']}/segments; "
           f"{stats.frames_captured} frames, {stats.dropped} dropped")

@@ -116,6 +116,33 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class AudioConfig:
+    """Sound: the microphone, its encoding, and whether the pre-event buffer keeps it."""
+
+    source: str = _opt("synthetic", choices=("synthetic", "file", "alsa", "none"),
+                       help="alsa (USB or I2S microphone) on a Pi; synthetic (tone with a click at every "
+                            "video flash), file (the [camera] file's sound) elsewhere; none: video only")
+    device: str = _opt("default", help="alsa: ALSA capture device, e.g. 'default', 'hw:1,0' or "
+                       "'plughw:CARD=Device' (list them with 'arecord -L')")
+    sample_rate: int = _opt(48000, choices=(8000, 16000, 24000, 32000, 44100, 48000),
+                            help="samples per second recorded (the microphone is resampled to it)")
+    channels: int = _opt(1, min=1, max=2, help="1 = mono (one body-worn microphone), 2 = stereo")
+    codec: str = _opt("aac", choices=("aac", "opus"), help="aac (AAC-LC, FFmpeg's native encoder; plays "
+                      "everywhere) or opus")
+    bitrate_kbps: int = _opt(64, min=16, max=320, help="audio bitrate")
+    pre_event_audio: bool = _opt(False, help="false: the pre-event seconds are video only and sound starts "
+                                 "at the button press (as many forces require); true: they carry sound too")
+    chunk_ms: int = _opt(20, min=5, max=100, help="microphone read size; shorter = less latency, more wakeups")
+    drift_ppm: float = _opt(0.0, min=-1000, max=1000,
+                            help="synthetic: how fast the simulated microphone's clock runs against the "
+                                 "system clock (ppm), to exercise drift correction")
+
+    @property
+    def enabled(self) -> bool:
+        return self.source != "none"
+
+
+@dataclass(frozen=True)
 class RecordingConfig:
     """How recordings are cut into segments and fragments."""
 
@@ -185,6 +212,7 @@ class Config:
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
@@ -309,6 +337,9 @@ def _cross_check(cfg: Config) -> None:
     parse_sensor_mode(cfg.camera.sensor_mode)
     if cfg.camera.source == "file" and not cfg.camera.file:
         raise ConfigError("[camera] file: required when source = 'file'; give the path of a video file")
+    if cfg.audio.source == "file" and cfg.camera.source != "file":
+        raise ConfigError("[audio] source = 'file': plays the sound of [camera] file, so [camera] source must "
+                          "be 'file' too; or choose 'synthetic' or 'none'")
     if cfg.camera.width % 2 or cfg.camera.height % 2:
         raise ConfigError(f"[camera] width/height = {cfg.camera.width}x{cfg.camera.height}: "
                           "H.264 needs even numbers")

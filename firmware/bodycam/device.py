@@ -12,6 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .audio.chain import AudioChain
+from .audio.chunk import AudioSource
+from .audio.factory import open_audio
 from .capture.factory import open_source
 from .capture.frame import CameraSource
 from .clock import Clock, SystemClock
@@ -26,6 +29,7 @@ from .pipeline import Pipeline
 from .prebuffer import PreEventBuffer
 from .recorder import Recorder
 from .recovery import Recovered, recover
+from .segments.writer import AudioFormat
 from .storage.reserve import FreeBytes, StorageGuard, statvfs_free
 from .watermark import Watermarker
 
@@ -46,7 +50,8 @@ class RecordingDevice:
 
     def __init__(self, config: Config, *, clock: Clock | None = None, source: CameraSource | None = None,
                  signer: Signer | None = None, free_bytes: FreeBytes = statvfs_free,
-                 offline: bool = False, encoder: H264Encoder | None = None) -> None:
+                 offline: bool = False, encoder: H264Encoder | None = None,
+                 audio_source: AudioSource | None = None) -> None:
         """``offline``: the source is not live (a replay), so a slow encoder makes it wait, not drop.
 
         ``encoder``: by default the one ``[encoder] codec`` picks on this machine (``make_encoder``);
@@ -74,6 +79,9 @@ class RecordingDevice:
         cam = config.camera
         self.source = source or open_source(cam, self.clock)
         self.encoder = encoder or make_encoder(config)
+        self.audio: AudioChain | None = open_audio(config, self.clock, audio_source)
+        audio_format = (AudioFormat(self.audio.encoder.codec_name, self.audio.rate, self.audio.encoder.channels,
+                                    self.audio.encoder.extradata) if self.audio else None)
         watermark = (Watermarker(config.watermark, serial=config.device.serial,
                                  officer_id=config.device.officer_id)
                      if config.watermark.enabled else None)
@@ -84,10 +92,12 @@ class RecordingDevice:
                                  storage=self.storage, clock=self.clock,
                                  codec=self.encoder.codec_name,
                                  clock_status=self.clock_status, camera_info=self._camera_info,
-                                 events=self._event)
+                                 events=self._event, audio=audio_format, audio_info=self._audio_info)
         self.pipeline = Pipeline(source=self.source, encoder=self.encoder, watermarker=watermark,
                                  prebuffer=self.prebuffer, recorder=self.recorder, clock=self.clock,
-                                 on_fault=self._fault, drop_when_behind=not offline)
+                                 on_fault=self._fault, drop_when_behind=not offline,
+                                 audio=self.audio, pre_event_audio=config.audio.pre_event_audio,
+                                 on_audio_fault=self._audio_fault)
         self._closed = False
 
     def clock_status(self) -> dict[str, Any]:
@@ -113,6 +123,10 @@ class RecordingDevice:
         info = getattr(self.source, "camera_info", None)
         return dict(info()) if info else {"source": type(self.source).__name__}
 
+    def _audio_info(self) -> dict[str, Any]:
+        """The manifest's description of the sound track with the microphone's counters so far."""
+        return {**self.audio.describe(), **self.audio.counters()} if self.audio else {}
+
     def _event(self, event: str, **data: Any) -> None:
         self.audit.append(event, **data)
 
@@ -124,6 +138,21 @@ class RecordingDevice:
         self.audit.append("pre_event_capped", held_seconds=round(held_seconds, 3),
                           configured_seconds=buf.pre_event_seconds, max_bytes=self.prebuffer.max_bytes)
 
+    def _audio_fault(self, message: str) -> None:
+        log.error("%s; recording goes on without sound", message)
+        self.audit.append("audio_fault", message=message)
+
+    def audio_status(self) -> dict[str, Any] | None:
+        """What the status (and the simulator's panel) says about sound; None without a microphone."""
+        if self.audio is None:
+            return None
+        s = self.pipeline.snapshot()
+        level = s.audio_level_dbfs
+        return {"source": self.config.audio.source, "pre_event_audio": self.config.audio.pre_event_audio,
+                "level_dbfs": round(level, 1) if level is not None else None, "recording": s.audio_recording,
+                "xruns": s.audio_xruns, "missing_samples": s.audio_missing_samples,
+                "fault": self.pipeline.audio_fault}
+
     def _fault(self, message: str) -> None:
         self.faults.append(message)
         self.audit.append("fault", message=message)
@@ -134,7 +163,9 @@ class RecordingDevice:
         torn = {"audit_torn_bytes_cut": self.audit.repaired_bytes} if self.audit.repaired_bytes else {}
         self.audit.append("power_on", serial=self.config.device.serial, config=self.config.source_path,
                           encoder=f"{enc.description}: {enc.reason}" if enc.reason else enc.description, **torn)
-        self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds)
+        a = self.config.audio
+        self.audit.append("buffering_start", pre_event_seconds=self.config.buffer.pre_event_seconds,
+                          audio=a.source, pre_event_audio=a.pre_event_audio if self.audio else None)
         self.pipeline.start()
 
     def close(self, reason: str = "shutdown") -> None:

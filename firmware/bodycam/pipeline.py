@@ -8,6 +8,9 @@ Three threads, so that no stage waits on a slower one:
 - writer: muxes, fsyncs and seals segments. Disk stalls (an SD card fsync can take 100 ms) only
   grow a queue of small compressed packets; capture and encoding carry on.
 Commands (start, stop, marker) go through the writer queue too, so they stay ordered with packets.
+With sound, a fourth thread (audio) reads the microphone, corrects its drift and encodes it; its
+packets take the same routes (writer queue, or a pre-event sound buffer if ``pre_event_audio``), and
+the recorder interleaves the two tracks by capture time.
 
 A stop goes by capture time, not by when packets arrive: frames captured before the stop but still
 in the frame queue or inside the encoder (the Pi 4's hardware encoder returns each packet a frame or
@@ -18,10 +21,13 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .audio.chain import AudioChain
+from .audio.encoder import AudioPacket
 from .capture.frame import CameraSource, Frame
 from .clock import Clock
 from .encode.h264 import H264Encoder
@@ -33,6 +39,7 @@ from .watermark import Watermarker
 
 _END = object()
 STALL_SECONDS = 0.5  # no frame for this long: a pending stop stops waiting for the encoder
+AUDIO_STALL_NS = 500_000_000  # no sound this long after a stop: the stop stops waiting for it
 
 
 @dataclass
@@ -41,6 +48,7 @@ class _Start:
     trigger_utc_ns: int
     preroll: list[EncodedPacket]
     capped: bool = False
+    preroll_audio: list[AudioPacket] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +61,7 @@ class _Stop:
 class _PendingStop:
     mono_ns: int
     stop: _Stop
+    video_done: bool = False  # every frame captured before the stop has come out of the encoder
 
 
 @dataclass
@@ -71,6 +80,10 @@ class PipelineStats:
     writer_queue: int = 0
     buffer_seconds: float = 0.0
     buffer_bytes: int = 0
+    audio_level_dbfs: float | None = None  # None: no microphone
+    audio_recording: bool = False           # sound is going into the recording now
+    audio_xruns: int = 0
+    audio_missing_samples: int = 0
 
     @property
     def dropped(self) -> int:
@@ -81,8 +94,22 @@ class Pipeline:
     def __init__(self, *, source: CameraSource, encoder: H264Encoder, watermarker: Watermarker | None,
                  prebuffer: PreEventBuffer, recorder: Recorder, clock: Clock,
                  on_fault: Callable[[str], None] = lambda msg: None,
-                 frame_queue: int = 3, drop_when_behind: bool = True) -> None:
+                 frame_queue: int = 3, drop_when_behind: bool = True,
+                 audio: AudioChain | None = None, pre_event_audio: bool = False,
+                 on_audio_fault: Callable[[str], None] = lambda msg: None) -> None:
+        """``audio``: the microphone chain (None: video only); ``pre_event_audio``: the buffer keeps sound.
+
+        ``on_audio_fault``: a microphone that fails is reported there (audit log, status), but it is not
+        a camera fault: video goes on recording without sound.
+        """
+        self._on_audio_fault = on_audio_fault
+        self.audio_fault: str | None = None
         self.source = source
+        self.audio = audio
+        self.pre_event_audio = pre_event_audio
+        self._audio_buf: deque[AudioPacket] = deque()
+        self._audio_until_ns = 0          # end of the newest sound packet routed
+        self._sound_from_ns: int | None = None  # recording: sound from this instant goes to the writer
         self.encoder = encoder
         self.watermarker = watermarker
         self.prebuffer = prebuffer
@@ -109,8 +136,11 @@ class Pipeline:
     def start(self) -> None:
         self.encoder.start()  # first: an encoder that cannot open here fails before the camera runs
         self.source.start()
-        for name, target in (("capture", self._capture_loop), ("encode", self._encode_loop),
-                             ("writer", self._writer_loop)):
+        loops = [("capture", self._capture_loop), ("encode", self._encode_loop), ("writer", self._writer_loop)]
+        if self.audio is not None:
+            self.audio.source.start()
+            loops.append(("audio", self._audio_loop))
+        for name, target in loops:
             t = threading.Thread(target=target, name=f"bodycam-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -123,10 +153,14 @@ class Pipeline:
             return
         self.stop_recording(reason, wait=False)
         self._stopping.set()
+        if self.audio is not None:
+            self.audio.source.close()  # wakes the audio thread
         for t in self._threads:
             t.join(timeout=30)
         self.source.close()
         self.encoder.close()
+        if self.audio is not None:
+            self.audio.close()
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -140,6 +174,7 @@ class Pipeline:
             self._buffering = enabled
             if not enabled:
                 self.prebuffer.clear()
+                self._audio_buf.clear()
 
     def start_recording(self) -> tuple[int, int]:
         """Returns at once: the pre-roll is handed to the writer, which muxes it in the background."""
@@ -150,9 +185,12 @@ class Pipeline:
             self._settle_stop(force=True)  # restarted at once: frames still due go to the new one
             capped = self.prebuffer.capped
             preroll = self.prebuffer.take(mono)
+            audio = list(self._audio_buf) if self.pre_event_audio else []
+            self._audio_buf.clear()
+            self._sound_from_ns = 0 if self.pre_event_audio else mono
             self.encoder.force_keyframe()
             self._recording = True
-            self._writes.put(_Start(mono, utc, preroll, capped))
+            self._writes.put(_Start(mono, utc, preroll, capped, audio))
         return mono, utc
 
     def stop_recording(self, reason: str = "button", *, wait: bool = True, timeout: float = 30.0) -> None:
@@ -178,6 +216,12 @@ class Pipeline:
         s.writer_queue = self._writes.qsize()
         s.buffer_seconds = self.prebuffer.duration_s()
         s.buffer_bytes = self.prebuffer.nbytes
+        if self.audio is not None:
+            a = self.audio.stats
+            s.audio_level_dbfs = a.level_dbfs if a.chunks else None
+            s.audio_xruns, s.audio_missing_samples = a.xruns, a.missing_samples
+            s.audio_recording = self._recording and self._sound_from_ns is not None and (
+                self._audio_until_ns >= self._sound_from_ns)
         return s
 
     # --- threads ------------------------------------------------------------------------------
@@ -249,13 +293,53 @@ class Pipeline:
         if stop is None:
             return
         if not force:
-            if self._last_fed_ns is None or self._last_fed_ns <= stop.mono_ns:
-                return
-            oldest = self.encoder.oldest_pending_ns()
-            if oldest is not None and oldest <= stop.mono_ns:
+            if not stop.video_done:
+                if self._last_fed_ns is None or self._last_fed_ns <= stop.mono_ns:
+                    return
+                oldest = self.encoder.oldest_pending_ns()
+                if oldest is not None and oldest <= stop.mono_ns:
+                    return
+                stop.video_done = True
+            if not self._audio_done(stop.mono_ns):
                 return
         self._pending_stop = None
         self._writes.put(stop.stop)
+
+    def _audio_done(self, stop_ns: int) -> bool:
+        """Sound up to the stop has been routed (or there is none, or the microphone has gone quiet)."""
+        if self.audio is None or self._audio_until_ns >= stop_ns:
+            return True
+        return self.clock.monotonic_ns() - stop_ns > AUDIO_STALL_NS
+
+    def _audio_loop(self) -> None:
+        """Microphone -> drift correction -> encoder -> route; a failing microphone never stops video."""
+        chain = self.audio
+        assert chain is not None
+        try:
+            while not self._stopping.is_set():
+                chunk = chain.source.read()
+                if chunk is None:
+                    break
+                for p in chain.process(chunk):
+                    self._route_audio(p)
+        except Exception as e:  # noqa: BLE001 - reported (audit log, status), video carries on
+            self.audio_fault = f"audio source {chain.source_kind} failed: {e}"
+            self._on_audio_fault(self.audio_fault)
+
+    def _route_audio(self, packet: AudioPacket) -> None:
+        with self._route:
+            stop = self._pending_stop
+            if self._recording or (stop is not None and packet.mono_ns < stop.mono_ns):
+                self._writes.put(packet)
+            elif self._buffering and self.pre_event_audio:
+                buf = self._audio_buf
+                buf.append(packet)
+                horizon = packet.mono_ns - int((self.prebuffer.duration_s() + 1.0) * 1e9)
+                while buf and buf[0].mono_ns < horizon:
+                    buf.popleft()
+            self._audio_until_ns = packet.end_ns
+            if stop is not None and stop.video_done:
+                self._settle_stop(force=False)
 
     def _writer_loop(self) -> None:
         rec = self.recorder
@@ -267,9 +351,11 @@ class Pipeline:
                     return
                 if isinstance(item, EncodedPacket):
                     rec.write(item)
+                elif isinstance(item, AudioPacket):
+                    rec.write_audio(item)
                 elif isinstance(item, _Start):
                     rec.start(trigger_mono_ns=item.trigger_mono_ns, trigger_utc_ns=item.trigger_utc_ns,
-                              preroll=item.preroll, preroll_capped=item.capped)
+                              preroll=item.preroll, preroll_capped=item.capped, preroll_audio=item.preroll_audio)
                 elif isinstance(item, _Stop):
                     rec.stop(item.reason)
                     item.done.set()

@@ -8,11 +8,13 @@ recording longer than ``max_recording_seconds`` rolls into a new recording at th
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
+from .audio.encoder import AudioPacket
 from .clock import Clock
 from .config import Config
 from .encode.packet import EncodedPacket
@@ -23,11 +25,13 @@ from .evidence.sealer import Sealer
 from .layout import DataLayout
 from .recovery import seal_partial
 from .segments.journal import SegmentJournal
-from .segments.writer import SegmentWriter, ticks
+from .segments.writer import AudioFormat, SegmentWriter, ticks
 from .storage.emergency import EmergencySpace
 from .storage.reserve import StorageGuard
 
 EventSink = Callable[..., None]
+HOLD_NS = 300_000_000      # sound silent this long (in video time): pictures stop waiting for it (a stalled mic)
+MAX_LAG_NS = 2_000_000_000  # and pictures never wait longer than this for sound that keeps coming late
 
 
 def _noop(event: str, **data: Any) -> None:
@@ -47,7 +51,10 @@ class Recorder:
                  storage: StorageGuard, clock: Clock, codec: str,
                  clock_status: Callable[[], dict[str, Any]] = lambda: {"status": "unknown"},
                  camera_info: Callable[[], dict[str, Any]] | None = None,
-                 events: EventSink = _noop) -> None:
+                 events: EventSink = _noop, audio: AudioFormat | None = None,
+                 audio_info: Callable[[], dict[str, Any]] = dict) -> None:
+        """``audio``: the sound track's format (None: video only); ``audio_info()``: the manifest's
+        description of it and the source's counters (xruns, drift), sampled at opening and sealing."""
         self.cfg = config
         self.layout = layout
         self.sealer = sealer
@@ -72,6 +79,18 @@ class Recorder:
         self.emergency = EmergencySpace(layout.emergency_space)
         self.emergency.ensure()
         self._unsealed: SegmentPaths | None = None  # a segment even the emergency space could not seal
+        # Sound: packets of both tracks meet here from two threads and are written in capture order,
+        # so a packet always lands in the segment that covers its time (see _drain).
+        self.audio = audio
+        self._audio_info = audio_info
+        self.pre_event_audio = config.audio.pre_event_audio
+        self._vq: deque[EncodedPacket] = deque()
+        self._aq: deque[AudioPacket] = deque()
+        self._video_seen_ns = 0
+        self._audio_seen_ns = 0
+        self._audio_alive_ns = 0                     # video time at which sound last arrived
+        self._audio_from_ns = 0                      # sound before this instant is not recorded (policy)
+        self._sound_starts: dict[str, Any] | None = None
 
     @property
     def recording(self) -> bool:
@@ -85,10 +104,12 @@ class Recorder:
     # --- commands -------------------------------------------------------------------------------
 
     def start(self, *, trigger_mono_ns: int, trigger_utc_ns: int, preroll: list[EncodedPacket],
-              preroll_capped: bool = False) -> str:
+              preroll_capped: bool = False, preroll_audio: list[AudioPacket] | None = None) -> str:
         """Begin a recording with the buffered packets (already cut to start on a keyframe).
 
         ``preroll_capped``: the pre-event buffer's byte cap had cut it below the configured seconds.
+        ``preroll_audio``: buffered sound, used only with ``pre_event_audio``; without it, sound starts
+        at the trigger and the buffered seconds are video only.
         """
         with self._lock:
             if self.recording_id is not None:
@@ -100,8 +121,15 @@ class Recorder:
             self._pre_event_capped = preroll_capped
             if preroll:
                 self._pre_event_s = max(0.0, (trigger_mono_ns - preroll[0].mono_ns) / 1e9)
+            self._audio_from_ns = 0 if self.pre_event_audio else trigger_mono_ns
+            self._sound_starts = None
+            self._vq.clear()  # anything left from a recording a fault ended is not this recording's
+            self._aq.clear()
+            for a in preroll_audio or []:
+                self._queue_audio(a)
             for p in preroll:
-                self._write(p)
+                self._queue_video(p)
+            self._drain()
             return self.recording_id  # type: ignore[return-value]
 
     def _begin(self, trigger_mono_ns: int, trigger_utc_ns: int, *, reason: str) -> None:
@@ -111,12 +139,77 @@ class Recorder:
         self._segment_index = 0
         self._recording_first_ns = 0
         self._pre_event_s = None
+        self._sound_starts = None
         self._events("record_start", recording_id=self.recording_id, trigger=self._trigger)
 
     def write(self, packet: EncodedPacket) -> None:
         with self._lock:
             if self.recording_id is not None:
-                self._write(packet)
+                self._queue_video(packet)
+                self._drain()
+
+    def write_audio(self, packet: AudioPacket) -> None:
+        with self._lock:
+            if self.recording_id is not None and self.audio is not None:
+                self._queue_audio(packet)
+                self._drain()
+
+    # --- interleaving ---------------------------------------------------------------------------
+
+    def _queue_video(self, packet: EncodedPacket) -> None:
+        self._vq.append(packet)
+        self._video_seen_ns = max(self._video_seen_ns, packet.mono_ns)
+
+    def _queue_audio(self, packet: AudioPacket) -> None:
+        self._aq.append(packet)
+        self._audio_seen_ns = max(self._audio_seen_ns, packet.end_ns)
+        self._audio_alive_ns = self._video_seen_ns
+
+    def _drain(self, *, force: bool = False) -> None:
+        """Write held packets in capture order, as far as both tracks have arrived.
+
+        Sound comes out of its encoder later than pictures (a 20 ms read plus two AAC frames), so a
+        picture waits here until sound up to its time has arrived: a segment boundary (a keyframe)
+        then splits the two tracks at the same instant, and no sound packet reaches a segment after
+        it closed. Without sound (``audio`` None) nothing waits; sound that stops arriving is waited
+        for ``HOLD_NS`` of video time, sound that keeps arriving late at most ``MAX_LAG_NS``; ``force``
+        (stop) writes everything.
+        """
+        vq, aq = self._vq, self._aq
+        while vq or aq:
+            v = vq[0] if vq else None
+            a = aq[0] if aq else None
+            if v is not None and (a is None or v.mono_ns <= a.mono_ns):
+                if (a is None and not force and self.audio is not None and self._audio_seen_ns < v.mono_ns
+                        and self._video_seen_ns - self._audio_alive_ns < HOLD_NS
+                        and self._video_seen_ns - v.mono_ns < MAX_LAG_NS):
+                    return
+                vq.popleft()
+                self._write(v)
+            else:
+                assert a is not None
+                if (v is None and not force and self._video_seen_ns < a.mono_ns
+                        and self._audio_seen_ns - a.end_ns < HOLD_NS):
+                    return
+                aq.popleft()
+                self._write_audio(a)
+
+    def _write_audio(self, packet: AudioPacket) -> None:
+        o = self._open
+        if self.fault or o is None or packet.mono_ns < self._audio_from_ns:
+            return  # before the recording's first frame, or pre-event sound the policy leaves out
+        try:
+            if not o.writer.write_audio(packet):
+                return
+        except OSError as e:
+            self._storage_fault(f"write failed: {e.strerror or e}", write_failed=True)
+            return
+        if o.writer.audio_packets == 1:
+            first = stamp(packet.utc_ns, packet.mono_ns) | {"pts": o.writer.audio_pts(packet)}
+            if self._sound_starts is None:
+                self._sound_starts = stamp(packet.utc_ns, packet.mono_ns)
+            o.facts.audio = {**(o.facts.audio or {}), "first_sample": first, "sound_starts": self._sound_starts}
+            o.journal.append({"audio_first": first, "sound_starts": self._sound_starts})
 
     def marker(self, *, mono_ns: int, utc_ns: int, note: str = "") -> bool:
         with self._lock:
@@ -135,6 +228,7 @@ class Recorder:
             if self.recording_id is None:
                 return
             rid = self.recording_id
+            self._drain(force=True)
             self._close_segment(end_reason=reason)
             self.recording_id = None
             self._trigger = None
@@ -209,17 +303,25 @@ class Recorder:
             first_frame=stamp(first.utc_ns, first.mono_ns) | {"pts": 0},
             encoder=self._codec,
             camera=self._camera_info() if self._camera_info else None,
+            audio=self._audio_facts(),
         )
         journal = SegmentJournal(paths.journal, header=facts.to_journal())
         if self.chain.reserve_sequence() != seq:
             raise RuntimeError("sequence reserved twice: only the writer thread may open segments")
         writer = SegmentWriter(paths.partial, width=cam.width, height=cam.height, fps=cam.fps,
-                               fragment_seconds=self.cfg.recording.fragment_seconds)
+                               fragment_seconds=self.cfg.recording.fragment_seconds, audio=self.audio)
         self._open = _Open(paths, writer, journal, facts)
         self._segment_index += 1
         for m in self._pending_markers:
             self._attach_marker(m)
         self._pending_markers.clear()
+
+    def _audio_facts(self) -> dict[str, Any] | None:
+        """The manifest's ``audio`` object as far as it is known when a segment opens (docs/format.md)."""
+        if self.audio is None:
+            return None
+        return {**self._audio_info(), "pre_event_audio": self.pre_event_audio,
+                "sound_starts": self._sound_starts, "sample_count": 0, "first_sample": None, "last_sample": None}
 
     def _attach_marker(self, marker: dict[str, Any]) -> None:
         o = self._open
@@ -241,6 +343,14 @@ class Recorder:
         f.frame_count = o.writer.frame_count
         f.dropped_frames = o.writer.dropped_frames
         f.end_reason = end_reason
+        w = o.writer
+        if f.audio is not None:
+            f.audio.update(self._audio_info())
+            f.audio["sample_count"] = w.audio_samples
+            f.audio["sound_starts"] = self._sound_starts
+            if w.audio_last is not None:
+                f.audio["last_sample"] = (stamp(w.audio_last.utc_ns, w.audio_last.mono_ns)
+                                          | {"pts": w.audio_pts(w.audio_last)})
         if self._camera_info:
             f.camera = self._camera_info()
         self.sealer.seal(o.paths, f, media_sha256=sha, media_size=size)

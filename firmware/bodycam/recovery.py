@@ -51,21 +51,56 @@ def _open_sequences(segments: Path) -> list[int]:
     return sorted(seqs)
 
 
-def _probe(path: Path) -> tuple[int, int]:
-    """(frame count, last pts) of what is left of the media, read with the real demuxer."""
+@dataclass
+class _Probe:
+    frames: int = 0
+    last_pts: int = 0
+    audio_samples: int = 0
+    audio_first_pts: int | None = None
+    audio_last_pts: int = 0
+
+
+def _probe(path: Path) -> _Probe:
+    """Frame count and last pts (and the sound track's samples and pts) of what is left of the media."""
+    out = _Probe()
     if path.stat().st_size == 0:
-        return 0, 0
-    count, last = 0, 0
+        return out
     try:
         with av.open(str(path)) as c:
-            for packet in c.demux(video=0):
+            streams = [c.streams.video[0]] + list(c.streams.audio[:1])
+            for packet in c.demux(streams):
                 if packet.pts is None:
                     continue
-                count += 1
-                last = max(last, packet.pts)
-    except av.error.FFmpegError:
-        return 0, 0
-    return count, last
+                if packet.stream.type == "video":
+                    out.frames += 1
+                    out.last_pts = max(out.last_pts, packet.pts)
+                elif packet.size:
+                    out.audio_samples += packet.duration or 1024
+                    if out.audio_first_pts is None:
+                        out.audio_first_pts = packet.pts
+                    out.audio_last_pts = max(out.audio_last_pts, packet.pts)
+    except (av.error.FFmpegError, IndexError):
+        return _Probe()
+    return out
+
+
+def _recover_audio(facts: SegmentFacts, entries: list[dict], probe: _Probe) -> None:
+    """The sound track's counts from the kept media; its first stamp from the journal, the rest by pts."""
+    if facts.audio is None:
+        return
+    a = facts.audio
+    first = next((e["audio_first"] for e in entries if "audio_first" in e), None)
+    starts = next((e["sound_starts"] for e in entries if e.get("sound_starts")), None)
+    a["sound_starts"] = starts or a.get("sound_starts")
+    a["sample_count"] = probe.audio_samples
+    if not probe.audio_samples or first is None or probe.audio_first_pts is None:
+        a["first_sample"] = a["last_sample"] = None
+        return
+    a["first_sample"] = first
+    rate = a.get("sample_rate") or 48000
+    offset_ns = (probe.audio_last_pts - probe.audio_first_pts) * 1_000_000_000 // rate
+    a["last_sample"] = stamp(first["utc_ns"] + offset_ns, first["monotonic_ns"] + offset_ns) | {
+        "pts": probe.audio_last_pts}
 
 
 def _fallback_facts(seq: int, serial: str, key_id: str) -> SegmentFacts:
@@ -105,8 +140,10 @@ def seal_partial(paths: SegmentPaths, *, sealer: Sealer, serial: str, end_reason
     with open(paths.partial, "r+b") as f:
         f.truncate(keep)
         os.fsync(f.fileno())
-    frames, last_pts = _probe(paths.partial)
+    probe = _probe(paths.partial)
+    frames, last_pts = probe.frames, probe.last_pts
     facts.markers = [e["marker"] for e in entries if "marker" in e]
+    _recover_audio(facts, entries, probe)
     facts.recovered = True
     facts.end_reason = end_reason
     facts.frame_count = frames

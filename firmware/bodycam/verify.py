@@ -38,6 +38,7 @@ from .evidence.validate import (
 
 _SEG = re.compile(r"^seg-(\d{10})\.(json|sig|mp4|mp4\.partial|journal)$")
 _SEALING_EVENTS = ("segment_sealed", "segment_recovered")
+AUDIO_END_SLACK_S = 0.25  # sound and pictures of a segment end this close (one AAC frame + a video frame + margin)
 _OFFLOADED_EVENT = "segment_offloaded"  # the backend's verified receipt was kept, then the files freed
 UNRECOVERED = ("unrecovered segment (a power cut left it open): run 'bodycam recover --config FILE' "
                "(or start the daemon) to seal it, then verify again")
@@ -574,6 +575,48 @@ class _Verifier:
         last = seg.doc.get("last_frame") or {}
         if last_pts is not None and "pts" in last and last_pts != last["pts"]:
             self.r.errors.append(f"{media.name}: last frame pts {last_pts}, manifest says {last['pts']}")
+        if last_pts is not None:
+            fps = seg.doc["video"].get("fps") or 30
+            self._decode_audio(media, seg, video_end=last_pts / TIME_BASE + 1 / fps)
+
+    def _decode_audio(self, media: Path, seg: _Segment, *, video_end: float) -> None:
+        """The sound track decodes, holds the samples the manifest says, and ends with the pictures."""
+        import av
+
+        audio = seg.doc.get("audio")
+        if not isinstance(audio, dict):
+            return
+        want = audio.get("sample_count", 0)
+        samples, first_pts, end = 0, None, None
+        try:
+            with av.open(str(media)) as container:
+                if not container.streams.audio:
+                    self.r.errors.append(f"{media.name}: no sound track, the manifest describes one")
+                    return
+                for frame in container.decode(audio=0):
+                    if first_pts is None:
+                        first_pts = frame.pts
+                    samples += frame.samples
+                    end = float((frame.pts + frame.samples) * frame.time_base)
+        except (av.error.FFmpegError, IndexError) as e:
+            self.r.errors.append(f"{media.name}: sound cannot be decoded ({e})")
+            return
+        if samples != want:
+            self.r.errors.append(f"{media.name}: decoded {samples} sound samples, manifest says {want}")
+        first = audio.get("first_sample") or {}
+        if first_pts is not None and "pts" in first and first_pts != first["pts"]:
+            self.r.errors.append(f"{media.name}: first sound pts {first_pts}, manifest says {first['pts']}")
+        trigger = seg.doc.get("trigger") or {}
+        if (audio.get("pre_event_audio") is False and first.get("monotonic_ns") is not None
+                and trigger.get("monotonic_ns") is not None and trigger.get("reason") == "button"
+                and first["monotonic_ns"] < trigger["monotonic_ns"]):
+            self.r.errors.append(f"{media.name}: sound starts before the trigger, but the manifest says "
+                                 "pre_event_audio is false")
+        # Sound runs to the last picture: a gap of more than this means one track lost its tail.
+        slack = 1.0 if seg.doc.get("recovered") else AUDIO_END_SLACK_S
+        if end is not None and abs(end - video_end) > slack:
+            self.r.errors.append(f"{media.name}: sound ends at {end:.3f} s, pictures at {video_end:.3f} s "
+                                 f"(more than {slack:g} s apart)")
 
     def _orphans(self) -> None:
         by_manifest: dict[Path, list[str]] = defaultdict(list)

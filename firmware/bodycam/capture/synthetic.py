@@ -1,7 +1,9 @@
 """A camera with no hardware: a moving, textured scene, so the rest of the pipeline runs anywhere.
 
 The picture has what a real scene gives an H.264 encoder: a detailed background that pans (motion
-vectors, texture to code), objects moving across it, and a panel with a frame counter. It is also
+vectors, texture to code), objects moving across it, and a panel with a frame counter. A lamp in the
+top-right corner flashes once a second of the clock, when the synthetic microphone clicks, so
+audio/video sync can be measured from a recording. It is also
 deterministic: the image for slot ``i`` depends only on ``(seed, i, width, height)``, so a test can
 say exactly which frame it expects, and :func:`read_index_code` reads the slot number back from the
 picture even after lossy encoding.
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..clock import Clock
+from .flash import draw_flash, flash_due
 from .frame import Frame
 from .pacing import Pacer, SourceBase, utc_at
 
@@ -68,8 +71,8 @@ class SyntheticSource(SourceBase):
 
     def _read(self) -> Frame:
         slot, mono_ns = self._pacer.wait_next()
-        return Frame(image=self.render(slot), index=slot, mono_ns=mono_ns,
-                     utc_ns=utc_at(self._clock, mono_ns))
+        return Frame(image=self.render(slot, flash=flash_due(mono_ns, self.fps)), index=slot,
+                     mono_ns=mono_ns, utc_ns=utc_at(self._clock, mono_ns))
 
     def _close(self) -> None:
         self._tile = None
@@ -83,8 +86,12 @@ class SyntheticSource(SourceBase):
 
     # -- the picture -----------------------------------------------------------------------------
 
-    def render(self, index: int) -> np.ndarray:
-        """The image for slot ``index``: a pure function of (seed, index, width, height)."""
+    def render(self, index: int, *, flash: bool = False) -> np.ndarray:
+        """The image for slot ``index``: a pure function of (seed, index, width, height, flash).
+
+        ``flash``: the sync lamp (capture/flash.py) is lit; the source lights it on the frame nearest
+        each flash instant of the clock, when the synthetic microphone clicks.
+        """
         tile = self._texture()
         ox = (index * _PAN_X) % _TILE_W
         oy = round(_PAN_Y_AMPLITUDE * math.sin(2 * math.pi * index / _PAN_Y_PERIOD)) % _TILE_H
@@ -92,6 +99,7 @@ class SyntheticSource(SourceBase):
         _blit_wrapped(tile, img, oy, ox)
         self._draw_shapes(img, index)
         self._draw_panel(img, index)
+        draw_flash(img, flash)
         return img
 
     def _texture(self) -> np.ndarray:

@@ -315,6 +315,7 @@ class StateMachine:
                 "buffer_bytes": stats.buffer_bytes,
                 "frames_captured": stats.frames_captured,
                 "dropped": stats.dropped,
+                "audio": dev.audio_status(),
                 "segments_sealed": dev.recorder.segments_sealed,
                 "pending_uploads": pending_uploads,
                 "free_bytes": free,

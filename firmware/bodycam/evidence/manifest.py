@@ -9,7 +9,7 @@ from typing import Any
 
 from ..clock import iso_utc
 
-FORMAT = "bodycam.segment/1"
+FORMAT = "bodycam.segment/1"  # "audio" was added within it (docs/format.md 3.2): absent or null = no sound
 TIME_BASE = 90_000  # MP4 ticks per second; frame pts are monotonic capture times in these ticks
 
 
@@ -83,6 +83,7 @@ class SegmentFacts:
     end_reason: str | None = None
     encoder: str = ""
     camera: dict[str, Any] | None = None  # the source's camera_info(); None if unknown (recovered)
+    audio: dict[str, Any] | None = None   # the sound track (docs/format.md 3.2); None: recorded without sound
 
     def to_journal(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,5 +124,6 @@ def render(facts: SegmentFacts, *, previous_manifest_sha256: str, media_name: st
         "firmware_version": facts.firmware_version,
         "clock": facts.clock,
         "camera": facts.camera,
+        "audio": facts.audio,
     }
     return (json.dumps(doc, indent=2) + "\n").encode()

@@ -69,6 +69,20 @@ def manifest_shape_problems(doc: dict[str, Any]) -> list[str]:
         v = doc.get(k)
         if v is not None and not (isinstance(v, dict) and _is_int(v.get("utc_ns")) and _is_int(v.get("pts"))):
             bad.append(k)
+    audio = doc.get("audio")
+    if audio is not None:
+        if not isinstance(audio, dict):
+            bad.append("audio")
+        else:
+            for k in ("sample_rate", "channels", "sample_count"):
+                if not _is_int(audio.get(k)) or audio[k] < 0:
+                    bad.append(f"audio.{k}")
+            for k in ("first_sample", "last_sample", "sound_starts"):
+                v = audio.get(k)
+                if v is not None and not (isinstance(v, dict) and _is_int(v.get("utc_ns"))):
+                    bad.append(f"audio.{k}")
+            if not isinstance(audio.get("pre_event_audio"), bool):
+                bad.append("audio.pre_event_audio")
     end = doc.get("end_reason")
     if end is not None and not isinstance(end, str):
         bad.append("end_reason")

@@ -8,7 +8,7 @@ Steps, in order; each one is safe to run again from any point, because a power c
 anywhere. A step is skipped only once its stamp ``/var/lib/bodycam-firstboot/<step>.done`` exists;
 stamps are written (temp file, fsync, rename, fsync directory) only after the step's effect is on disk.
 
-  users     systemd-sysusers creates the `bodycam` user (groups video, gpio); /etc/bodycam group-readable
+  users     systemd-sysusers creates the `bodycam` user (groups video, gpio, audio); /etc/bodycam group-readable
   serial    a fleet image's serial "auto" becomes BC-<last 8 hex digits of the board serial>
   datapart  grow the evidence partition to the end of the card (sfdisk, then an online resize2fs,
             which the kernel journals) and give it to `bodycam`

@@ -150,6 +150,32 @@ def _buffer_row(s: dict[str, Any], target: float) -> Text:
             + Text(note, style="dim"))
 
 
+METER_FLOOR_DBFS = -60.0
+
+
+def _sound_row(s: dict[str, Any]) -> Text:
+    """A live level meter and whether sound is going into the recording (or why not)."""
+    a = s.get("audio")
+    if not isinstance(a, dict):
+        return Text("off (no microphone: video only)", style="dim")
+    level = a.get("level_dbfs")
+    fill = 0.0 if not isinstance(level, (int, float)) else (level - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS
+    t = bar(fill, width=20) + Text(f" {level:5.1f} dBFS  " if isinstance(level, (int, float)) else "   -  dBFS  ")
+    if a.get("fault"):
+        t.append(f"microphone failed: {a['fault']}", style="bold red")
+    elif a.get("recording"):
+        t.append("● recording sound", style="bold red")
+    elif s.get("state") == "recording":
+        t.append("sound starts at the press", style="yellow")
+    elif a.get("pre_event_audio"):
+        t.append("buffering sound with the video", style="green")
+    else:
+        t.append("not recording sound (pre-event: video only)", style="dim")
+    if a.get("xruns"):
+        t.append(f"  {a['xruns']} xruns, {a.get('missing_samples', 0)} samples lost", style="red")
+    return t
+
+
 def _recordings_row(s: dict[str, Any]) -> str:
     """Sealed this run, then where the device's segments are now: the same words as the exit summary."""
     text = f"{s.get('segments_sealed', 0)} segments sealed this run"
@@ -224,6 +250,7 @@ def render(view: PanelView) -> RenderableType:
     if view.fps is not None:
         frame_text.append(f"  ({view.fps:.1f} fps)", style="dim")
     grid.add_row("Frames", frame_text)
+    grid.add_row("Sound", _sound_row(s))
     grid.add_row("Recordings", _recordings_row(s))
     free = _find(s, "free_bytes", "storage_free_bytes", "storage.free_bytes")
     storage = f"{_bytes(free)} free" if free is not None else "-"

@@ -205,14 +205,19 @@ def test_shared_state_nonces_leases_slots_and_settings(request, tmp_path, engine
         uploads.release_lease(db, uid, "c")
         assert uploads.terminate(db, uid, 2400) and uploads.get(db, uid)["state"] == "terminated"
 
-        def take(uid: str, t: int) -> int | None:
+        def take(uid: str, t: int, new: bool = False) -> int | None:
             with db.relaxed() as tx:
-                return slots.take(tx, uid, instance="i", t=t, limit=2, idle_before_ns=t - 100)
+                return slots.take(tx, uid, instance="i", t=t, limit=2, idle_before_ns=t - 100, new=new)
 
         assert take("x", 0) == 1 and take("y", 10) == 2 and take("z", 20) is None
         assert take("x", 30) == 2, "an admitted upload keeps its slot"
         assert take("z", 115) == 2, "y (idle since 10) freed its slot; x (seen at 30) kept its own"
+        assert take("w", 120, new=True) is None, "a new upload counts against the limit like any other"
         slots.release(db, "x")
+        assert slots.count(db) == 1
+        assert take("w", 130, new=True) == 2 and slots.count(db) == 2
+        with db.transaction() as tx:  # freed in the transaction that ends the upload
+            slots.release(tx, "w")
         assert slots.count(db) == 1
 
         assert settings.get_or_create(db, "s", "first", 1) == "first"

@@ -15,6 +15,7 @@ import pytest
 import requests
 from backendkit import (
     ROOT,
+    TUS,
     BackendProcess,
     Device,
     Segment,
@@ -174,7 +175,16 @@ def test_admission_limit_answers_503_with_retry_after(tmp_path, database) -> Non
         assert c.status_code == 201
         # a device gone silent frees its slot after idle_seconds
         time.sleep(1.2)
-        assert dev.create(segs[2]).status_code == 201
+        d = dev.create(segs[2])
+        assert d.status_code == 201
+        # b lost its slot while idle: its next PATCH, with the limit reached, is refused and leaves no lease
+        # behind (slot and lease commit together), so it goes on at once when a slot frees
+        e = dev.create(segs[0])  # another upload (its sequence is stored already; creating is still allowed)
+        assert e.status_code == 201
+        busy = dev.patch(b.headers["Location"], 0, segs[1].media.read_bytes())
+        assert busy.status_code == 503 and busy.json()["error"] == "busy", busy.text
+        assert dev.request("DELETE", e.headers["Location"], headers=TUS).status_code == 204
+        assert dev.patch(b.headers["Location"], 0, segs[1].media.read_bytes()).status_code == 204
     finally:
         backend.stop()
 

@@ -158,7 +158,7 @@ def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
                 with anyio.fail_after(30):
                     while sum(taken) < len(data):  # the body streams in although nothing can be written
                         await anyio.sleep(0.01)
-                head = svc.head(request("HEAD", {"Tus-Resumable": "1.0.0"}, []), uid, WHO)
+                head = await svc.head(request("HEAD", {"Tus-Resumable": "1.0.0"}, []), uid, WHO)
                 assert head.headers["Upload-Offset"] == "0", "answered at once, and nothing acknowledged yet"
                 assert not answers and svc.path(uid).stat().st_size == 0
             finally:

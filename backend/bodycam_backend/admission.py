@@ -10,7 +10,7 @@ slots, and every instance restarts with a fresh count anyway.
 
 from __future__ import annotations
 
-from .data import Database, now_ns, slots
+from .data import Database, Queryable, Tx, now_ns, slots
 from .errors import ApiError
 
 
@@ -34,21 +34,34 @@ class Admission:
             retry_after=self.retry_after_s,
         )
 
-    def admit(self, upload_id: str) -> None:
-        """Take (or refresh) a slot for this upload, or raise 503 busy."""
+    def admit(self, upload_id: str, *, new: bool = False, tx: Tx | None = None) -> None:
+        """Take (or refresh) a slot for this upload, or raise 503 busy. A ``new`` upload (its id made just
+        now) holds none yet: no refresh is tried (on SQLite one write less queued behind other commits).
+        In ``tx`` (a relaxed transaction of the caller's) if given: the slot commits with the caller's
+        writes, and a 503 rolls them back."""
         t = now_ns()
-        if slots.touch(self.db.relaxed_writes, upload_id, t):  # the common case, a PATCH of an admitted upload
+        if tx is None:
+            if not new and slots.touch(self.db.relaxed_writes, upload_id, t):  # a PATCH of an admitted upload
+                return
+            with self.db.relaxed() as own:
+                held = self._take(own, upload_id, t, new)
+        elif not new and slots.touch(tx, upload_id, t):
             return
-        with self.db.relaxed() as tx:
-            held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
-                              idle_before_ns=t - self.idle_ns)
+        else:
+            held = self._take(tx, upload_id, t, new)
         if held is None:
             self.refused += 1
             raise self.busy()
         self.peak = max(self.peak, held)
 
-    def release(self, upload_id: str) -> None:
-        slots.release(self.db.relaxed_writes, upload_id)
+    def _take(self, tx: Tx, upload_id: str, t: int, new: bool) -> int | None:
+        return slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
+                          idle_before_ns=t - self.idle_ns, new=new)
+
+    def release(self, upload_id: str, tx: Queryable | None = None) -> None:
+        """Free the upload's slot: relaxed on its own, or inside ``tx``, the transaction that ends the upload
+        (no write of its own: on SQLite one more write would queue behind every other device's commit)."""
+        slots.release(tx if tx is not None else self.db.relaxed_writes, upload_id)
 
     def forget_all(self) -> None:
         """The sole instance (SQLite) starting: every slot left belonged to a process that is gone."""

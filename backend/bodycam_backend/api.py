@@ -34,6 +34,7 @@ from .context import Backend
 from .data import device_audit, devices, segments
 from .data import review as review_q
 from .errors import ApiError
+from .offloop import db_call
 from .parsing import INT64_MAX, decimal, is_decimal, loads
 from .store import segment_key
 from .tus import tus_headers
@@ -88,8 +89,11 @@ def request_target(request: Request) -> str:
     return (raw + (b"?" + query if query else b"")).decode("latin-1")
 
 
-def device(request: Request) -> DeviceIdentity:
-    return backend_of(request).auth.device(request.method, request_target(request), request.headers)
+async def device(request: Request) -> DeviceIdentity:
+    """Who signed this request. In a database thread: the certificate lookup (revocation, at once) and the
+    nonce insert wait there, not on the event loop every other upload is served by."""
+    return await db_call(backend_of(request).auth.device, request.method, request_target(request),
+                         request.headers)
 
 
 def person(request: Request, role: str = "reviewer") -> tuple[Person, Actor]:
@@ -177,46 +181,51 @@ async def enrol(request: Request) -> Response:
 
 
 async def device_session(request: Request) -> Response:
-    who = device(request)
+    who = await device(request)
     return JSONResponse(backend_of(request).auth.issue_session(who))
 
 
 async def device_status(request: Request) -> Response:
-    who = device(request)
+    who = await device(request)
     b = backend_of(request)
-    return JSONResponse(
-        {
+
+    def status() -> dict[str, Any]:
+        return {
             "serial": who.serial,
             "status": "active",
             "last_sequence": segments.last_sequence(b.db, who.serial),
             "gaps": segments.open_gaps(b.db, who.serial),
             "audit_last_seq": device_audit.last_seq(b.db, who.serial),
         }
-    )
+
+    return JSONResponse(await db_call(status))
 
 
 async def device_segment(request: Request) -> Response:
-    who = device(request)
+    who = await device(request)
     b = backend_of(request)
-    seg = segments.get(b.db, who.serial, _sequence(request))
-    if seg is None:
-        raise ApiError(404, "not_found", "no such segment at the backend; upload it")
-    return JSONResponse(
-        {
+    seq = _sequence(request)
+
+    def receipt() -> dict[str, Any]:
+        seg = segments.get(b.db, who.serial, seq)
+        if seg is None:
+            raise ApiError(404, "not_found", "no such segment at the backend; upload it")
+        return {
             "receipt": seg["receipt"],
             "signature": seg["receipt_sig"],
             "backend_key_id": b.signer.key_id,
             "duplicate": True,
             "gaps": segments.open_gaps(b.db, who.serial),
         }
-    )
+
+    return JSONResponse(await db_call(receipt))
 
 
 async def uploads(request: Request) -> Response:
     b = backend_of(request)
     if request.method == "OPTIONS":
         return b.tus.options()
-    who = device(request)
+    who = await device(request)
     created = await b.tus.create(request, who)
     if created.finalize_with is None:
         return created.response()
@@ -229,9 +238,9 @@ async def uploads(request: Request) -> Response:
 async def upload(request: Request) -> Response:
     b = backend_of(request)
     uid = request.path_params["upload_id"]
-    who = device(request)
+    who = await device(request)
     if request.method == "HEAD":
-        return b.tus.head(request, uid, who)
+        return await b.tus.head(request, uid, who)
     if request.method == "PATCH":
         return await b.tus.patch(request, uid, who)
     return await b.tus.delete(request, uid, who)
@@ -239,7 +248,7 @@ async def upload(request: Request) -> Response:
 
 async def finalize(request: Request) -> Response:
     b = backend_of(request)
-    who = device(request)
+    who = await device(request)
     body = await read_json(request, b.cfg.limits.max_json_bytes, who)
     t = time.perf_counter()
     return finalize_timed(JSONResponse(await b.ingest.finalize(request.path_params["upload_id"], who, body)), t)

@@ -35,6 +35,7 @@ from .audit import Actor, AuditTrail
 from .auth import DeviceIdentity
 from .data import Database, device_audit, devices, now_ns, segments, store_versions, uploads
 from .errors import ApiError, Rejected
+from .offloop import db_call, db_call_shielded
 from .receipts import ReceiptSigner, SignedReceipt
 from .store import EvidenceStore, audit_key, segment_key
 from .tus import Created, PendingRow, TusService
@@ -117,9 +118,9 @@ class Ingestor:
         return self.db.lock(f"bodycam:device:{serial}")
 
     async def finalize(self, upload_id: str, who: DeviceIdentity, body: dict[str, Any]) -> dict[str, Any]:
-        row = self.tus.owned(upload_id, who)
+        row = await db_call(self.tus.owned, upload_id, who)
         if row["state"] == "finalized":
-            return self._replay(row)
+            return await db_call(self._replay, row)
         if row["state"] == "rejected":
             result = json.loads(row["result"] or "{}")
             raise ApiError(
@@ -149,7 +150,8 @@ class Ingestor:
         try:
             return await self._finalize_segment(created.row, who, manifest, signature, staged=True)
         except BaseException:
-            self._persist(created.row)  # a failed attempt leaves a row: HEAD-able, finalizable, expirable
+            # a failed attempt leaves a row: HEAD-able, finalizable, expirable
+            await db_call_shielded(self._persist, created.row)
             raise
 
     async def _finalize_segment(
@@ -204,6 +206,7 @@ class Ingestor:
         )
         with self.db.transaction() as c:
             uploads.set_state(c, row["id"], "rejected", now_ns(), json.dumps({"reason": reason, "flag_id": flag}))
+            self.tus.admission.release(row["id"], c)
             self.trail.record(
                 Actor(f"device:{who.serial}", "device"),
                 "reject",
@@ -216,7 +219,7 @@ class Ingestor:
                 upload=row["id"],
                 flag_id=flag,
             )
-        self.tus.closed(row["id"])
+        self.tus.closed(row["id"], slot_freed=True)
         log.warning(
             "upload rejected",
             extra={
@@ -352,7 +355,7 @@ class Ingestor:
                         conn=c,
                         upload=row["id"],
                     )
-                self.tus.closed(row["id"])
+                self.tus.closed(row["id"], slot_freed=True)
                 return SignedReceipt(have["receipt"], have["receipt_sig"]).response(
                     duplicate=True, gaps=segments.open_gaps(self.db, serial)
                 )
@@ -448,7 +451,7 @@ class Ingestor:
                     gap_closed=bool(closed),
                     gaps_opened=opened,
                 )
-        self.tus.closed(row["id"])
+        self.tus.closed(row["id"], slot_freed=True)
         log.info(
             "segment ingested",
             extra={
@@ -465,7 +468,9 @@ class Ingestor:
         return receipt.response(duplicate=False, gaps=segments.open_gaps(self.db, serial))
 
     def _finish(self, c: Any, row: Any, result: str) -> None:
-        """The upload is finalized, in the transaction that records its segment."""
+        """The upload is finalized, in the transaction that records its segment; its admission slot is
+        freed in it too (no write of its own, queued behind other devices' commits)."""
+        self.tus.admission.release(row["id"], c)
         if isinstance(row, PendingRow):  # only a rejection writes one early, and a rejection ends there
             self.tus.insert_row(row, c, state="finalized", result=result)
             return
@@ -639,6 +644,7 @@ class Ingestor:
                                               entry.get("event")) for seq, text, sig_b64, _, entry in new])
                 uploads.set_state(c, row["id"], "finalized", t,
                                   json.dumps({"receipt": receipt.text, "signature": receipt.signature}))
+                self.tus.admission.release(row["id"], c)
                 self.trail.record(
                     Actor(f"device:{serial}", "device"),
                     "audit_ingest",
@@ -659,5 +665,5 @@ class Ingestor:
                 reason="audit_gap",
                 message=f"device audit entries {gap[0]}-{gap[1]} never reached the backend",
             )
-        self.tus.closed(row["id"])
+        self.tus.closed(row["id"], slot_freed=True)
         return receipt.response(duplicate=not new)

@@ -19,6 +19,8 @@ commit unverified bytes into COMPLIANCE retention, where nothing could ever remo
 No staged-file work runs on the event loop: bodies are written and hashed by worker threads
 (``BodyWriter``), and opening, truncating, fsyncing, closing and removing staged files go through threads
 too, so a slow disk stalls only the upload it belongs to, never the loop that serves every other request.
+Nor does any database statement (``offloop.db_call``): a row read, a lease, an offset commit waits in a
+thread, so another device's commit (SQLite) or a round trip (PostgreSQL) holds up only its own request.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from .auth import DeviceIdentity
 from .bodywriter import BodyWriter
 from .data import Database, now_ns, uploads
 from .errors import ApiError
+from .offloop import db_call, db_call_shielded
 from .parsing import INT64_MAX, decimal, is_decimal
 
 log = logging.getLogger("bodycam.backend.tus")
@@ -284,7 +287,7 @@ class TusService:
                 )
             signed = (meta["manifest"], meta["signature"])
         upload_id = secrets.token_hex(16)
-        self.admission.admit(upload_id)
+        await db_call(self.admission.admit, upload_id, new=True)
         offset = 0
         try:
             if not with_body:  # with one, the body's writer creates the file
@@ -333,10 +336,10 @@ class TusService:
                 result=None,
             )
             if not (signed and offset == length):
-                self.insert_row(row)
+                await db_call(self.insert_row, row)
         except BaseException:
             self._drop_hash(upload_id)
-            self.admission.release(upload_id)
+            await db_call_shielded(self.admission.release, upload_id)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._remove_staged, upload_id)
             raise
@@ -401,9 +404,9 @@ class TusService:
             self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
         return 0
 
-    def head(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
+    async def head(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
         check_version(request)
-        row = self.owned(upload_id, who)
+        row = await db_call(self.owned, upload_id, who)
         if row["state"] in ("terminated", "expired"):
             raise ApiError(410, "gone", f"upload {upload_id} was {row['state']}")
         return Response(
@@ -419,7 +422,7 @@ class TusService:
 
     async def delete(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
         check_version(request)
-        row = self.owned(upload_id, who)
+        row = await db_call(self.owned, upload_id, who)
         if row["state"] != "open":
             raise ApiError(
                 409,
@@ -427,14 +430,14 @@ class TusService:
                 f"upload {upload_id} is {row['state']}; only incomplete uploads can "
                 "be terminated (finalized uploads are evidence)",
             )
-        if not uploads.terminate(self.db, upload_id, now_ns()):
-            row = self.owned(upload_id, who)
+        if not await db_call(uploads.terminate, self.db, upload_id, now_ns()):
+            row = await db_call(self.owned, upload_id, who)
             if row["state"] != "open":
                 raise ApiError(409, "conflict", f"upload {upload_id} is {row['state']}")
             raise self._locked(row)
         self._drop_hash(upload_id)
         await anyio.to_thread.run_sync(self._remove_staged, upload_id)
-        self.admission.release(upload_id)
+        await db_call(self.admission.release, upload_id)
         return Response(status_code=204, headers=tus_headers())
 
     async def patch(self, request: Request, upload_id: str, who: DeviceIdentity) -> Response:
@@ -446,7 +449,7 @@ class TusService:
             )
         offset = _int_header(request, "upload-offset")
         checksum = self._checksum(request.headers.get("upload-checksum"))
-        row = self.owned(upload_id, who)
+        row = await db_call(self.owned, upload_id, who)
         if row["state"] in ("terminated", "expired"):
             raise ApiError(410, "gone", f"upload {upload_id} was {row['state']}")
         if row["state"] != "open":
@@ -468,9 +471,8 @@ class TusService:
                 "upload_too_large",
                 f"body of {declared} bytes at offset {offset} passes Upload-Length {length}",
             )
-        lease = self._take_lease(upload_id, offset)
+        lease = await db_call(self._lease_and_admit, upload_id, offset)
         try:
-            self.admission.admit(upload_id)
             renewing = asyncio.ensure_future(self._renew_lease(upload_id, lease))
             try:
                 new, complete = await self._write(request, upload_id, offset, length, checksum,
@@ -478,12 +480,12 @@ class TusService:
             finally:
                 renewing.cancel()
         except BaseException:
-            uploads.release_lease(self.db.relaxed_writes, upload_id, lease)
+            await db_call_shielded(uploads.release_lease, self.db.relaxed_writes, upload_id, lease)
             raise
         # The bytes up to ``new`` are fsynced: only now does the offset move, if the lease still holds.
-        if not uploads.commit_offset(self.db, upload_id, lease, new, now_ns()):
+        if not await db_call_shielded(uploads.commit_offset, self.db, upload_id, lease, new, now_ns()):
             self._drop_hash(upload_id)
-            row = uploads.get(self.db, upload_id)
+            row = await db_call(uploads.get, self.db, upload_id)
             have = row["offset"] if row else 0
             log.warning("upload lease lost while writing; the other writer's offset stands",
                         extra={"event": "lease_lost", "data": {"upload": upload_id, "offset": have}})
@@ -502,13 +504,19 @@ class TusService:
 
     # -- leases: one PATCH writes an upload at a time, fleet-wide --
 
-    def _take_lease(self, upload_id: str, offset: int) -> str:
-        """Lease the upload at ``offset`` (a conditional UPDATE: of two racing PATCHes, on any instances,
-        exactly one gets it); the other is told the current offset (409) or to retry (423)."""
+    def _lease_and_admit(self, upload_id: str, offset: int) -> str:
+        """Lease the upload at ``offset`` and refresh (or take) its admission slot, in one relaxed
+        transaction: one commit per PATCH start, and no slot, no lease (a 503 rolls the lease back).
+
+        The lease is a conditional UPDATE: of two racing PATCHes, on any instances, exactly one gets it;
+        the other is told the current offset (409) or to retry (423)."""
         owner = f"{self.instance}:{secrets.token_hex(4)}"
         t = now_ns()
-        if uploads.take_lease(self.db.relaxed_writes, upload_id, offset=offset, owner=owner, now_ns=t,
-                              until_ns=t + self.lease_ns):
+        with self.db.relaxed() as tx:
+            leased = uploads.take_lease(tx, upload_id, offset=offset, owner=owner, now_ns=t, until_ns=t + self.lease_ns)
+            if leased:
+                self.admission.admit(upload_id, tx=tx)
+        if leased:
             return owner
         row = uploads.get(self.db, upload_id)
         if row is None or row["state"] != "open":
@@ -530,7 +538,8 @@ class TusService:
         """While the body streams in, keep the lease alive (a third of its length at a time)."""
         while True:
             await anyio.sleep(self.lease_ns / 3e9)
-            held = uploads.renew_lease(self.db.relaxed_writes, upload_id, owner, now_ns() + self.lease_ns)
+            held = await db_call(uploads.renew_lease, self.db.relaxed_writes, upload_id, owner,
+                                 now_ns() + self.lease_ns)
             if not held:
                 log.warning("upload lease expired while writing", extra={"event": "lease_expired",
                                                                           "data": {"upload": upload_id}})
@@ -590,7 +599,7 @@ class TusService:
             # completed with a hole and then rejected as tampered.
             await anyio.to_thread.run_sync(os.close, fd)
             self._drop_hash(upload_id)
-            uploads.set_offset(self.db, upload_id, have, now_ns())
+            await db_call(uploads.set_offset, self.db, upload_id, have, now_ns())
             raise ApiError(
                 409,
                 "conflict",
@@ -719,12 +728,14 @@ class TusService:
 
         return await anyio.to_thread.run_sync(rehash)
 
-    def closed(self, upload_id: str) -> None:
-        """Finalized or rejected: forget the running hash and staged files, free the admission slot."""
+    def closed(self, upload_id: str, *, slot_freed: bool = False) -> None:
+        """Finalized or rejected: forget the running hash and staged files, free the admission slot (unless
+        the transaction that ended the upload freed it already: ``slot_freed``)."""
         self._drop_hash(upload_id)
         self.path(upload_id).unlink(missing_ok=True)
         self.unstage_signed(upload_id)
-        self.admission.release(upload_id)
+        if not slot_freed:
+            self.admission.release(upload_id)
 
     def expire_stale(self, max_age_ns: int) -> int:
         """At start: incomplete uploads older than the expiry are dropped (their device re-creates them)."""

@@ -12,11 +12,13 @@ def touch(q: Queryable, upload_id: str, t: int) -> bool:
     return q.execute("UPDATE admission_slots SET last_seen_ns=? WHERE upload_id=?", (t, upload_id)) > 0
 
 
-def take(tx: Tx, upload_id: str, *, instance: str, t: int, limit: int, idle_before_ns: int) -> int | None:
+def take(tx: Tx, upload_id: str, *, instance: str, t: int, limit: int, idle_before_ns: int,
+         new: bool = False) -> int | None:
     """A slot for ``upload_id`` if fewer than ``limit`` are held (after freeing those idle since
-    ``idle_before_ns``); returns the slots now held, or None if full. Serialised fleet-wide."""
+    ``idle_before_ns``); returns the slots now held, or None if full. Serialised fleet-wide, so the
+    statements under the lock are few: a ``new`` upload (which cannot hold one yet) skips the refresh."""
     tx.lock(LOCK)
-    if touch(tx, upload_id, t):
+    if not new and touch(tx, upload_id, t):
         return count(tx)
     n = count(tx)
     if n >= limit:

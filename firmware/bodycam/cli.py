@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import BodycamError
+from .memory import limit_malloc_arenas
 
 # command -> module with add_parser(subparsers) and a run(args) -> int set as the parser default.
 COMMANDS: dict[str, str] = {
@@ -59,6 +60,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any capture, encode or sound thread exists
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)

@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,11 @@ import requests
 from botocore.exceptions import ClientError
 from fleetkit import DEPLOY_HAPROXY, HAPROXY, render_haproxy, self_signed
 from seaweedkit import NETWORK_IP, OPERATOR, SeaweedS3, s3_client
+from systemdkit import analyze, exposure
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = sorted((REPO / "deploy/systemd").glob("*.service"))
 
-
-def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("systemd-analyze")
-    assert tool, "systemd-analyze missing: apt-get install systemd (scripts/_bootstrap.sh does this as root)"
-    return subprocess.run([tool, *args], capture_output=True, text=True, check=False)
 
 
 def stated_exposure() -> float:
@@ -53,7 +48,7 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("unit", ["bodycam-backend@a.service", "seaweedfs.service", "seaweedfs-s3.service"])
 def test_verify_is_silent(fake_root: Path, unit: str) -> None:
-    proc = _analyze("verify", f"--root={fake_root}", unit)
+    proc = analyze("verify", f"--root={fake_root}", unit)
     assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
 
 
@@ -62,20 +57,11 @@ def test_verify_would_catch_a_bad_line(fake_root: Path) -> None:
     bad.write_text((REPO / "deploy/systemd/bodycam-backend@.service").read_text()
                    .replace("RestartSec=2s", "RestartSec=soon"))
     try:
-        out = _analyze("verify", f"--root={fake_root}", "bad-backend@a.service")
+        out = analyze("verify", f"--root={fake_root}", "bad-backend@a.service")
         assert "Failed to parse sec value" in out.stdout + out.stderr, out
     finally:
         bad.unlink()
 
-
-def exposure(unit: Path) -> float:
-    with tempfile.TemporaryDirectory() as d:
-        alone = Path(d) / unit.name
-        shutil.copy(unit, alone)
-        proc = _analyze("security", "--offline=yes", "--no-pager", str(alone))
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout + proc.stderr)
-    assert m, proc.stdout + proc.stderr
-    return float(m.group(1))
 
 
 def test_backend_unit_exposure_is_what_the_guide_says() -> None:

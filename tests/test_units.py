@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from systemdkit import analyze, exposure
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = sorted(u for u in (REPO / "systemd").glob("bodycam*.*") if u.is_file())
@@ -28,11 +27,6 @@ def readme_exposure() -> float:
     assert m, "README.md no longer states the units' systemd-analyze security exposure"
     return float(m.group(1))
 
-
-def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("systemd-analyze")
-    assert tool, "systemd-analyze missing: apt-get install systemd (scripts/_bootstrap.sh does this as root)"
-    return subprocess.run([tool, *args], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def test_every_unit_is_there() -> None:
 
 @pytest.mark.parametrize("unit", [u.name for u in UNITS])
 def test_verify_is_silent(fake_root: Path, unit: str) -> None:
-    proc = _analyze("verify", f"--root={fake_root}", unit)
+    proc = analyze("verify", f"--root={fake_root}", unit)
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), (
         proc.stdout + proc.stderr
     )
@@ -78,21 +72,11 @@ def test_verify_would_catch_a_bad_line(fake_root: Path) -> None:
         (REPO / "systemd/bodycam.service").read_text().replace("WatchdogSec=10s", "WatchdogSec=soon")
     )
     try:
-        proc = _analyze("verify", f"--root={fake_root}", bad.name)
+        proc = analyze("verify", f"--root={fake_root}", bad.name)
         assert "WatchdogSec" in proc.stdout + proc.stderr or "sec value" in proc.stdout + proc.stderr
     finally:
         bad.unlink()
 
-
-def exposure(unit: Path) -> float:
-    """The unit alone, as the image installs it (a stray .d/ beside it would be read too)."""
-    with tempfile.TemporaryDirectory() as d:
-        alone = Path(d) / unit.name
-        shutil.copy(unit, alone)
-        proc = _analyze("security", "--offline=yes", "--no-pager", str(alone))
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout + proc.stderr)
-    assert m, proc.stdout + proc.stderr
-    return float(m.group(1))
 
 
 def test_daemon_exposure_is_what_the_readme_says() -> None:
@@ -107,9 +91,9 @@ def test_set_clock_drop_in_stays_under_2_5(fake_root: Path) -> None:
     drop.mkdir()
     shutil.copy(SET_CLOCK, drop / "set-clock.conf")
     try:
-        proc = _analyze("verify", f"--root={fake_root}", "bodycam.service")
+        proc = analyze("verify", f"--root={fake_root}", "bodycam.service")
         assert not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
-        proc = _analyze("security", "--offline=yes", f"--root={fake_root}", "--no-pager", "bodycam.service")
+        proc = analyze("security", "--offline=yes", f"--root={fake_root}", "--no-pager", "bodycam.service")
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
         assert m and readme_exposure() < float(m.group(1)) <= MAX_EXPOSURE_WITH_SET_CLOCK, proc.stdout
         assert "CAP_SYS_TIME" in proc.stdout

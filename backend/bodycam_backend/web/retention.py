@@ -74,10 +74,11 @@ async def add_case(request: Request) -> Response:
             raise ApiError(400, "bad_request", "a case reference is 1 to 64 letters, digits and _ . -")
         b = backend_of(request)
         t = now_ns()
-        if q.case(b.db, case_id) is None:
+        existing = q.case(b.db, case_id)
+        if existing is None:
             q.add_case(b.db, case_id, str(form.get("title", "")).strip()[:200] or case_id, s.name, t)
             b.trail.record(actor(s), "case_create", f"case:{case_id}")
-        elif not q.case(b.db, case_id)["open"]:
+        elif not existing["open"]:
             raise ApiError(400, "bad_request", f"case {case_id} is closed")
         q.add_to_case(b.db, case_id, row["recording_id"], s.name, t)
         b.trail.record(actor(s), "case_add", f"recording:{row['recording_id']}", case=case_id)

@@ -458,12 +458,20 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         assert r.status_code == 201, r.text
 
     procs = [psutil.Process(p) for p in server_pids or ()]
+    me = psutil.Process()
 
-    def cpu_s() -> float:
-        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    def cpu_s() -> tuple[float, float, float]:
+        """CPU seconds so far: the server's processes, their event-loop threads, and this (client) process."""
+        server = sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+        loops = sum(_thread_cpu_s(p.pid, p.pid) for p in procs)
+        mine = me.cpu_times()
+        return server, loops, mine.user + mine.system
 
     tus_mbs, put_mbs, ratios = [], [], []
     cpu: dict[str, list[float]] = {"tus": [], "put": []}
+    loop_cpu: dict[str, list[float]] = {"tus": [], "put": []}
+    client_cpu: dict[str, list[float]] = {"tus": [], "put": []}
+    ceilings: list[float] = []
     for rnd in range(rounds + 1):  # round 0 warms connections and caches and is not counted
         segs = []
         for i, dev in enumerate(sims):
@@ -477,7 +485,7 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         for name in (("tus", "put") if rnd % 2 else ("put", "tus")):
             before = cpu_s()
             walls[name] = _at_once(upload if name == "tus" else plain)
-            used[name] = cpu_s() - before
+            used[name] = tuple(b - a for a, b in zip(before, cpu_s(), strict=True))
         if rnd == 0:
             with lock:
                 finalize_ms.clear()
@@ -485,8 +493,13 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         tus_mbs.append(streams * size / walls["tus"] / MB)
         put_mbs.append(streams * size / walls["put"] / MB)
         ratios.append(walls["put"] / walls["tus"])
+        gb = streams * size / 1e9
         for name in cpu:
-            cpu[name].append(used[name] / (streams * size / 1e9))
+            cpu[name].append(used[name][0] / gb)
+            loop_cpu[name].append(used[name][1] / gb)
+            client_cpu[name].append(used[name][2] / gb)
+        if procs:
+            ceilings.append((used["put"][0] + used["put"][2]) / (used["tus"][0] + used["tus"][2]))
     fin = sorted(finalize_ms)
     pct = lambda q: round(fin[min(len(fin) - 1, int(len(fin) * q))], 1) if fin else None  # noqa: E731
     return {
@@ -501,8 +514,22 @@ def measure_concurrent(url: str, admin_token: str, *, streams: int = 16, size: i
         "finalize_ms_p99": pct(0.99),
         "retries_503": sum(d.busy for d in sims),
         **({"tus_server_cpu_s_per_gb": round(statistics.median(cpu["tus"]), 2),
-            "put_server_cpu_s_per_gb": round(statistics.median(cpu["put"]), 2)} if procs else {}),
+            "put_server_cpu_s_per_gb": round(statistics.median(cpu["put"]), 2),
+            "tus_loop_cpu_s_per_gb": round(statistics.median(loop_cpu["tus"]), 2),
+            "put_loop_cpu_s_per_gb": round(statistics.median(loop_cpu["put"]), 2),
+            "tus_client_cpu_s_per_gb": round(statistics.median(client_cpu["tus"]), 2),
+            "put_client_cpu_s_per_gb": round(statistics.median(client_cpu["put"]), 2),
+            "cpu_work_ratio": round(statistics.median(ceilings), 3),
+            "loop_cpu_ratio": round(statistics.median(p / t for p, t in zip(loop_cpu["put"], loop_cpu["tus"],
+                                                                             strict=True)), 3),
+            "cores": os.cpu_count()} if procs else {}),
     }
+
+
+def _thread_cpu_s(pid: int, tid: int) -> float:
+    """One thread's CPU seconds (user + system) from /proc: the event loop runs on a process's first thread."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -588,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
             "  finalize p50, p99 (ms)": (f"{c['finalize_ms_p50']}, {c['finalize_ms_p99']}", "(reported)", True),
             "  server CPU s/GB device, PUT": (f"{c['tus_server_cpu_s_per_gb']}, {c['put_server_cpu_s_per_gb']}",
                                               "(reported)", True),
+            "  event loop CPU s/GB dev, PUT": (f"{c['tus_loop_cpu_s_per_gb']}, {c['put_loop_cpu_s_per_gb']}",
+                                               "(reported)", True),
+            "  client CPU s/GB device, PUT": (f"{c['tus_client_cpu_s_per_gb']}, {c['put_client_cpu_s_per_gb']}",
+                                              "(reported)", True),
+            f"  CPU work PUT/device ({c['cores']} cores)": (c["cpu_work_ratio"], "(reported)", True),
+            "  event loop CPU PUT/device": (c["loop_cpu_ratio"], "(reported)", True),
         })
     if "storm" in results:
         st = results["storm"]

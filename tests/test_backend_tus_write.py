@@ -5,6 +5,7 @@ waiting for the disk."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -16,7 +17,7 @@ import anyio
 import pytest
 from bodycam_backend.admission import Admission
 from bodycam_backend.auth import DeviceIdentity
-from bodycam_backend.bodywriter import BATCH_BYTES, BodyWriter
+from bodycam_backend.bodywriter import BATCH_BYTES, BodyWriter, IdleWatch
 from bodycam_backend.data import connect, uploads
 from bodycam_backend.errors import ApiError
 from bodycam_backend.tus import TusService
@@ -73,7 +74,7 @@ def test_running_hash_and_checksums_hold_however_the_bytes_arrive(tmp_path, piec
             "Content-Length": str(len(first)),
             "Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(first).digest()).decode(),
         }
-        created = await svc.create(request("POST", headers, chunks), WHO)
+        created = await svc.create(request("POST", headers, chunks), lambda: WHO)
         assert created.offset == len(first) and created.finalize_with is None
         uid = created.upload_id
         rest = data[len(first) :]
@@ -104,7 +105,7 @@ def test_staged_bytes_lost_below_the_offset_are_resent_not_left_as_a_hole(tmp_pa
             "Upload-Metadata": meta(kind="segment", sequence="1"),
             "Content-Length": "200000",
         }
-        created = await svc.create(request("POST", headers, [data[:200_000]]), WHO)
+        created = await svc.create(request("POST", headers, [data[:200_000]]), lambda: WHO)
         uid = created.upload_id
         with open(svc.path(uid), "r+b") as f:  # the disk kept only part of what was acknowledged
             f.truncate(50_000)
@@ -143,8 +144,8 @@ def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
         return req
 
     async def run() -> None:
-        created = await svc.create(request("POST", {**octets, "Upload-Length": str(len(data)),
-                                                     "Upload-Metadata": meta(kind="segment", sequence="1")}, []), WHO)
+        headers = {**octets, "Upload-Length": str(len(data)), "Upload-Metadata": meta(kind="segment", sequence="1")}
+        created = await svc.create(request("POST", headers, []), lambda: WHO)
         uid = created.upload_id
         answers: list[int] = []
 
@@ -212,3 +213,23 @@ def test_body_writer_keeps_order_and_hashes_what_it_writes(tmp_path) -> None:
         anyio.run(run)
     finally:
         pool.shutdown()
+
+
+def test_a_body_is_ended_only_after_idle_seconds_without_a_byte() -> None:
+    """IdleWatch: bytes keep coming (each one a touch) for several idle periods, and nothing is cancelled;
+    then none come, and the body's scope is cancelled after about one idle period."""
+
+    async def run() -> None:
+        with anyio.CancelScope() as scope, IdleWatch(scope, 0.1) as idle:
+            loop = asyncio.get_running_loop()
+            busy_until = loop.time() + 0.4
+            while loop.time() < busy_until:
+                await anyio.sleep(0.02)
+                idle.touch()
+            assert not idle.fired and not scope.cancel_called
+            quiet_from = loop.time()
+            await anyio.sleep(5)
+        assert idle.fired and scope.cancelled_caught
+        assert 0.09 <= loop.time() - quiet_from < 1.0
+
+    anyio.run(run)

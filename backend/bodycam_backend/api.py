@@ -225,8 +225,9 @@ async def uploads(request: Request) -> Response:
     b = backend_of(request)
     if request.method == "OPTIONS":
         return b.tus.options()
-    who = await device(request)
-    created = await b.tus.create(request, who)
+    created = await b.tus.create(request, partial(b.auth.device, request.method, request_target(request),
+                                                  request.headers))
+    who = created.who
     if created.finalize_with is None:
         return created.response()
     # The whole segment and its signed manifest came in one request: verify, store and answer with the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -54,6 +54,10 @@ class BodyWriter:
     """Writes what ``add`` is given at ``offset`` onward into ``fd`` through ``pool``; ``finish`` waits until
     every byte is written (not fsynced) and raises what a write raised. ``settle`` is for error paths: it
     waits for the write in flight, if any, without raising, so the caller may then truncate or close ``fd``.
+
+    A finished batch does not call back into the event loop: the loop looks at the job when it next has a
+    batch to send (or its linger timer fires) and only waits on it, through the loop, when it is still
+    running. Sixteen uploads at once otherwise woke the loop from another thread for every batch of each.
     """
 
     def __init__(self, pool: ThreadPoolExecutor, fd: int, offset: int, hashers: list[Any], *,
@@ -66,8 +70,7 @@ class BodyWriter:
         self._linger = linger_s
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._job: asyncio.Future[None] | None = None
-        self._due = False  # the pending batch has lingered long enough: send it when the writer is free
+        self._job: Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
 
@@ -77,18 +80,16 @@ class BodyWriter:
         self._pending.append(piece)
         self._pending_bytes += len(piece)
         if self._pending_bytes < self._batch:
-            if self._timer is None and not self._due:
+            if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
             return
-        if self._job is not None:  # back-pressure: this body waits for its own writer, no one else's
+        if not self._idle():  # back-pressure: this body waits for its own writer, no one else's
             await self._wait()
         self._send()
 
     async def finish(self) -> None:
-        if self._pending and self._job is None and self._error is None:
-            self._send()
         await self._wait()
-        if self._pending and self._error is None:  # what came in while the last batch was written
+        if self._pending:
             self._send()
             await self._wait()
 
@@ -104,39 +105,86 @@ class BodyWriter:
 
     # -- internals (event loop) --
 
+    def _idle(self) -> bool:
+        """No batch in flight (a finished one's error, if any, is kept and raised)."""
+        job = self._job
+        if job is None:
+            return True
+        if not job.done():
+            return False
+        self._job = None
+        if self._error is None and (job.cancelled() or job.exception() is not None):
+            self._error = job.exception() or OSError("staged write cancelled")
+        if self._error is not None:
+            raise self._error
+        return True
+
     def _send(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         pieces, at = self._pending, self._at
         self._at += self._pending_bytes
-        self._pending, self._pending_bytes, self._due = [], 0, False
-        job = asyncio.wrap_future(self._pool.submit(_write_and_hash, self._fd, pieces, at, self._hashers))
-        job.add_done_callback(self._written)
-        self._job = job
+        self._pending, self._pending_bytes = [], 0
+        self._job = self._pool.submit(_write_and_hash, self._fd, pieces, at, self._hashers)
 
     def _lingered(self) -> None:
+        """A body paused: its bytes go to the file now rather than wait for more (or again soon, if the
+        writer is still busy)."""
         self._timer = None
         if not self._pending or self._error is not None:
             return
-        if self._job is None:
+        try:
+            idle = self._idle()
+        except Exception:  # noqa: BLE001 - kept in self._error; the next add or finish raises it
+            return
+        if idle:
             self._send()
         else:
-            self._due = True
-
-    def _written(self, job: asyncio.Future[None]) -> None:
-        if self._job is job:
-            self._job = None
-        if job.cancelled() or job.exception() is not None:
-            self._error = self._error or (job.exception() or OSError("staged write cancelled"))
-            return
-        if self._due and self._pending and self._job is None:
-            self._send()
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
 
     async def _wait(self) -> None:
         """Until no batch is in flight; the fd must outlive its job, so this is not cancelled midway."""
         with anyio.CancelScope(shield=True):
-            while self._job is not None:
-                await asyncio.wait([self._job])
-        if self._error is not None:
-            raise self._error
+            while self._job is not None and not self._job.done():
+                waited = asyncio.wrap_future(self._job)
+                await asyncio.wait([waited])
+                if not waited.cancelled():
+                    waited.exception()  # looked at here; ``_idle`` keeps and raises it
+        self._idle()
+
+
+class IdleWatch:
+    """Cancels ``scope`` once ``touch`` has not been called for ``idle_s``: how a body that stops arriving is
+    ended. One timer per body that re-arms itself, not a cancel scope per piece: at hundreds of pieces per
+    segment and sixteen segments at once, per-piece scopes were a measurable share of the event loop's time.
+    ``fired`` says whether it was this that cancelled the scope."""
+
+    def __init__(self, scope: anyio.CancelScope, idle_s: float) -> None:
+        self._scope = scope
+        self._idle = idle_s
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    def __enter__(self) -> IdleWatch:
+        self._timer = self._loop.call_later(self._idle, self._check)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def touch(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        quiet = self._loop.time() - self._last
+        if quiet >= self._idle:
+            self._timer = None
+            self.fired = True
+            self._scope.cancel()
+        else:
+            self._timer = self._loop.call_later(self._idle - quiet, self._check)

@@ -35,7 +35,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
-from .bodywriter import BodyWriter
+from .bodywriter import BodyWriter, IdleWatch
 from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .offloop import db_call, db_call_shielded
@@ -136,6 +136,7 @@ class Created:
 
     upload_id: str
     offset: int
+    who: DeviceIdentity
     finalize_with: tuple[bytes, bytes] | None = None
     row: PendingRow | None = None
 
@@ -168,6 +169,18 @@ def _truncate_synced(path: Path) -> None:
     with open(path, "r+b") as f:
         f.truncate(0)
         os.fsync(f.fileno())
+
+
+@dataclass(frozen=True)
+class _Creation:
+    """A creation request's headers, checked."""
+
+    length: int
+    with_body: bool
+    kind: str
+    sequence: int | None
+    sha256: str | None
+    signed: tuple[bytes, bytes] | None
 
 
 @dataclass
@@ -232,7 +245,8 @@ class TusService:
             ),
         )
 
-    async def create(self, request: Request, who: DeviceIdentity) -> Created:
+    def _creation(self, request: Request) -> _Creation:
+        """What a creation request asks for, checked (blocking-free: headers only)."""
         check_version(request)
         if request.headers.get("upload-defer-length") is not None:
             raise ApiError(400, "bad_request", "Upload-Defer-Length is not supported: send Upload-Length")
@@ -286,12 +300,34 @@ class TusService:
                     "also declares its 'sha256'",
                 )
             signed = (meta["manifest"], meta["signature"])
+        return _Creation(length, with_body, kind, sequence, sha, signed)
+
+    def _begin(self, authenticate: Callable[[], DeviceIdentity], request: Request) -> tuple[
+            DeviceIdentity, _Creation, str, int | None]:
+        """Who sent it, what it asks for, a slot, and (with a body) the staged file opened for it: in one worker
+        thread, as one wait. Under load every hop back to the event loop waits behind the bodies it is
+        reading; four hops before the first body byte cost a new upload tens of milliseconds."""
+        who = authenticate()
+        spec = self._creation(request)
         upload_id = secrets.token_hex(16)
-        await db_call(self.admission.admit, upload_id, new=True)
+        self.admission.admit(upload_id, new=True)
+        try:
+            path = self.path(upload_id)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if spec.with_body else None
+            if fd is None:
+                _create_staged(path)
+        except BaseException:
+            self.admission.release(upload_id)
+            raise
+        return who, spec, upload_id, fd
+
+    async def create(self, request: Request, authenticate: Callable[[], DeviceIdentity]) -> Created:
+        """A new upload for whoever ``authenticate`` (run in a worker thread) finds signed the request."""
+        who, spec, upload_id, fd = await db_call(self._begin, authenticate, request)
+        length, with_body, kind, sequence, sha, signed = (spec.length, spec.with_body, spec.kind, spec.sequence,
+                                                          spec.sha256, spec.signed)
         offset = 0
         try:
-            if not with_body:  # with one, the body's writer creates the file
-                await anyio.to_thread.run_sync(_create_staged, self.path(upload_id))
             with self._lock:
                 self._hashes[upload_id] = _Hash(hashlib.sha256(), 0)
             if with_body:
@@ -304,8 +340,9 @@ class TusService:
                 # the body's writes on the filesystem journal more than they save.)
                 stage = partial(self.stage_signed, upload_id, *signed) if signed else partial(fsync_dir, self.staging)
                 beside = [stage]
+                handed, fd = fd, None  # the writer closes it, whatever happens
                 offset, complete = await self._write(request, upload_id, 0, length, checksum, digest=who.body_sha256,
-                                                      beside=beside)
+                                                      beside=beside, fd=handed)
                 if not complete:  # the client went away or stalled mid-body and never learned the Location
                     if request.scope.get("bodycam.stalled"):
                         raise ApiError(408, "request_timeout", f"no body bytes for {self.body_idle_s:g} s; "
@@ -339,6 +376,8 @@ class TusService:
                 await db_call(self.insert_row, row)
         except BaseException:
             self._drop_hash(upload_id)
+            if fd is not None:  # not handed to the writer
+                os.close(fd)
             await db_call_shielded(self.admission.release, upload_id)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._remove_staged, upload_id)
@@ -360,7 +399,7 @@ class TusService:
         if signed and offset != length:
             await anyio.to_thread.run_sync(self.unstage_signed, upload_id)
             signed = None
-        return Created(upload_id, offset, signed, row if signed else None)
+        return Created(upload_id, offset, who, signed, row if signed else None)
 
     def signed_paths(self, upload_id: str) -> tuple[Path, Path]:
         """Where a segment's manifest and signature are staged, durable, until the store holds them."""
@@ -580,6 +619,7 @@ class TusService:
         *,
         digest: bytes | None = None,
         beside: list[Callable[[], None]] | None = None,
+        fd: int | None = None,
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
@@ -592,7 +632,10 @@ class TusService:
         the fsync. The caller persists the offset.
         """
         path = self.path(upload_id)
-        fd, have = await anyio.to_thread.run_sync(_open_staged, path, offset)
+        if fd is None:
+            fd, have = await anyio.to_thread.run_sync(_open_staged, path, offset)
+        else:  # a new file the caller just created, which this call now owns
+            have = offset
         if have < offset:
             # Bytes below the recorded offset are gone (the staging disk lost them in a crash): say where
             # the staged bytes really end, so the client resends from there instead of the upload being
@@ -635,20 +678,25 @@ class TusService:
         complete = True
         try:
             try:
-                async for chunk in self._body(request):
-                    if not chunk:
-                        continue
-                    if pos + len(chunk) > length:
-                        await writer.settle()
-                        await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
-                        self._drop_hash(upload_id)
-                        raise ApiError(
-                            413,
-                            "upload_too_large",
-                            f"body passes Upload-Length {length} at offset {offset}; nothing of it was kept",
-                        )
-                    await writer.add(chunk)
-                    pos += len(chunk)
+                with anyio.CancelScope() as scope, IdleWatch(scope, self.body_idle_s) as idle:
+                    async for chunk in request.stream():
+                        if not chunk:
+                            continue
+                        if pos + len(chunk) > length:
+                            await writer.settle()
+                            await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
+                            self._drop_hash(upload_id)
+                            raise ApiError(
+                                413,
+                                "upload_too_large",
+                                f"body passes Upload-Length {length} at offset {offset}; nothing of it was kept",
+                            )
+                        await writer.add(chunk)
+                        pos += len(chunk)
+                        idle.touch()
+                if idle.fired:  # no body bytes for body_idle_s: as if the client went away
+                    request.scope["bodycam.stalled"] = True
+                    raise ClientDisconnect()
             except ClientDisconnect:
                 complete = False
             if (checksum or digest) and not complete:  # a checksummed or signed chunk is kept whole or not at all
@@ -684,24 +732,6 @@ class TusService:
         if hs is not None and running is not None:
             hs.h, hs.pos = running, pos
         return pos, complete
-
-    async def _body(self, request: Request) -> AsyncIterator[bytes]:
-        """The request body, ended as if the client went away when it sends nothing for ``body_idle_s``.
-
-        Without this a PATCH that stalls after its headers holds the upload's lock with no time limit,
-        and the device's own retry is refused (423) for as long as the dead connection stays open.
-        """
-        chunks = request.stream().__aiter__()
-        while True:
-            try:
-                with anyio.fail_after(self.body_idle_s):
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                request.scope["bodycam.stalled"] = True
-                raise ClientDisconnect() from None
-            yield chunk
 
     def _drop_hash(self, upload_id: str) -> None:
         with self._lock:

@@ -74,6 +74,8 @@ def serve(args: argparse.Namespace) -> int:
             access_log=False,
             http=BodycamH11Protocol,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            proxy_headers=True,
+            forwarded_allow_ips=cfg.server.forwarded_allow_ips,
             log_level=cfg.server.log_level,
             timeout_graceful_shutdown=5,
         )

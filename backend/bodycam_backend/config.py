@@ -7,6 +7,7 @@ Relative paths are taken from the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,12 @@ class ServerConfig:
     port: int = _opt(8080, min=1, max=65535, help="TCP port")
     log_level: str = _opt("info", choices=("debug", "info", "warning", "error"), help="least severe messages logged")
     bench_put: bool = _opt(False, help="route PUT /v1/bench/put, the baseline of 'scripts/bench offload'")
+    forwarded_allow_ips: str = _opt(
+        "127.0.0.1",
+        help="the load balancers whose X-Forwarded-For/-Proto are believed (comma-separated addresses or "
+        "networks, e.g. \"10.0.1.2, 10.0.1.3\"): the client address that sign-in throttling and the audit "
+        "trail see. Anyone else's such headers are ignored",
+    )
 
 
 @dataclass(frozen=True)
@@ -234,8 +241,22 @@ def _without_password(url: str) -> str:
     return url
 
 
+def _check_forwarded_allow_ips(value: str) -> None:
+    for item in (i.strip() for i in value.split(",")):
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[server] forwarded_allow_ips: {item!r} is not an IP address or network; list the load "
+                "balancers' addresses, e.g. \"10.0.1.2, 10.0.1.3\" or \"10.0.1.0/28\""
+            ) from None
+
+
 def _cross_check(cfg: BackendConfig) -> None:
     _check_database_url(cfg.database.url)
+    _check_forwarded_allow_ips(cfg.server.forwarded_allow_ips)
     if cfg.storage.backend == "s3":
         if not cfg.s3.bucket:
             raise ConfigError("[s3] bucket: required when [storage] backend = 's3'")

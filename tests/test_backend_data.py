@@ -177,7 +177,7 @@ def test_shared_state_nonces_leases_slots_and_settings(request, tmp_path, engine
     """The rows that let any instance serve any request, through the same named methods the services
     use: a nonce is refused while it lives and purged after; of two leases at one offset one wins and a
     stale one expires; admission slots count fleet-wide and free idle ones; a setting is made once."""
-    from bodycam_backend.data import nonces, settings, slots, uploads
+    from bodycam_backend.data import instances, nonces, settings, slots, uploads
 
     db = fresh(request, tmp_path, engine)
     try:
@@ -219,6 +219,25 @@ def test_shared_state_nonces_leases_slots_and_settings(request, tmp_path, engine
         with db.transaction() as tx:  # freed in the transaction that ends the upload
             slots.release(tx, "w")
         assert slots.count(db) == 1
+
+        # an instance that stopped beating: its slots are freed and its leases expire, the living keep theirs
+        uploads.insert(db, {**row, "id": "u2", "sequence": 2}, state="open", updated_ns=1, result=None)
+        instances.beat(db, "dead-1", 1000)
+        instances.beat(db, "live-1", 1000)
+        instances.beat(db, "live-1", 5000)
+        with db.relaxed() as tx:
+            for uid, who in (("d1", "dead-1"), ("d2", "dead-1"), ("l1", "live-1")):
+                assert slots.take(tx, uid, instance=who, t=5000, limit=10, idle_before_ns=0, new=True)
+        assert uploads.take_lease(db, "u2", offset=0, owner="dead-1:ab12", now_ns=5000, until_ns=99_000)
+        assert not uploads.take_lease(db, "u2", offset=0, owner="live-1:cd34", now_ns=5100, until_ns=99_000)
+        with db.relaxed() as tx:
+            assert instances.reap(tx, silent_since_ns=4000, keep="live-1") == ["dead-1"]
+        assert [i for i, *_ in instances.alive(db)] == ["live-1"]
+        assert slots.count(db) == 2, "w (instance i, never beat) and l1 remain; d1 and d2 were freed"
+        assert uploads.take_lease(db, "u2", offset=0, owner="live-1:cd34", now_ns=5200, until_ns=99_000), \
+            "the dead instance's lease no longer holds the upload"
+        with db.relaxed() as tx:
+            assert instances.reap(tx, silent_since_ns=9000, keep="live-1") == [], "never the caller itself"
 
         assert settings.get_or_create(db, "s", "first", 1) == "first"
         assert settings.get_or_create(db, "s", "second", 2) == "first", "made once, then shared"

@@ -24,13 +24,14 @@ OCTETS = {"Content-Type": "application/offset+octet-stream"}
 
 
 @contextmanager
-def two_instances(root: Path, url: str, **admission: Any) -> Iterator[tuple[BackendProcess, ...]]:
+def two_instances(root: Path, url: str, *, lease_s: float = 5,
+                  **admission: Any) -> Iterator[tuple[BackendProcess, ...]]:
     """Two instances sharing one database, staging directory, keys folder and store."""
     shared = {"staging_dir": str(root / "shared" / "uploads"), "keys_dir": str(root / "shared" / "keys"),
               "store_dir": str(root / "shared" / "store")}
     pair = tuple(
         BackendProcess(root / name, storage=shared, database={"url": url},
-                       admission={"idle_seconds": 30, **admission}, limits={"upload_lease_seconds": 5},
+                       admission={"idle_seconds": 30, **admission}, limits={"upload_lease_seconds": lease_s},
                        trail={"checkpoint_seconds": 0.3})
         for name in ("a", "b")
     )
@@ -217,3 +218,50 @@ def test_the_audit_trail_stays_one_chain_when_both_instances_append_at_once(flee
     for inst in (a, b):
         log = (inst.root / "serve-1.log").read_text()
         assert "cannot anchor" not in log, log
+
+
+def test_what_a_killed_instance_held_is_freed_once_it_is_found_dead(tmp_path, pg_cluster) -> None:
+    """Instance a holds both admission slots (one upload between PATCHes, one mid-PATCH holding its lease)
+    and is SIGKILLed. Within seconds (it stopped saying it is alive: instance_timeout_seconds), not after
+    the slots' idle_seconds (60) or the lease's upload_lease_seconds (60), b admits a new upload and the
+    device resumes the interrupted one on b and finalizes it."""
+    url = pg_cluster.new_database()
+    with two_instances(tmp_path / "fleet", url, lease_s=60, max_concurrent_uploads=2, idle_seconds=60,
+                       instance_timeout_seconds=1.5) as (a, b):
+        dev, segs = camera((a, b), tmp_path, "BC-FLEET-6")
+        waiting = dev.create(segs[0], extra_meta={"sequence": "10"})
+        assert waiting.status_code == 201, waiting.text
+        seg = segs[0]
+        data = seg.media.read_bytes()
+        loc = dev.create(seg).headers["Location"]
+        started = threading.Event()
+
+        def interrupted() -> None:
+            try:
+                dev.patch(loc, 0, slow(data, started), signed_body=data)
+            except requests.RequestException:
+                pass  # the instance died under it
+
+        t = threading.Thread(target=interrupted)
+        t.start()
+        assert started.wait(10)
+        deadline = time.monotonic() + 10
+        while not pg_cluster.sql(url, "SELECT lease_owner FROM uploads WHERE id=%s", (loc.rsplit("/", 1)[1],))[0][0]:
+            assert time.monotonic() < deadline, "the PATCH never took its lease"
+            time.sleep(0.02)
+        a.kill()
+        killed = time.monotonic()
+        t.join(30)
+
+        while (r := on(dev, b).create(segs[0], extra_meta={"sequence": "11"})).status_code == 503:
+            assert time.monotonic() - killed < 15, "the killed instance's slots were never freed"
+            time.sleep(0.2)
+        assert r.status_code == 201, r.text
+        while (p := on(dev, b).patch(loc, 0, data)).status_code == 423:
+            assert time.monotonic() - killed < 15, "the killed instance's lease still holds the upload"
+            time.sleep(0.2)
+        assert p.status_code == 204, p.text
+        assert time.monotonic() - killed < 15
+        fin = on(dev, b).finalize(loc, seg)
+        assert fin.status_code == 200 and fin.json()["duplicate"] is False, fin.text
+        assert "instances stopped saying they are alive" in (b.root / "serve-1.log").read_text()

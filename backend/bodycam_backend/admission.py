@@ -2,7 +2,8 @@
 
 Counted per upload, not per request: an admitted upload keeps its slot between PATCH chunks while it
 makes progress, so a dock storm drains at full speed instead of thrashing; a slot held by a device
-that went silent (or by an instance that died) is freed after ``idle_seconds``. The slots are rows in
+that went silent is freed after ``idle_seconds``, and those an instance held when it died as soon as it is
+found dead (it stopped saying it is alive for ``instance_timeout_seconds``; ``beat``). The slots are rows in
 the database (``data.slots``), taken under a fleet-wide lock, so the limit holds across every instance
 behind a load balancer, not per instance. Slot writes are relaxed (no fsync): a power cut at worst frees
 slots, and every instance restarts with a fresh count anyway.
@@ -10,16 +11,22 @@ slots, and every instance restarts with a fresh count anyway.
 
 from __future__ import annotations
 
-from .data import Database, Queryable, Tx, now_ns, slots
+import logging
+
+from .data import Database, Queryable, Tx, instances, now_ns, slots
 from .errors import ApiError
+
+log = logging.getLogger("bodycam.backend.admission")
 
 
 class Admission:
-    def __init__(self, *, db: Database, limit: int, retry_after_s: int, idle_s: float, instance: str = "") -> None:
+    def __init__(self, *, db: Database, limit: int, retry_after_s: int, idle_s: float, instance: str = "",
+                 instance_timeout_s: float = 15.0) -> None:
         self.db = db
         self.limit = limit
         self.retry_after_s = retry_after_s
         self.idle_ns = int(idle_s * 1e9)
+        self.instance_timeout_ns = int(instance_timeout_s * 1e9)
         self.instance = instance
         self.refused = 0  # this instance's own counts, for its logs and the bench
         self.peak = 0
@@ -55,8 +62,28 @@ class Admission:
         self.peak = max(self.peak, held)
 
     def _take(self, tx: Tx, upload_id: str, t: int, new: bool) -> int | None:
-        return slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
+        held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
                           idle_before_ns=t - self.idle_ns, new=new)
+        if held is None and self._reap(tx, t):  # full: what dead instances held may be freed now
+            held = slots.take(tx, upload_id, instance=self.instance, t=t, limit=self.limit,
+                              idle_before_ns=t - self.idle_ns, new=new)
+        return held
+
+    def _reap(self, tx: Tx, t: int) -> list[str]:
+        dead = instances.reap(tx, silent_since_ns=t - self.instance_timeout_ns, keep=self.instance)
+        if dead:
+            log.warning("instances stopped saying they are alive; their admission slots and upload leases are "
+                        "freed", extra={"event": "instances_dead", "data": {"instances": dead}})
+        return dead
+
+    def beat(self) -> list[str]:
+        """Say this instance is alive, and free what instances that stopped saying so held; returns those
+        found dead. Called every third of ``instance_timeout_seconds`` (``liveness``)."""
+        t = now_ns()
+        instances.beat(self.db.relaxed_writes, self.instance, t)
+        with self.db.relaxed() as tx:
+            tx.lock(slots.LOCK)
+            return self._reap(tx, t)
 
     def release(self, upload_id: str, tx: Queryable | None = None) -> None:
         """Free the upload's slot: relaxed on its own, or inside ``tx``, the transaction that ends the upload

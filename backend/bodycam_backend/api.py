@@ -13,6 +13,8 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -26,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from . import anchor, openapi, permissions, pinned, review, web
+from . import anchor, liveness, openapi, permissions, pinned, review, web
 from . import enrol as enrolmod
 from .audit import Actor
 from .auth import DeviceIdentity, Person
@@ -606,6 +608,13 @@ async def sign_in_needed(request: Request, exc: Exception) -> Response:
     return web_common.redirect_to_login(request)
 
 
+@asynccontextmanager
+async def _serving(backend: Backend, app: Starlette) -> AsyncIterator[None]:
+    """What runs beside the requests: saying this instance is alive, anchoring the audit trail's head."""
+    async with liveness.beating_while_serving(backend), anchor.checkpoints_while_serving(backend, app):
+        yield
+
+
 def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
     routes = [
         Route("/openapi.json", openapi_json),
@@ -640,7 +649,7 @@ def build_app(backend: Backend, *, bench_put_route: bool = False) -> Starlette:
         middleware=[Middleware(web.SecurityHeaders)],
         exception_handlers={ApiError: api_error, Exception: internal_error, 404: not_found, 405: not_found,
                             web_common.SignInNeeded: sign_in_needed},
-        lifespan=partial(anchor.checkpoints_while_serving, backend),
+        lifespan=partial(_serving, backend),
     )
     app.state.backend = backend
     app.state.bench_put = bench_put_route

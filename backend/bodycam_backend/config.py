@@ -142,6 +142,12 @@ class AdmissionConfig:
     idle_seconds: float = _opt(
         120.0, min=1, max=86400, help="an upload this long without progress frees its slot"
     )
+    instance_timeout_seconds: float = _opt(
+        15.0, min=1, max=3600,
+        help="an instance that has not said it is alive for this long is taken for dead, and the slots and "
+        "upload leases it held are freed (each says so every third of this; hosts' clocks must agree to "
+        "well within it)",
+    )
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ class Backend:
             limit=cfg.admission.max_concurrent_uploads,
             retry_after_s=cfg.admission.retry_after_seconds,
             idle_s=cfg.admission.idle_seconds,
+            instance_timeout_s=cfg.admission.instance_timeout_seconds,
         )
         tus = TusService(
             db=db,

@@ -20,7 +20,7 @@ from .engine import Database
 
 log = logging.getLogger("bodycam.backend.data")
 
-HEAD = "0004"  # the newest revision in migrations/versions (a test checks they agree)
+HEAD = "0005"  # the newest revision in migrations/versions (a test checks they agree)
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_LOCK = "bodycam:migrate"
 

@@ -142,7 +142,10 @@ def test_fleet_config_is_a_valid_backend_config() -> None:
     from bodycam_backend import config as backend_config
 
     cfg = backend_config.load(REPO / "deploy/backend-fleet.toml")
-    assert cfg.storage.backend == "s3" and cfg.s3.retention_days >= 365 and not cfg.s3.create_bucket
+    assert cfg.storage.backend == "s3" and not cfg.s3.create_bucket
+    # every object is locked at least as long as uncategorised footage is kept, and no longer: the 31 days
+    # of the Met's rule, so non-evidential footage can be deleted on time (a category raises the lock)
+    assert cfg.s3.retention_days == 31
     assert cfg.database.url.startswith("postgresql://")
     assert cfg.storage.staging_dir and cfg.storage.keys_dir and cfg.auth.session_secret
     assert cfg.limits.body_idle_seconds < 60, "HAProxy's timeout client (60 s) must outlast the backend's 408"

@@ -42,7 +42,11 @@ def test_review_on_the_object_lock_store(seaweed, tmp_path) -> None:  # noqa: F8
                 assert ret["RetainUntilDate"] >= dt.datetime(2040, 1, 2, tzinfo=dt.UTC), (key, ret)
         # the backend's promise for the uncategorised one is over; the store's 30-day lock is not
         out = backend.cli("retention", "run").stdout
-        assert f"kept {two}" in out and "the store refused" in out and "deleted 0 recordings" in out
+        assert f"kept {two}" in out and "the store's Object Lock holds it until" in out, out
+        assert "deleted 0 recordings" in out, out
+        # kept without asking the store to delete what it must refuse: no delete (or refusal) in the trail
+        trail = signed_in(url, "aud").get(url + "/audit?format=json").json()["entries"]
+        assert not [e for e in trail if e["action"] in ("delete", "delete_refused")], trail[:3]
         assert sam.get(f"{url}/recordings/{two}/integrity").json()["ok"] is True
         assert sam.get(f"{url}/recordings/{two}/segments/1/media").content == \
             s.segments["BC-REV-0002"][0].media.read_bytes()

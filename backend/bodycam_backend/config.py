@@ -83,7 +83,12 @@ class S3Config:
     prefix: str = _opt("", help="key prefix inside the bucket, e.g. 'force-a/'")
     access_key_id: str = _opt("", help="empty: boto3's usual credential chain (env, profile, role)")
     secret_access_key: str = _opt("", help="with access_key_id: both or neither")
-    retention_days: float = _opt(2555.0, min=0.0001, max=36500, help="Object Lock COMPLIANCE retention")
+    retention_days: float = _opt(
+        31.0, min=0.0001, max=36500,
+        help="Object Lock COMPLIANCE retention every object gets when written: the least time a force keeps all "
+        "footage (no longer than the Uncategorised retention, or uncategorised footage outlives it). A "
+        "category, extension or case that promises longer raises the lock; nothing can shorten it",
+    )
     create_bucket: bool = _opt(False, help="create the bucket with Object Lock enabled if missing")
 
 

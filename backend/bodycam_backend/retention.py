@@ -98,6 +98,17 @@ class Outcome:
                                                                                    else "")
 
 
+def _store_lock(b: Backend, serial: str, recording_id: str, t: int) -> int | None:
+    """The latest lock past ``t`` the store holds on the recording's media, if any."""
+    latest = None
+    for s in rq.segments_of(b.db, recording_id):
+        key = segment_key(serial, s["sequence"], "mp4")
+        until = b.store.locked_until(key, store_versions.version(b.db, key))
+        if until is not None and until > t and (latest is None or until > latest):
+            latest = until
+    return latest
+
+
 def run(b: Backend, *, who: Actor, dry_run: bool, now: int | None = None) -> list[Outcome]:
     """Delete every recording past its promise and not held by an open case; report held ones too."""
     t = now_ns() if now is None else now
@@ -110,6 +121,13 @@ def run(b: Backend, *, who: Actor, dry_run: bool, now: int | None = None) -> lis
         if r["held"]:
             cases = [c["id"] for c in q.cases_of(b.db, rid) if c["open"]]
             out.append(Outcome(rid, "kept", iso_utc(until), f"held by open case {', '.join(cases)}"))
+            continue
+        locked = _store_lock(b, r["serial"], rid, t)
+        if locked is not None:
+            # Object Lock still holds it (the segments were stored after the recording ended, and locked from
+            # then): kept until a later run, without asking the store to delete what it must refuse.
+            out.append(Outcome(rid, "kept", iso_utc(until),
+                               f"the store's Object Lock holds it until {iso_utc(locked)}"))
             continue
         if dry_run:
             out.append(Outcome(rid, "would_delete", iso_utc(until)))

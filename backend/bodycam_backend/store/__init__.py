@@ -55,6 +55,9 @@ class EvidenceStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def locked_until(self, key: str, version: str = "") -> int | None:
+        """Until when the store itself refuses to delete this version (S3 Object Lock), if it does."""
+
     def size(self, key: str, version: str = "") -> int: ...
 
     def read(self, key: str, version: str = "") -> bytes: ...

@@ -198,6 +198,10 @@ class DirectoryStore:
         the retention. Returns None: nothing refused."""
         return None
 
+    def locked_until(self, key: str, version: str = "") -> int | None:
+        """A directory locks nothing: None."""
+        return None
+
     def expire(self, key: str, version: str = "") -> str | None:
         """Delete an object whose retention is over (the retention job only); None when gone."""
         path = self._path(key)

@@ -226,6 +226,16 @@ class S3Store:
             return f"{key}: Object Lock retention not extended ({e})"
         return None
 
+    def locked_until(self, key: str, version: str = "") -> int | None:
+        """The version's COMPLIANCE retain-until date (ns since the epoch); None if it has none or the store
+        cannot say (then ``expire`` is tried and its refusal reported)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), **self._version_args(version)}
+        try:
+            until = self.client.get_object_retention(**args)["Retention"]["RetainUntilDate"]
+        except Exception:  # noqa: BLE001 - no retention set, or the store unreachable: let expire decide
+            return None
+        return int(until.timestamp() * 1e9)
+
     def expire(self, key: str, version: str = "") -> str | None:
         """Delete the acknowledged version once its retention is over; the store refuses while it holds
         (COMPLIANCE), and that refusal is returned, not raised."""

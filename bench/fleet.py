@@ -15,8 +15,9 @@ HAProxy with TLS running deploy/haproxy.cfg) and measures, in one run:
    devices, GET /v1/recordings?page=N (the whole archive, a page of 100 newest first, from the
    recordings index) p95, and the unpaged aggregate SQL over every segment, reported.
 
-PostgreSQL runs with fsync and synchronous_commit on (the test cluster turns them off; the bench
-turns them back on), so its commits cost what they would in production. Both storms use the same
+PostgreSQL runs with fsync, synchronous_commit and full_page_writes on (the tests' cluster runs with
+them off; the bench starts its own with them on, and checks), so its commits cost what they would in
+production; before 2026-12-02 they stayed off, as a command-line setting outlives ALTER SYSTEM. Both storms use the same
 fleet-wide admission limit, so 1 vs 3 instances compares instances, not limits. Everything shares
 this machine's cores: 3 instances here cannot be 3x one instance; docs/capacity.md uses the
 per-instance figure with that in mind.
@@ -53,11 +54,13 @@ SEED_PER_DEVICE = 100          # 10,000 devices
 SEED_PER_RECORDING = 10        # 10 segments a recording: 100,000 recordings
 
 
-def production_durability(cluster: PgCluster) -> None:
-    """The test cluster runs without fsync; a bench of commits must pay for them."""
-    for stmt in ("ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on",
-                 "ALTER SYSTEM SET full_page_writes = on", "SELECT pg_reload_conf()"):
-        cluster.sql(cluster.url + "/postgres", stmt)
+def production_durability(cluster: PgCluster) -> dict[str, str]:
+    """The cluster's durability settings, checked: a bench of commits must pay for them as production does."""
+    got = {name: cluster.sql(cluster.url + "/postgres", f"SHOW {name}")[0][0]
+           for name in ("fsync", "synchronous_commit", "full_page_writes")}
+    if set(got.values()) != {"on"}:
+        raise SystemExit(f"bench fleet: PostgreSQL is not durable ({got}); the figures would flatter it")
+    return got
 
 
 def storm_through(fleet: Fleet, *, devices: int, segments: int, size: int, blob: bytes) -> dict:
@@ -72,9 +75,12 @@ def storm_through(fleet: Fleet, *, devices: int, segments: int, size: int, blob:
                         size=size, chunk=offload.DEVICE_CHUNK, blob=blob)
     db = _settled_db_figures(fleet.database_url)
     acked = max(1, out["acknowledged"])
-    # What one stored segment costs PostgreSQL (docs/capacity.md): commits (each an fsync of the WAL)
-    # and bytes on disk over every table and index (segments, uploads, store versions, trail, ...).
-    out["db_commits_per_segment"] = round((db["commits"] - before["commits"]) / acked, 1)
+    # What one stored segment costs PostgreSQL (docs/capacity.md): transactions (every statement run outside
+    # BEGIN counts as one, reads too), rows written, WAL written and WAL flushes (fsyncs of the log: what
+    # the disk must keep up with; commits of concurrent sessions share one, and relaxed writes wait for
+    # none), and bytes on disk over every table and index (segments, uploads, store versions, trail, ...).
+    for name in ("commits", "rows_written", "wal_flushes", "wal_bytes"):
+        out[f"db_{name}_per_segment"] = round((db[name] - before[name]) / acked, 1)
     out["db_bytes_per_segment"] = round((db["bytes"] - before["bytes"]) / acked)
     out["instances"] = len(fleet.backends)
     out["peak_rss_mb"] = [round(s.stop(), 1) for s in samplers]
@@ -84,12 +90,15 @@ def storm_through(fleet: Fleet, *, devices: int, segments: int, size: int, blob:
 
 def _db_figures(url: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
-        commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-                               ).fetchone()[0]
+        commits, written = conn.execute(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database "
+            "WHERE datname = current_database()").fetchone()
+        flushes, wal_bytes = conn.execute("SELECT wal_sync, wal_bytes FROM pg_stat_wal").fetchone()
         size = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                             "JOIN pg_namespace n ON n.oid = c.relnamespace "
                             "WHERE n.nspname = 'public' AND c.relkind = 'r'").fetchone()[0]
-    return {"commits": int(commits), "bytes": int(size)}
+    return {"commits": int(commits), "rows_written": int(written), "wal_flushes": int(flushes),
+            "wal_bytes": int(wal_bytes), "bytes": int(size)}
 
 
 def _settled_db_figures(url: str) -> dict[str, int]:
@@ -236,10 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     blob = os.urandom(8_000_000)
     results: dict = {"machine": f"{os.cpu_count()} cores", "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     say = (lambda *a: None) if args.json else (lambda msg: print(f"bench fleet: {msg}", file=sys.stderr, flush=True))
-    pg = PgCluster()
+    pg = PgCluster(durable=True)
     d = tempfile.mkdtemp(prefix="bodycam-bench-fleet-")
     try:
-        production_durability(pg)
+        results["postgresql"] = production_durability(pg)
+        # first, while the cluster is quiet (later, autovacuum works through the million seeded rows)
+        say("one instance (PostgreSQL, directory store): 16 uploads at once vs 16 plain PUTs at once")
+        results["concurrent_one"] = concurrent_one_instance(pg, Path(d) / "one", quick=q, blob=blob)
         for n in (1, 3):
             say(f"{n} instance(s) behind HAProxy: storm of {devices} devices x {segs} segments of {size / MB:g} MB")
             fleet = run_fleet(pg, Path(d) / f"fleet{n}", n)
@@ -253,8 +265,6 @@ def main(argv: list[str] | None = None) -> int:
                     results["recordings"] = recordings_query(fleet, fleet.database_url, quick=q)
             finally:
                 fleet.stop()
-        say("one instance (PostgreSQL, directory store): 16 uploads at once vs 16 plain PUTs at once")
-        results["concurrent_one"] = concurrent_one_instance(pg, Path(d) / "one", quick=q, blob=blob)
     except BaseException:
         print(f"bench fleet: failed; the fleet's files and logs are kept in {d}", file=sys.stderr)
         raise

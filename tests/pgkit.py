@@ -47,7 +47,10 @@ def _bindir() -> Path:
 class PgCluster:
     """initdb + pg_ctl start in a temporary directory; ``stop()`` removes it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: fsync, synchronous commit and full-page writes on, as in production (a bench of commits
+        must pay for them); the tests run without, for speed. Set on the command line, which nothing else
+        (not ALTER SYSTEM) can override."""
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="bodycam-pg-"))
         self.data = self.root / "data"
@@ -62,8 +65,9 @@ class PgCluster:
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         for attempt in range(3):  # a free port can be taken by another process before the server binds it
-            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            safety = "on" if durable else "off"
+            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync={safety} "
+                    f"-c synchronous_commit={safety} -c full_page_writes={safety} -c max_connections=200")
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts,
                           "-w", "-t", "180", "start")

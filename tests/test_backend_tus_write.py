@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -231,5 +232,103 @@ def test_a_body_is_ended_only_after_idle_seconds_without_a_byte() -> None:
             await anyio.sleep(5)
         assert idle.fired and scope.cancelled_caught
         assert 0.09 <= loop.time() - quiet_from < 1.0
+
+    anyio.run(run)
+
+
+def test_the_body_is_taken_in_ahead_of_the_disk_up_to_a_bound_then_waits(tmp_path) -> None:
+    """With the only write thread held, ``add`` returns at once until more than ``ahead_bytes`` wait to be
+    written, then waits for this body's own writes; once the disk is free every byte lands in order,
+    hashed, and ``finish(sync=True)`` returns with the file complete."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    disk = threading.Event()
+    pool.submit(disk.wait)
+    path = tmp_path / "staged.part"
+    piece = 64 << 10
+    data = os.urandom(40 * piece)
+
+    async def run() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        h = hashlib.sha256()
+        w = BodyWriter(pool, fd, 0, [h], batch_bytes=4 * piece, ahead_bytes=16 * piece)
+        try:
+            threading.Timer(20, disk.set).start()  # never hang the suite (a wait on the disk is not cancellable)
+            t0 = time.monotonic()
+            for i in range(19):  # four batches queued (the bound, 1 MiB) and three pieces more in hand
+                await w.add(data[i * piece : (i + 1) * piece])
+            assert time.monotonic() - t0 < 5 and path.stat().st_size == 0, "taken in although nothing is written"
+            pending = asyncio.ensure_future(w.add(data[19 * piece : 20 * piece]))  # a fifth batch: past it
+            await asyncio.sleep(0.2)
+            assert not pending.done(), "past the bound the body waits for its writer"
+            disk.set()
+            with anyio.fail_after(10):
+                await pending
+            for i in range(20, 40):
+                await w.add(data[i * piece : (i + 1) * piece])
+            with anyio.fail_after(10):
+                await w.finish(sync=True)
+        finally:
+            disk.set()
+            os.close(fd)
+        assert path.read_bytes() == data and h.hexdigest() == hashlib.sha256(data).hexdigest()
+
+    try:
+        anyio.run(run)
+    finally:
+        pool.shutdown()
+
+
+def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothing(tmp_path) -> None:
+    """The body starts coming in while the request is authenticated in a worker thread: a request then
+    refused (401) was read no further than READ_AHEAD_BYTES, nothing of it reached the staging directory,
+    and the process-wide read-ahead budget is whole again; an accepted one keeps every byte, in order."""
+    from bodycam_backend.tus import READ_AHEAD_BYTES
+
+    svc = service(tmp_path)
+    piece = 64 << 10
+    data = os.urandom(4 * READ_AHEAD_BYTES)
+    chunks = [data[i : i + piece] for i in range(0, len(data), piece)]
+    octets = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    headers = {**octets, "Upload-Length": str(len(data)), "Content-Length": str(len(data)),
+               "Upload-Metadata": meta(kind="segment", sequence="1")}
+    checked = threading.Event()
+
+    def refuse() -> DeviceIdentity:
+        checked.wait(10)  # a slow check: the body keeps coming meanwhile
+        raise ApiError(401, "unauthenticated", "signature does not verify")
+
+    def accept() -> DeviceIdentity:
+        checked.wait(10)
+        return WHO
+
+    async def run() -> None:
+        taken: list[int] = []
+        req = request("POST", headers, chunks)
+        receive = req.receive
+
+        async def counted() -> dict:
+            message = await receive()
+            taken.append(len(message["body"]))
+            return message
+
+        req._receive = counted
+        job = asyncio.ensure_future(svc.create(req, refuse))
+        await asyncio.sleep(0.3)
+        assert READ_AHEAD_BYTES // 2 <= sum(taken) <= READ_AHEAD_BYTES + piece, "read while being checked"
+        checked.set()
+        with pytest.raises(ApiError) as refused:
+            await job
+        assert refused.value.status == 401
+        assert sum(taken) <= READ_AHEAD_BYTES + piece, sum(taken)
+        assert svc._read_ahead.held == 0
+        assert list((tmp_path / "uploads").iterdir()) == []
+
+        checked.clear()
+        job = asyncio.ensure_future(svc.create(request("POST", headers, chunks), accept))
+        await asyncio.sleep(0.3)
+        checked.set()
+        created = await job
+        assert created.offset == len(data) and svc.path(created.upload_id).read_bytes() == data
+        assert svc._read_ahead.held == 0
 
     anyio.run(run)

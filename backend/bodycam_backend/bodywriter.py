@@ -2,9 +2,12 @@
 
 The event loop only collects the body's pieces. They go to a worker thread in batches, one ``pwritev`` at
 their offset, and the same thread feeds them to the hashers right after (hashlib releases the GIL), so the
-loop never waits on the disk and nothing is read back to be hashed. At most one batch of an upload is being
-written while the next is collected: writes and hash updates stay in order, memory stays near two batches
-per upload, and a disk slower than the network slows that upload's reads (TCP back-pressure), nobody else's.
+loop never waits on the disk and nothing is read back to be hashed. Batches queue per upload and one worker
+at a time drains that queue, so writes and hash updates stay in order; the loop goes on reading while up to
+``ahead_bytes`` wait to be written, and only then waits (for its own writer, so a disk slower than the
+network slows that upload's reads through TCP back-pressure, nobody else's). Small batches written soon
+after they arrive are still in the CPU's cache when they are copied and hashed; measured, one batch in
+flight at a time made the loop wait on a thread hop every batch, and bigger batches went cold.
 
 A batch leaves when it is ``batch_bytes`` big, or ``linger_s`` after its first piece if the body pauses,
 so the bytes of a slow or stalled body reach the file (and its memory is freed) without waiting for more.
@@ -15,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import anyio
 
-BATCH_BYTES = 512 << 10  # per upload at most one batch in flight and one filling: ~1 MiB, 64 MiB at 64 uploads
+BATCH_BYTES = 256 << 10
+AHEAD_BYTES = 2 << 20  # waiting to be written, per upload: 128 MiB at 64 uploads
 LINGER_S = 0.05
 IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 
@@ -53,26 +59,33 @@ def _write_and_hash(fd: int, pieces: list[bytes], at: int, hashers: list[Any]) -
 class BodyWriter:
     """Writes what ``add`` is given at ``offset`` onward into ``fd`` through ``pool``; ``finish`` waits until
     every byte is written (not fsynced) and raises what a write raised. ``settle`` is for error paths: it
-    waits for the write in flight, if any, without raising, so the caller may then truncate or close ``fd``.
-
-    A finished batch does not call back into the event loop: the loop looks at the job when it next has a
-    batch to send (or its linger timer fires) and only waits on it, through the loop, when it is still
-    running. Sixteen uploads at once otherwise woke the loop from another thread for every batch of each.
+    waits for the writes queued, if any, without raising, so the caller may then truncate or close ``fd``.
+    The worker calls back into the event loop only when the loop is waiting for room, and once at the end.
     """
 
     def __init__(self, pool: ThreadPoolExecutor, fd: int, offset: int, hashers: list[Any], *,
-                 batch_bytes: int = BATCH_BYTES, linger_s: float = LINGER_S) -> None:
+                 batch_bytes: int = BATCH_BYTES, linger_s: float = LINGER_S,
+                 ahead_bytes: int = AHEAD_BYTES) -> None:
         self._pool = pool
         self._fd = fd
         self._at = offset  # file offset of the first pending byte
         self._hashers = hashers
         self._batch = batch_bytes
         self._linger = linger_s
+        self._ahead = max(ahead_bytes, batch_bytes)
+        self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._job: Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # shared with the worker, under _lock:
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[list[bytes], int, int]] = deque()
+        self._queued = 0  # bytes handed to the worker, not yet written
+        self._draining = False
+        self._sync = False  # fsync once the queue is written out (``finish(sync=True)``)
+        self._room: asyncio.Future[None] | None = None  # the loop waits for the queue to shrink
         self._error: BaseException | None = None
+        self._job: Future[None] | None = None  # the latest drain, on the loop's side
 
     async def add(self, piece: bytes) -> None:
         if self._error is not None:
@@ -81,17 +94,25 @@ class BodyWriter:
         self._pending_bytes += len(piece)
         if self._pending_bytes < self._batch:
             if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
+                self._timer = self._loop.call_later(self._linger, self._lingered)
             return
-        if not self._idle():  # back-pressure: this body waits for its own writer, no one else's
-            await self._wait()
         self._send()
+        if self._queued > self._ahead:  # back-pressure: this body waits for its own writer, no one else's
+            await self._wait(room=True)
 
-    async def finish(self) -> None:
-        await self._wait()
-        if self._pending:
+    async def finish(self, *, sync: bool = False) -> None:
+        """Until every byte is written; with ``sync``, fsynced too, by the writer's own thread right after
+        the last write (one wait for both: no second hop to a thread for the fsync)."""
+        if self._pending and self._error is None:
             self._send()
-            await self._wait()
+        if sync:
+            with self._lock:
+                self._sync = True
+                start = not self._draining
+                self._draining = True
+            if start:
+                self._job = self._pool.submit(self._drain)
+        await self._wait(room=False)
 
     async def settle(self) -> None:
         if self._timer is not None:
@@ -99,59 +120,92 @@ class BodyWriter:
             self._timer = None
         self._pending, self._pending_bytes = [], 0
         try:
-            await self._wait()
+            await self._wait(room=False)
         except Exception:  # noqa: BLE001 - the caller is already failing; it only needs the fd free
             pass
 
-    # -- internals (event loop) --
-
-    def _idle(self) -> bool:
-        """No batch in flight (a finished one's error, if any, is kept and raised)."""
-        job = self._job
-        if job is None:
-            return True
-        if not job.done():
-            return False
-        self._job = None
-        if self._error is None and (job.cancelled() or job.exception() is not None):
-            self._error = job.exception() or OSError("staged write cancelled")
-        if self._error is not None:
-            raise self._error
-        return True
+    # -- the event loop's side --
 
     def _send(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        pieces, at = self._pending, self._at
-        self._at += self._pending_bytes
+        pieces, at, n = self._pending, self._at, self._pending_bytes
+        self._at += n
         self._pending, self._pending_bytes = [], 0
-        self._job = self._pool.submit(_write_and_hash, self._fd, pieces, at, self._hashers)
+        with self._lock:
+            if self._error is not None:
+                return
+            self._queue.append((pieces, at, n))
+            self._queued += n
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._job = self._pool.submit(self._drain)
 
     def _lingered(self) -> None:
-        """A body paused: its bytes go to the file now rather than wait for more (or again soon, if the
-        writer is still busy)."""
+        """A body paused: its bytes go to the file now rather than wait for more."""
         self._timer = None
-        if not self._pending or self._error is not None:
-            return
-        try:
-            idle = self._idle()
-        except Exception:  # noqa: BLE001 - kept in self._error; the next add or finish raises it
-            return
-        if idle:
+        if self._pending and self._error is None:
             self._send()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
 
-    async def _wait(self) -> None:
-        """Until no batch is in flight; the fd must outlive its job, so this is not cancelled midway."""
+    async def _wait(self, *, room: bool) -> None:
+        """Until the queue has room (``room``) or is written out; not cancelled midway, as the fd must
+        outlive the writes queued on it."""
         with anyio.CancelScope(shield=True):
-            while self._job is not None and not self._job.done():
-                waited = asyncio.wrap_future(self._job)
-                await asyncio.wait([waited])
-                if not waited.cancelled():
-                    waited.exception()  # looked at here; ``_idle`` keeps and raises it
-        self._idle()
+            while True:
+                with self._lock:
+                    if self._error is not None or (self._queued <= self._ahead if room else not self._draining):
+                        break
+                    waiter = self._room = self._loop.create_future()
+                await waiter
+        if self._error is not None:
+            raise self._error
+
+    # -- the worker's side --
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                sync = self._sync and not self._queue and self._error is None
+                if sync:
+                    self._sync = False
+                elif not self._queue or self._error is not None:
+                    self._draining = False
+                    self._queue.clear()
+                    self._wake()
+                    return
+                else:
+                    pieces, at, n = self._queue[0]
+            if sync:
+                try:
+                    os.fsync(self._fd)
+                except BaseException as e:  # noqa: BLE001 - kept, and raised on the loop by finish
+                    with self._lock:
+                        self._error = e
+                continue
+            try:
+                _write_and_hash(self._fd, pieces, at, self._hashers)
+            except BaseException as e:  # noqa: BLE001 - kept, and raised on the loop by add/finish
+                with self._lock:
+                    self._error = e
+                continue
+            with self._lock:
+                self._queue.popleft()
+                self._queued -= n
+                if self._queued <= self._ahead // 2:
+                    self._wake()
+
+    def _wake(self) -> None:
+        """(under _lock) Let the loop's waiter, if any, look again."""
+        waiter, self._room = self._room, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class IdleWatch:
@@ -188,3 +242,86 @@ class IdleWatch:
             self._scope.cancel()
         else:
             self._timer = self._loop.call_later(self._idle - quiet, self._check)
+
+
+class EarlyBody:
+    """A request body whose first bytes are read into memory while the request is still being authenticated
+    and admitted (in a worker thread), so the transfer does not stall for that hop; then the rest, as it
+    comes. Iterate it once.
+
+    Nothing read early reaches the disk before the request is accepted: it waits in memory, at most
+    ``limit`` bytes per request and, over all requests of the process at once, what ``budget`` allows
+    (so connections that send bodies with bad signatures cannot make it hold more than that)."""
+
+    def __init__(self, request: Any, budget: ReadAheadBudget, limit: int) -> None:
+        self._chunks = request.stream().__aiter__()
+        self._budget = budget
+        self._limit = limit
+        self._early: list[bytes] = []
+        self._held = 0
+        self._next: asyncio.Future[bytes] | None = None
+
+    async def read_while(self, job: asyncio.Future[Any]) -> None:
+        """Read until ``job`` is done, the body ends, or no more may be held; never raises (a disconnect
+        or the end of the body is met again when iterated)."""
+        while not job.done() and self._next is None:
+            if self._held >= self._limit or not self._budget.take(0):
+                break
+            nxt = asyncio.ensure_future(self._chunks.__anext__())
+            await asyncio.wait({job, nxt}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                self._next = nxt  # the job finished first: this read goes on, and is the next piece
+                break
+            if nxt.cancelled() or nxt.exception() is not None:
+                self._next = nxt  # the end of the body, or a disconnect: raised when iterated
+                break
+            piece = nxt.result()
+            if piece:
+                self._early.append(piece)
+                self._held += len(piece)
+                self._budget.take(len(piece))
+
+    def discard(self) -> None:
+        """The request was refused: drop what was read early, stop the read in progress."""
+        self._release()
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+        elif self._next is not None and not self._next.cancelled():
+            self._next.exception()  # looked at: nothing to report
+        self._next = None
+
+    def _release(self) -> None:
+        self._budget.give(self._held)
+        self._held = 0
+
+    def __aiter__(self) -> EarlyBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._early:
+            piece = self._early.pop(0)
+            if not self._early:
+                self._release()
+            return piece
+        if self._next is not None:
+            nxt, self._next = self._next, None
+            return await nxt
+        return await self._chunks.__anext__()
+
+
+class ReadAheadBudget:
+    """The bytes all ``EarlyBody``s of a process may hold at once (event loop only)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        """Count ``n`` more bytes held; False (and nothing counted) once the budget is spent."""
+        if self.held >= self.total:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held = max(0, self.held - n)

@@ -35,7 +35,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admission import Admission
 from .auth import DeviceIdentity
-from .bodywriter import BodyWriter, IdleWatch
+from .bodywriter import BodyWriter, EarlyBody, IdleWatch, ReadAheadBudget
 from .data import Database, now_ns, uploads
 from .errors import ApiError
 from .offloop import db_call, db_call_shielded
@@ -64,6 +64,10 @@ KINDS = ("segment", "audit")
 _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
+# A new upload's first body bytes read into memory while it is authenticated and admitted (a worker-thread
+# hop of about 2 ms): up to this much per upload, and READ_AHEAD_TOTAL for all of them at once.
+READ_AHEAD_BYTES = 1 << 20
+READ_AHEAD_TOTAL = 64 << 20
 IO_THREADS = 8  # staged writes in flight at once, one per upload at most (each upload's writes are in order)
 
 
@@ -216,6 +220,7 @@ class TusService:
         self._lock = threading.Lock()
         # The threads that write and hash bodies (injectable: a test holds them to prove the loop goes on).
         self._io = io_pool or ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="tus-io")
+        self._read_ahead = ReadAheadBudget(READ_AHEAD_TOTAL)
 
     def path(self, upload_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -323,7 +328,24 @@ class TusService:
 
     async def create(self, request: Request, authenticate: Callable[[], DeviceIdentity]) -> Created:
         """A new upload for whoever ``authenticate`` (run in a worker thread) finds signed the request."""
-        who, spec, upload_id, fd = await db_call(self._begin, authenticate, request)
+        body = EarlyBody(request, self._read_ahead, READ_AHEAD_BYTES)
+        begin = asyncio.ensure_future(db_call(self._begin, authenticate, request))
+        try:
+            await body.read_while(begin)
+            with anyio.CancelScope(shield=True):  # what it took (a slot, an open file) must not be lost
+                await asyncio.wait([begin])
+            who, spec, upload_id, fd = begin.result()
+        except BaseException:
+            body.discard()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([begin])
+                if not begin.cancelled() and begin.exception() is None:  # accepted, but this request is ending
+                    _, _, gone, fd = begin.result()
+                    if fd is not None:
+                        os.close(fd)
+                    await db_call(self.admission.release, gone)
+                    await anyio.to_thread.run_sync(self._remove_staged, gone)
+            raise
         length, with_body, kind, sequence, sha, signed = (spec.length, spec.with_body, spec.kind, spec.sequence,
                                                           spec.sha256, spec.signed)
         offset = 0
@@ -342,7 +364,7 @@ class TusService:
                 beside = [stage]
                 handed, fd = fd, None  # the writer closes it, whatever happens
                 offset, complete = await self._write(request, upload_id, 0, length, checksum, digest=who.body_sha256,
-                                                      beside=beside, fd=handed)
+                                                      beside=beside, fd=handed, body=body)
                 if not complete:  # the client went away or stalled mid-body and never learned the Location
                     if request.scope.get("bodycam.stalled"):
                         raise ApiError(408, "request_timeout", f"no body bytes for {self.body_idle_s:g} s; "
@@ -620,6 +642,7 @@ class TusService:
         digest: bytes | None = None,
         beside: list[Callable[[], None]] | None = None,
         fd: int | None = None,
+        body: AsyncIterator[bytes] | None = None,
     ) -> tuple[int, bool]:
         """Append the body at ``offset``; returns (the new durable offset, whether the body arrived whole).
 
@@ -679,7 +702,7 @@ class TusService:
         try:
             try:
                 with anyio.CancelScope() as scope, IdleWatch(scope, self.body_idle_s) as idle:
-                    async for chunk in request.stream():
+                    async for chunk in body if body is not None else request.stream():
                         if not chunk:
                             continue
                         if pos + len(chunk) > length:
@@ -703,11 +726,10 @@ class TusService:
                 await writer.settle()
                 await anyio.to_thread.run_sync(os.ftruncate, fd, offset)
                 return offset, False
-            await writer.finish()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(anyio.to_thread.run_sync, os.fsync, fd)
                 for job in beside or ():
                     tg.start_soon(anyio.to_thread.run_sync, job)
+                await writer.finish(sync=True)  # written and fsynced by the writer's thread
             if checksum:
                 got = (running if reuse else chk).digest()  # type: ignore[union-attr]
                 if got != checksum[1]:

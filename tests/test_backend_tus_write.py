@@ -281,7 +281,8 @@ def test_the_body_is_taken_in_ahead_of_the_disk_up_to_a_bound_then_waits(tmp_pat
 def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothing(tmp_path) -> None:
     """The body starts coming in while the request is authenticated in a worker thread: a request then
     refused (401) was read no further than READ_AHEAD_BYTES, nothing of it reached the staging directory,
-    and the process-wide read-ahead budget is whole again; an accepted one keeps every byte, in order."""
+    and the process-wide read-ahead budget is whole again; an accepted one keeps every byte, in order; and
+    none is read ahead while the instance is turning uploads away."""
     from bodycam_backend.tus import READ_AHEAD_BYTES
 
     svc = service(tmp_path)
@@ -330,5 +331,20 @@ def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothi
         created = await job
         assert created.offset == len(data) and svc.path(created.upload_id).read_bytes() == data
         assert svc._read_ahead.held == 0
+
+        # while uploads are being turned away (503), a new one is not read ahead: it may well be refused too
+        svc.admission.last_refused = time.monotonic()
+        assert svc.admission.at_limit_lately()
+        taken.clear()
+        checked.clear()
+        req = request("POST", headers, chunks)
+        receive = req.receive
+        req._receive = counted
+        job = asyncio.ensure_future(svc.create(req, refuse))
+        await asyncio.sleep(0.3)
+        assert sum(taken) == 0, "not read while being checked"
+        checked.set()
+        with pytest.raises(ApiError):
+            await job
 
     anyio.run(run)

@@ -12,6 +12,7 @@ slots, and every instance restarts with a fresh count anyway.
 from __future__ import annotations
 
 import logging
+import time
 
 from .data import Database, Queryable, Tx, instances, now_ns, slots
 from .errors import ApiError
@@ -30,6 +31,11 @@ class Admission:
         self.instance = instance
         self.refused = 0  # this instance's own counts, for its logs and the bench
         self.peak = 0
+        self.last_refused = float("-inf")  # time.monotonic() of this instance's last 503
+
+    def at_limit_lately(self) -> bool:
+        """This instance turned an upload away within the last Retry-After: the next may well be too."""
+        return time.monotonic() - self.last_refused < self.retry_after_s
 
     def busy(self) -> ApiError:
         return ApiError(
@@ -58,6 +64,7 @@ class Admission:
             held = self._take(tx, upload_id, t, new)
         if held is None:
             self.refused += 1
+            self.last_refused = time.monotonic()
             raise self.busy()
         self.peak = max(self.peak, held)
 

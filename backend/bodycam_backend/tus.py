@@ -65,7 +65,8 @@ _META_KEY = re.compile(r"^[^\s,]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_METADATA_HEADER = 12288  # room for a signed manifest (finalize on creation), inside h11's 16 KiB
 # A new upload's first body bytes read into memory while it is authenticated and admitted (a worker-thread
-# hop of about 2 ms): up to this much per upload, and READ_AHEAD_TOTAL for all of them at once.
+# hop of about 2 ms): up to this much per upload, and READ_AHEAD_TOTAL for all of them at once; none while
+# the admission limit is turning uploads away.
 READ_AHEAD_BYTES = 1 << 20
 READ_AHEAD_TOTAL = 64 << 20
 IO_THREADS = 8  # staged writes in flight at once, one per upload at most (each upload's writes are in order)
@@ -328,7 +329,8 @@ class TusService:
 
     async def create(self, request: Request, authenticate: Callable[[], DeviceIdentity]) -> Created:
         """A new upload for whoever ``authenticate`` (run in a worker thread) finds signed the request."""
-        body = EarlyBody(request, self._read_ahead, READ_AHEAD_BYTES)
+        # Not while uploads are being turned away: the bytes of a request about to get 503 are read for nothing.
+        body = EarlyBody(request, self._read_ahead, 0 if self.admission.at_limit_lately() else READ_AHEAD_BYTES)
         begin = asyncio.ensure_future(db_call(self._begin, authenticate, request))
         try:
             await body.read_while(begin)

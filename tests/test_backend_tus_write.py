@@ -43,6 +43,19 @@ def request(method: str, headers: dict[str, str], chunks: Iterable[bytes]) -> Re
     return Request(scope, receive)
 
 
+def counting(req: Request, taken: list[int]) -> Request:
+    """``req``, noting in ``taken`` the size of each body piece the server has read so far."""
+    receive = req.receive
+
+    async def counted() -> dict:
+        message = await receive()
+        taken.append(len(message["body"]))
+        return message
+
+    req._receive = counted
+    return req
+
+
 def meta(**kv: str) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
 
@@ -133,16 +146,7 @@ def test_the_event_loop_goes_on_while_a_body_is_being_written(tmp_path) -> None:
     taken: list[int] = []
 
     def body(chunks: list[bytes]) -> Request:
-        req = request("PATCH", {**octets, "Upload-Offset": "0"}, chunks)
-        receive = req.receive
-
-        async def counted() -> dict:
-            message = await receive()
-            taken.append(len(message["body"]))
-            return message
-
-        req._receive = counted
-        return req
+        return counting(request("PATCH", {**octets, "Upload-Offset": "0"}, chunks), taken)
 
     async def run() -> None:
         headers = {**octets, "Upload-Length": str(len(data)), "Upload-Metadata": meta(kind="segment", sequence="1")}
@@ -304,16 +308,7 @@ def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothi
 
     async def run() -> None:
         taken: list[int] = []
-        req = request("POST", headers, chunks)
-        receive = req.receive
-
-        async def counted() -> dict:
-            message = await receive()
-            taken.append(len(message["body"]))
-            return message
-
-        req._receive = counted
-        job = asyncio.ensure_future(svc.create(req, refuse))
+        job = asyncio.ensure_future(svc.create(counting(request("POST", headers, chunks), taken), refuse))
         await asyncio.sleep(0.3)
         assert READ_AHEAD_BYTES // 2 <= sum(taken) <= READ_AHEAD_BYTES + piece, "read while being checked"
         checked.set()
@@ -337,10 +332,7 @@ def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothi
         assert svc.admission.at_limit_lately()
         taken.clear()
         checked.clear()
-        req = request("POST", headers, chunks)
-        receive = req.receive
-        req._receive = counted
-        job = asyncio.ensure_future(svc.create(req, refuse))
+        job = asyncio.ensure_future(svc.create(counting(request("POST", headers, chunks), taken), refuse))
         await asyncio.sleep(0.3)
         assert sum(taken) == 0, "not read while being checked"
         checked.set()

@@ -6,7 +6,7 @@ Revises: 0001
 Create Date: 2026-12-01
 """
 
-from alembic import op
+from bodycam_backend.data.migrations import ddl
 
 revision = "0002"
 down_revision = "0001"
@@ -30,10 +30,8 @@ STATEMENTS = [
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    for stmt in STATEMENTS:
-        bind.exec_driver_sql(stmt.replace("BIGINT", "INTEGER") if bind.dialect.name == "sqlite" else stmt)
+    ddl.apply(STATEMENTS)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("evidence metadata is never migrated backwards")
+    ddl.never_downgrade()

@@ -8,7 +8,7 @@ Revises: 0002
 Create Date: 2026-12-01
 """
 
-from alembic import op
+from bodycam_backend.data.migrations import ddl
 
 revision = "0003"
 down_revision = "0002"
@@ -70,10 +70,8 @@ STATEMENTS = [
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    for stmt in STATEMENTS:
-        bind.exec_driver_sql(stmt.replace("BIGINT", "INTEGER") if bind.dialect.name == "sqlite" else stmt)
+    ddl.apply(STATEMENTS)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("evidence metadata is never migrated backwards")
+    ddl.never_downgrade()

@@ -7,7 +7,7 @@ Revises: 0004
 Create Date: 2026-12-02
 """
 
-from alembic import op
+from bodycam_backend.data.migrations import ddl
 
 revision = "0005"
 down_revision = "0004"
@@ -21,10 +21,8 @@ STATEMENTS = [
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    for stmt in STATEMENTS:
-        bind.exec_driver_sql(stmt.replace("BIGINT", "INTEGER") if bind.dialect.name == "sqlite" else stmt)
+    ddl.apply(STATEMENTS)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("evidence metadata is never migrated backwards")
+    ddl.never_downgrade()

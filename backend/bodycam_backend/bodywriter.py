@@ -17,6 +17,7 @@ Nothing here is durable: the caller fsyncs after ``finish`` and only then acknow
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import threading
 from collections import deque
@@ -49,8 +50,29 @@ def write_all(fd: int, pieces: list[bytes], at: int) -> None:
                 n = 0
 
 
+def _start_writeback(fd: int, at: int, n: int) -> None:
+    """Ask the kernel to start writing these bytes to the disk now (Linux ``sync_file_range`` with
+    SYNC_FILE_RANGE_WRITE: it does not wait, and makes nothing durable), so that the fsync after the
+    last byte finds most of the body already on its way instead of all of it still dirty."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, ctypes.c_int64(at), ctypes.c_int64(n), 2)
+
+
+def _libc_sync_file_range() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None  # not Linux: the fsync does it all
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+_sync_file_range = _libc_sync_file_range()
+
+
 def _write_and_hash(fd: int, pieces: list[bytes], at: int, hashers: list[Any]) -> None:
     write_all(fd, pieces, at)
+    _start_writeback(fd, at, sum(len(p) for p in pieces))
     for p in pieces:
         for h in hashers:
             h.update(p)

@@ -76,11 +76,15 @@ class Rig:
                       self.clock.monotonic_ns(), self.clock.utc_ns())
             self.captured[self.index] = (f.mono_ns, f.utc_ns)
             self.index += 1
-            for p in self.encoder.encode(f):
-                if self.recorder.recording:
-                    self.recorder.write(p)
-                else:
-                    self.buffer.push(p)
+            self._route(f)
+
+    def _route(self, f: Frame) -> None:
+        """Encode a frame; its packets go to the recording if one runs, else to the pre-event buffer."""
+        for p in self.encoder.encode(f):
+            if self.recorder.recording:
+                self.recorder.write(p)
+            else:
+                self.buffer.push(p)
 
     def trigger(self) -> int:
         """Half a frame after the last frame, as a button press would land."""
@@ -129,11 +133,7 @@ class AvRig(Rig):
             f = Frame(img, self.index, t, self.clock.utc_ns())
             self.captured[self.index] = (f.mono_ns, f.utc_ns)
             self.index += 1
-            for p in self.encoder.encode(f):
-                if self.recorder.recording:
-                    self.recorder.write(p)
-                else:
-                    self.buffer.push(p)
+            self._route(f)
             self.pump_audio()
 
     def pump_audio(self) -> None:

@@ -287,7 +287,7 @@ class EarlyBody:
         """Read until ``job`` is done, the body ends, or no more may be held; never raises (a disconnect
         or the end of the body is met again when iterated)."""
         while not job.done() and self._next is None:
-            if self._held >= self._limit or not self._budget.take(0):
+            if self._held >= self._limit or self._budget.spent():
                 break
             nxt = asyncio.ensure_future(self._chunks.__anext__())
             await asyncio.wait({job, nxt}, return_when=asyncio.FIRST_COMPLETED)
@@ -338,12 +338,12 @@ class ReadAheadBudget:
         self.total = total
         self.held = 0
 
-    def take(self, n: int) -> bool:
-        """Count ``n`` more bytes held; False (and nothing counted) once the budget is spent."""
-        if self.held >= self.total:
-            return False
+    def spent(self) -> bool:
+        return self.held >= self.total
+
+    def take(self, n: int) -> None:
+        """Count ``n`` more bytes held (a piece already read: it may take the total past the budget once)."""
         self.held += n
-        return True
 
     def give(self, n: int) -> None:
         self.held = max(0, self.held - n)

@@ -56,6 +56,20 @@ class AudioSource(Protocol):
     def close(self) -> None: ...
 
 
+POLL_SECONDS = 0.005  # how often a paced source looks again at its clock while it waits
+
+
+def wait_until(due_ns: int, clock: Any, sleep: Any, closed: Any) -> bool:
+    """Sleep on ``clock`` until ``due_ns`` (the moment a paced source's next chunk is captured); False if
+    ``closed()`` turns true first. Short sleeps, so a close or an injected clock's jump is seen soon."""
+    while not closed():
+        now = clock.monotonic_ns()
+        if now >= due_ns:
+            return True
+        sleep(min(POLL_SECONDS, (due_ns - now) / 1e9))
+    return False
+
+
 class AudioSourceBase:
     """Start once, close idempotently (from any thread, while another reads), count xruns."""
 

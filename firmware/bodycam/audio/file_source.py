@@ -19,9 +19,7 @@ import numpy as np
 
 from ..clock import Clock
 from ..errors import SourceError
-from .chunk import AudioChunk, AudioSourceBase
-
-POLL_SECONDS = 0.005
+from .chunk import AudioChunk, AudioSourceBase, wait_until
 
 
 class FileAudioSource(AudioSourceBase):
@@ -92,12 +90,7 @@ class FileAudioSource(AudioSourceBase):
             self._t0 = self._clock.monotonic_ns()
         first, n = self._count, self.chunk
         due = self._t0 + round((first + n) * 1e9 / self.sample_rate)
-        while not self.closed:
-            now = self._clock.monotonic_ns()
-            if now >= due:
-                break
-            self._sleep(min(POLL_SECONDS, (due - now) / 1e9))
-        else:
+        if not wait_until(due, self._clock, self._sleep, lambda: self.closed):
             return None
         samples = self._take(n)
         if samples is None:

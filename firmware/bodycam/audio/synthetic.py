@@ -21,9 +21,7 @@ import numpy as np
 
 from ..capture.flash import click_signal
 from ..clock import Clock
-from .chunk import AudioChunk, AudioSourceBase
-
-POLL_SECONDS = 0.005
+from .chunk import AudioChunk, AudioSourceBase, wait_until
 
 
 class SyntheticAudioSource(AudioSourceBase):
@@ -81,12 +79,7 @@ class SyntheticAudioSource(AudioSourceBase):
         missing, self._pending_missing = self._pending_missing, 0
         first, n = self._count, self.chunk
         due = self._capture_ns(first + n)  # the chunk arrives once its last sample is captured
-        while not self.closed:
-            now = self._clock.monotonic_ns()
-            if now >= due:
-                break
-            self._sleep(min(POLL_SECONDS, (due - now) / 1e9))
-        else:
+        if not wait_until(due, self._clock, self._sleep, lambda: self.closed):
             return None
         times = self._t0 + np.round(np.arange(first, first + n) * (1e9 / self._true_rate)).astype(np.int64)
         mono = click_signal(times)

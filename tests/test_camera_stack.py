@@ -30,6 +30,9 @@ from bodycam.image.tools import ImageError, require
 from image_fixtures import ROOT_GROW
 from imagekit import Ext4View, make_base, partitions, sh
 
+# One pytest-xdist worker runs every image test: they share the session's wheel cache (image_fixtures.py).
+pytestmark = pytest.mark.xdist_group("sd-image")
+
 
 def test_tools_are_installed() -> None:
     """Fail loudly (scripts/_bootstrap.sh installs them): a skipped archive test proves nothing."""

@@ -23,6 +23,9 @@ from bodycam.image.tools import BUILD_TOOLS, ImageError, epoch_env, require
 from image_fixtures import REPO, ROOT_GROW, SSH_KEY
 from imagekit import BOOKWORM_OS_RELEASE, LABEL_ID, PARTUUID, Ext4View, make_base, partitions, sh
 
+# One pytest-xdist worker runs every image test: they share the session's wheel cache (image_fixtures.py).
+pytestmark = pytest.mark.xdist_group("sd-image")
+
 
 def test_tools_are_installed() -> None:
     """Fail loudly (scripts/_bootstrap.sh installs them as root): a skipped image test proves nothing."""

@@ -1,13 +1,13 @@
-"""What every audio source delivers, and the lifecycle every source shares."""
+"""What every audio source delivers, and the base every microphone shares."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import numpy as np
+
+from ..lifecycle import OpenOnce
 
 
 @dataclass(slots=True)
@@ -70,17 +70,19 @@ def wait_until(due_ns: int, clock: Any, sleep: Any, closed: Any) -> bool:
     return False
 
 
-class AudioSourceBase:
-    """Start once, close idempotently (from any thread, while another reads), count xruns."""
+class AudioSourceBase(OpenOnce):
+    """A microphone's lifecycle (lifecycle.py), and its xrun count.
+
+    ``read`` does not hold the lifecycle's lock: a read waits for a whole chunk, and ``close`` must not
+    wait for it; a read that a close overtakes returns ``None``.
+    """
 
     def __init__(self, sample_rate: int, channels: int) -> None:
         if sample_rate <= 0 or channels not in (1, 2):
             raise ValueError(f"bad audio format {sample_rate} Hz x {channels} channels")
+        super().__init__()
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self._lock = threading.Lock()
-        self._started = False
-        self._closed = False
         self._xruns = 0
         self._missing = 0
 
@@ -99,51 +101,11 @@ class AudioSourceBase:
     def info(self) -> dict[str, Any]:
         return {"kind": "unknown"}
 
-    def _open(self) -> None:
-        raise NotImplementedError
-
     def _read(self) -> AudioChunk | None:
         raise NotImplementedError
 
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{type(self).__name__} is closed; make a new one")
-            if not self._started:
-                try:
-                    self._open()
-                except BaseException:
-                    self._close()
-                    raise
-                self._started = True
-
     def read(self) -> AudioChunk | None:
-        if self._closed:
+        if not self._readable():
             return None
-        if not self._started:
-            raise RuntimeError(f"{type(self).__name__}.read() before start()")
         chunk = self._read()
         return None if self._closed else chunk
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._started:
-                self._close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

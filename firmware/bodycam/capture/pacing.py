@@ -1,4 +1,4 @@
-"""Real-time plumbing every source shares: capture slots, drop accounting, and the open/close lifecycle.
+"""Real-time plumbing every camera source shares: capture slots, drop accounting, and its lifecycle.
 
 A camera produces a picture every 1/fps seconds whether or not anyone is ready for it. The sources
 that have no camera (synthetic, file) reproduce that with a :class:`Pacer`; the ones with a camera
@@ -8,11 +8,10 @@ in ``Frame.index`` and in ``dropped``: footage that was never captured must be v
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from ..clock import Clock
+from ..lifecycle import OpenOnce
 from .frame import Frame
 
 
@@ -103,11 +102,11 @@ def utc_at(clock: Clock, mono_ns: int) -> int:
     return clock.utc_ns() - (clock.monotonic_ns() - mono_ns)
 
 
-class SourceBase:
-    """The lifecycle every ``CameraSource`` shares (gpiozero-style): start once, close idempotently.
+class SourceBase(OpenOnce):
+    """A camera's lifecycle (lifecycle.py).
 
     Subclasses implement ``_open``, ``_read``, ``_close`` (which must cope with a half-done ``_open``) and
-    ``_dropped``. ``read`` and ``close`` hold one lock, so a control thread may close a source while a
+    ``_dropped``. ``read`` holds the lifecycle's lock, so a control thread may close a source while a
     capture thread is reading from it: ``close`` waits for the frame in progress (at most one frame
     interval), and the next ``read`` returns ``None``.
     """
@@ -119,20 +118,12 @@ class SourceBase:
     def __init__(self, width: int, height: int, fps: float) -> None:
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"bad source geometry {width}x{height} @ {fps} fps")
+        super().__init__()
         self.width = int(width)
         self.height = int(height)
         self.fps = float(fps)
-        self._lock = threading.Lock()
-        self._started = False
-        self._closed = False
-
-    def _open(self) -> None:
-        raise NotImplementedError
 
     def _read(self) -> Frame | None:
-        raise NotImplementedError
-
-    def _close(self) -> None:
         raise NotImplementedError
 
     def _dropped(self) -> int:
@@ -151,52 +142,7 @@ class SourceBase:
         """
         return {"source": "unknown", "frame_times": {"method": "delivery"}}
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def start(self) -> None:
-        """Open the source; calling it again is harmless, after ``close`` it is an error."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{type(self).__name__} is closed; make a new one")
-            if not self._started:
-                try:
-                    self._open()
-                except BaseException:
-                    self._close()  # whatever _open got as far as opening; _close tolerates partial state
-                    raise
-                self._started = True
-
     def read(self) -> Frame | None:
         """Block until the next frame is due and return it; ``None`` once ended or closed."""
         with self._lock:
-            if self._closed:
-                return None
-            if not self._started:
-                raise RuntimeError(f"{type(self).__name__}.read() before start()")
-            return self._read()
-
-    def close(self) -> None:
-        """Release the device or file; safe to call more than once."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._started:
-                self._close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # a forgotten close() must not keep a camera device busy
-        try:
-            if not getattr(self, "_closed", True):
-                self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing sensible left to do
-            pass
+            return self._read() if self._readable() else None

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bodycam.config import _build_table, _opt
+from bodycam.config import _build_table, _opt, read_toml
 from bodycam.errors import ConfigError
 
 GIB = 1 << 30
@@ -282,16 +281,7 @@ def _cross_check(cfg: BackendConfig) -> None:
 def load(path: str | Path) -> BackendConfig:
     """Read and validate a backend config file; every failure is one ConfigError line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found; pass --config with an existing file") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    raw = read_toml(p)
     try:
         return from_dict(raw, base_dir=p.parent.resolve(), source_path=str(p))
     except ConfigError as e:

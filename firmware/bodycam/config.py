@@ -387,9 +387,9 @@ def _check_pins(cfg: Config) -> None:
             seen[pin] = key
 
 
-def load(path: str | Path, *, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Read and validate a config file; every failure is one ConfigError line naming file and key."""
-    p = Path(path)
+def read_toml(p: Path) -> dict[str, Any]:
+    """A config file's tables (the camera's or the backend's); a missing, unreadable or malformed file is
+    one ConfigError line naming it."""
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -397,9 +397,15 @@ def load(path: str | Path, *, overrides: dict[str, dict[str, Any]] | None = None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config file ({e.strerror})") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
+
+
+def load(path: str | Path, *, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line naming file and key."""
+    p = Path(path)
+    raw = read_toml(p)
     for table, values in (overrides or {}).items():
         raw.setdefault(table, {}).update(values)
     try:

@@ -108,7 +108,10 @@ def test_categories_cases_notes_and_the_retention_job(seeded) -> None:
     assert guest.get(f"{url}/s/{token}/r/{one}/segments/1/media").content[4:8] == b"ftyp"
     assert guest.get(f"{url}/s/{token}/r/{one}/segments/1/media?download=1").headers.get(
         "content-disposition") is None  # view-only: never offered as a download
-    public_id = re.search(r'data-share="([0-9a-f]+)"', sam.get(f"{url}/cases/01YE1234525").text).group(1)
+    page = sam.get(f"{url}/cases/01YE1234525").text
+    assert re.search(r"<title>([^<]*)</title>", page).group(1) == "Case 01YE1234525 - bodycam review"
+    assert page.count('id="share-form"') == 1 and page.count('id="shares"') == 1
+    public_id = re.search(r'data-share="([0-9a-f]+)"', page).group(1)
     assert post(sam, url, f"/shares/{public_id}/revoke").status_code == 303
     assert guest.get(link).status_code == 410
     # the list filters by category and case

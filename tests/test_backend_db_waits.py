@@ -20,6 +20,7 @@ import requests
 from backendkit import BackendProcess, enrolled_device, record, segments_of
 from bodycam_backend.data import connect, now_ns, slots
 from pgkit import ENGINES, database_table
+from reviewkit import PASSWORD, csrf_of, signed_in, user_add
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -35,12 +36,12 @@ def backend(tmp_path_factory, request):
 class HeldDatabase:
     """Writes to the backend's database blocked from outside until ``release()``; reads go on."""
 
-    def __init__(self, backend: BackendProcess) -> None:
+    def __init__(self, backend: BackendProcess, tables: str = "nonces, admission_slots") -> None:
         self.pg: Any = None
         self.lite: sqlite3.Connection | None = None
         if backend.url_db:  # type: ignore[attr-defined]
             self.pg = psycopg.connect(backend.url_db)  # type: ignore[attr-defined]
-            self.pg.execute("LOCK TABLE nonces, admission_slots IN EXCLUSIVE MODE")  # plain SELECTs still run
+            self.pg.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")  # plain SELECTs still run
         else:
             self.lite = sqlite3.connect(backend.data / "backend.sqlite3", isolation_level=None)
             self.lite.execute("BEGIN IMMEDIATE")  # SQLite's one write lock; WAL readers still read
@@ -62,29 +63,48 @@ def admission_rows(backend: BackendProcess) -> int:
         db.close()
 
 
+def answered_beside(backend: BackendProcess, request: Any, tables: str = "nonces, admission_slots"
+                    ) -> requests.Response:
+    """Run ``request()`` while ``tables`` are held: once it waits in the database, the same process must
+    still answer other requests (the loop is not the one waiting); then release, and return its answer."""
+    held = HeldDatabase(backend, tables)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        waiting: Future[requests.Response] = pool.submit(request)
+        time.sleep(1.0)  # the request reaches its first write and waits there
+        assert not waiting.done(), "the request should be waiting for the held database"
+        assert requests.get(backend.url + "/healthz", timeout=5).status_code == 200
+        assert requests.get(backend.url + "/v1/time", timeout=5).json()["utc_ns"] > 0
+        assert not waiting.done(), "the request is still waiting: the answers above came beside it"
+    finally:
+        held.release()
+    try:
+        return waiting.result(timeout=60)
+    finally:
+        pool.shutdown()
+
+
 def test_the_event_loop_answers_while_a_request_waits_in_the_database(backend, tmp_path) -> None:
     rig = record(tmp_path, "BC-WAIT-1", after=25)
     dev = enrolled_device(backend, rig)
     seg = segments_of(rig)[0]
-    held = HeldDatabase(backend)
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        upload: Future[requests.Response] = pool.submit(dev.create_whole, seg)
-        time.sleep(1.0)  # the upload reaches its first write (the signature's nonce) and waits there
-        assert not upload.done(), "the upload should be waiting for the held database"
-        # the same process answers meanwhile: the loop is not the one waiting for the database
-        assert requests.get(backend.url + "/healthz", timeout=10).status_code == 200
-        assert requests.get(backend.url + "/v1/time", timeout=10).json()["utc_ns"] > 0
-        assert not upload.done(), "the upload is still waiting: the answers above came beside it"
-    finally:
-        held.release()
-    try:
-        r = upload.result(timeout=60)
-    finally:
-        pool.shutdown()
+    r = answered_beside(backend, lambda: dev.create_whole(seg))  # it waits at the signature's nonce
     assert r.status_code == 201 and r.json()["duplicate"] is False, r.text
     # its admission slot went with the transaction that finalized it
     assert admission_rows(backend) == 0
+
+
+def test_a_review_form_waiting_in_the_database_leaves_the_event_loop_free(backend) -> None:
+    """A reviewer's form (here an admin adding a person) waits for the database in a worker thread: the
+    devices' uploads and every other request on this instance go on meanwhile."""
+    assert user_add(backend, "wendy", "admin").returncode == 0
+    s = signed_in(backend.url, "wendy")
+    token = csrf_of(s.get(backend.url + "/people").text)
+    r = answered_beside(backend, lambda: s.post(
+        backend.url + "/people", data={"csrf": token, "name": "wes", "role": "officer", "password": PASSWORD},
+        allow_redirects=False, timeout=60), tables="people")
+    assert r.status_code == 303 and r.headers["location"] == "/people", r.text
+    assert "wes" in s.get(backend.url + "/people").text
 
 
 def test_sqlite_reads_do_not_queue_behind_another_threads_write_transaction(tmp_path) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -90,3 +94,32 @@ def redirect_to_login(request: Request) -> Response:
 
 def refused(request: Request, e: ApiError, s: WebSession | None) -> Response:
     return render(request, "error.html", status=e.status, message=e.message, session=s)
+
+
+FormView = Callable[[Request, WebSession, FormData], Response]
+
+
+def form_post(view: FormView) -> Callable[[Request], Awaitable[Response]]:
+    """A form's POST (or its GET): the session is looked up and the view run in a worker thread, and only
+    the body is read on the event loop, so a slow database stalls no device upload on this instance.
+    No body is read without a session; a refusal is an HTML page with the reason."""
+
+    @wraps(view)
+    async def run(request: Request) -> Response:
+        s = await anyio.to_thread.run_sync(page_session, request)
+        form = await request.form()
+
+        def act() -> Response:
+            try:
+                return view(request, s, form)
+            except ApiError as e:
+                return refused(request, e, s)
+
+        return await anyio.to_thread.run_sync(act)
+
+    return run
+
+
+def check_csrf(request: Request, s: WebSession, form: FormData, page: str) -> None:
+    if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
+        raise ApiError(403, "forbidden", f"missing or wrong CSRF token; open {page} again and retry")

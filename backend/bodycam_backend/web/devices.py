@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from bodycam.clock import iso_utc
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -14,7 +15,7 @@ from .. import permissions, review
 from ..accounts import WebSession
 from ..data import devices as q
 from ..errors import ApiError
-from .common import actor, backend_of, page_session, refused, render, same_origin
+from .common import actor, backend_of, check_csrf, form_post, render
 from .recordings import page
 
 log = logging.getLogger("bodycam.backend.web")
@@ -48,20 +49,15 @@ def _device(request: Request, s: WebSession):  # noqa: ANN202
     return row
 
 
-async def revoke(request: Request) -> Response:
+@form_post
+def revoke(request: Request, s: WebSession, form: FormData) -> Response:
     """GET: the confirmation page; POST (with the CSRF token and confirm=yes): revoke."""
-    s = page_session(request)
-    try:
-        row = _device(request, s)
-        if request.method == "GET":
-            return render(request, "revoke.html", session=s, serial=row["serial"], device_status=row["status"])
-        form = await request.form()
-        if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
-            raise ApiError(403, "forbidden", "missing or wrong CSRF token; open the devices page and try again")
-        if form.get("confirm") != "yes":
-            raise ApiError(400, "bad_request", "tick the box to confirm the revocation")
-    except ApiError as e:
-        return refused(request, e, s)
+    row = _device(request, s)
+    if request.method == "GET":
+        return render(request, "revoke.html", session=s, serial=row["serial"], device_status=row["status"])
+    check_csrf(request, s, form, "the devices page")
+    if form.get("confirm") != "yes":
+        raise ApiError(400, "bad_request", "tick the box to confirm the revocation")
     b = backend_of(request)
     changed = enrolmod.revoke(b.db, row["serial"])
     b.trail.record(actor(s), "revoke", f"device:{row['serial']}", changed=changed, via="review page")

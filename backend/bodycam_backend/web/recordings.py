@@ -15,8 +15,9 @@ from typing import Any
 
 import anyio
 from bodycam.clock import iso_utc
+from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import permissions, pinned, review
 from ..accounts import WebSession
@@ -25,7 +26,7 @@ from ..data import review as q
 from ..data import segments
 from ..errors import ApiError
 from ..store import segment_key
-from .common import actor, backend_of, data_session, page_session, refused, render
+from .common import actor, backend_of, check_csrf, data_session, form_post, page_session, refused, render
 
 log = logging.getLogger("bodycam.backend.web")
 PER_PAGE = 50
@@ -226,24 +227,15 @@ def integrity(request: Request) -> Response:
     return r
 
 
-async def recheck(request: Request) -> Response:
+@form_post
+def recheck(request: Request, s: WebSession, form: FormData) -> Response:
     """Re-verify every segment of the recording from its stored bytes, ignoring cached verdicts (a form on
     the page, CSRF-checked and audited); back to the recording's integrity panel."""
-    from starlette.responses import RedirectResponse
-
-    from .common import same_origin
-
     started = time.perf_counter()
-    s = page_session(request)
-    try:
-        form = await request.form()
-        row = await anyio.to_thread.run_sync(recording_for, request, s, "recording.view")
-        if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
-            raise ApiError(403, "forbidden", "missing or wrong CSRF token; open the recording again and retry")
-    except ApiError as e:
-        return refused(request, e, s)
+    row = recording_for(request, s, "recording.view")
+    check_csrf(request, s, form, "the recording")
     b = backend_of(request)
-    doc = await anyio.to_thread.run_sync(lambda: review.integrity(b, row["recording_id"], recheck=True))
+    doc = review.integrity(b, row["recording_id"], recheck=True)
     b.trail.record(actor(s), "recheck", f"recording:{row['recording_id']}", ok=doc["ok"],
                    verified_now=doc["verified_now"])
     r = RedirectResponse(f"/recordings/{row['recording_id']}#integrity", status_code=303)
@@ -253,7 +245,7 @@ async def recheck(request: Request) -> Response:
 
 async def thumbnail(request: Request) -> Response:
     """The recording's thumbnail (its first keyframe), or with a sequence in the path one segment's."""
-    s = data_session(request)
+    s = await anyio.to_thread.run_sync(data_session, request)
     row = await anyio.to_thread.run_sync(recording_for, request, s, "recording.view")
     b = backend_of(request)
     seq = request.path_params.get("sequence", row["first_seq"])

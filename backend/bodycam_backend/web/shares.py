@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from bodycam.clock import iso_utc
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -20,7 +21,7 @@ from ..data import review as rq
 from ..data import shares as q
 from ..db import now_ns
 from ..errors import ApiError
-from .common import actor, address, backend_of, page_session, refused, render, same_origin
+from .common import actor, address, backend_of, check_csrf, form_post, refused, render
 from .recordings import recording_for, segment_doc, send_certificate, send_part, summary
 
 MAX_DAYS = 90
@@ -30,12 +31,9 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _checked_form(request: Request, s: Any) -> Any:
-    form = await request.form()
+def _checked(request: Request, s: Any, form: FormData) -> None:
     permissions.require(s.name, s.role, "share.manage")
-    if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
-        raise ApiError(403, "forbidden", "missing or wrong CSRF token; open the page again and retry")
-    return form
+    check_csrf(request, s, form, "the page")
 
 
 def _days(form: Any) -> float:
@@ -48,25 +46,22 @@ def _days(form: Any) -> float:
     return days
 
 
-async def create(request: Request) -> Response:
+@form_post
+def create(request: Request, s: Any, form: FormData) -> Response:
     """POST /recordings/{id}/shares or /cases/{id}/shares: a new link, shown once."""
-    s = page_session(request)
     b = backend_of(request)
-    try:
-        form = await _checked_form(request, s)
-        if "recording_id" in request.path_params:
-            rid, case_id = recording_for(request, s, "share.manage")["recording_id"], None
-            target, back = f"recording:{rid}", f"/recordings/{rid}"
-        else:
-            c = cq.case(b.db, request.path_params["case_id"])
-            if c is None:
-                raise ApiError(404, "not_found", "no such case")
-            rid, case_id = None, c["id"]
-            target, back = f"case:{case_id}", f"/cases/{case_id}"
-        days = _days(form)
-        note = str(form.get("note", ""))[:200]
-    except ApiError as e:
-        return refused(request, e, s)
+    _checked(request, s, form)
+    if "recording_id" in request.path_params:
+        rid, case_id = recording_for(request, s, "share.manage")["recording_id"], None
+        target, back = f"recording:{rid}", f"/recordings/{rid}"
+    else:
+        c = cq.case(b.db, request.path_params["case_id"])
+        if c is None:
+            raise ApiError(404, "not_found", "no such case")
+        rid, case_id = None, c["id"]
+        target, back = f"case:{case_id}", f"/cases/{case_id}"
+    days = _days(form)
+    note = str(form.get("note", ""))[:200]
     token = secrets.token_urlsafe(32)
     public_id = secrets.token_hex(6)
     t = now_ns()
@@ -78,16 +73,13 @@ async def create(request: Request) -> Response:
                   what=target.replace(":", " ", 1), back=back, public_id=public_id)
 
 
-async def revoke(request: Request) -> Response:
-    s = page_session(request)
+@form_post
+def revoke(request: Request, s: Any, form: FormData) -> Response:
     b = backend_of(request)
-    try:
-        await _checked_form(request, s)
-        share = q.get(b.db, request.path_params["public_id"])
-        if share is None:
-            raise ApiError(404, "not_found", "no such share link")
-    except ApiError as e:
-        return refused(request, e, s)
+    _checked(request, s, form)
+    share = q.get(b.db, request.path_params["public_id"])
+    if share is None:
+        raise ApiError(404, "not_found", "no such share link")
     changed = q.revoke(b.db, share["public_id"], s.name, now_ns())
     target = f"case:{share['case_id']}" if share["case_id"] else f"recording:{share['recording_id']}"
     b.trail.record(actor(s), "share_revoke", target, share=share["public_id"], changed=changed)

@@ -10,17 +10,19 @@ import hmac
 import secrets
 
 import anyio
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..accounts import SignInError
+from ..accounts import SignInError, WebSession
 from ..audit import Actor
 from .common import (
     COOKIE,
     address,
     backend_of,
+    check_csrf,
     current,
-    page_session,
+    form_post,
     render,
     same_origin,
     secure,
@@ -76,14 +78,11 @@ async def login(request: Request) -> Response:
     return r
 
 
-async def logout(request: Request) -> Response:
-    s = page_session(request)
-    form = await request.form()
-    if not same_origin(request) or not s.csrf_ok(str(form.get("csrf", ""))):
-        return render(request, "error.html", status=403, message="missing or wrong CSRF token", session=s)
-    b = backend_of(request)
+@form_post
+def logout(request: Request, s: WebSession, form: FormData) -> Response:
+    check_csrf(request, s, form, "the page")
     sessions(request).sign_out(s)
-    b.trail.record(Actor(f"person:{s.name}", s.role), "sign_out", f"person:{s.name}")
+    backend_of(request).trail.record(Actor(f"person:{s.name}", s.role), "sign_out", f"person:{s.name}")
     r = RedirectResponse("/login", status_code=303)
     r.delete_cookie(COOKIE, path="/")
     return r

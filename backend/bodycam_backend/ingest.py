@@ -335,7 +335,7 @@ class Ingestor:
         manifest_sha = hashlib.sha256(manifest).hexdigest()
         staged = self.tus.path(row["id"])
         with self._device_lock(serial):
-            have = segments.get(self.db, serial, seq)
+            below, have, above = segments.neighbourhood(self.db, serial, seq)
             if have is not None:
                 if have["manifest_sha256"] != manifest_sha:
                     raise self._reject(
@@ -362,7 +362,6 @@ class Ingestor:
             prev_sha = doc["previous_manifest_sha256"]
             if seq == 1 and prev_sha != GENESIS:
                 raise self._reject(row, who, "chain_broken", "sequence 1 must link to the genesis value")
-            below = segments.get(self.db, serial, seq - 1)
             if below is not None and below["manifest_sha256"] != prev_sha:
                 raise self._reject(
                     row,
@@ -371,7 +370,6 @@ class Ingestor:
                     f"sequence {seq} does not link to the stored manifest "
                     f"of sequence {seq - 1} (a manifest was replaced)",
                 )
-            above = segments.get(self.db, serial, seq + 1)
             if above is not None and above["prev_sha256"] != manifest_sha:
                 raise self._reject(
                     row,

@@ -23,6 +23,14 @@ def get(q: Queryable, serial: str, sequence: int) -> Any | None:
     return q.one("SELECT * FROM segments WHERE serial=? AND sequence=?", (serial, sequence))
 
 
+def neighbourhood(q: Queryable, serial: str, sequence: int) -> tuple[Any | None, Any | None, Any | None]:
+    """The stored segments at ``sequence`` - 1, ``sequence`` and ``sequence`` + 1: what a new segment's
+    chain is checked against, in one round trip rather than three."""
+    rows = {r["sequence"]: r for r in q.query("SELECT * FROM segments WHERE serial=? AND sequence BETWEEN ? AND ?",
+                                              (serial, sequence - 1, sequence + 1))}
+    return rows.get(sequence - 1), rows.get(sequence), rows.get(sequence + 1)
+
+
 def insert(q: Queryable, **values: Any) -> None:
     q.execute(
         f"INSERT INTO segments({', '.join(SEGMENT_COLUMNS)}) VALUES({', '.join('?' * len(SEGMENT_COLUMNS))})",

@@ -327,6 +327,19 @@ def test_a_refused_upload_was_read_no_further_than_its_read_ahead_and_left_nothi
         assert created.offset == len(data) and svc.path(created.upload_id).read_bytes() == data
         assert svc._read_ahead.held == 0
 
+        # accepted, then refused before its body is written (a malformed Upload-Checksum): what was read
+        # early is given back, and nothing is left in staging
+        checked.clear()
+        bad = {**headers, "Upload-Checksum": "sha256 not-base64!"}
+        job = asyncio.ensure_future(svc.create(request("POST", bad, chunks), accept))
+        await asyncio.sleep(0.3)
+        checked.set()
+        with pytest.raises(ApiError) as malformed:
+            await job
+        assert malformed.value.status == 400
+        assert svc._read_ahead.held == 0, "the bytes read early are given back to the budget"
+        assert [p.name for p in (tmp_path / "uploads").iterdir()] == [created.upload_id + ".part"]
+
         # while uploads are being turned away (503), a new one is not read ahead: it may well be refused too
         svc.admission.last_refused = time.monotonic()
         assert svc.admission.at_limit_lately()

@@ -290,6 +290,7 @@ class EarlyBody:
             if self._held >= self._limit or self._budget.spent():
                 break
             nxt = asyncio.ensure_future(self._chunks.__anext__())
+            nxt.add_done_callback(_looked_at)  # a disconnect nobody awaits any more is no error to log
             await asyncio.wait({job, nxt}, return_when=asyncio.FIRST_COMPLETED)
             if not nxt.done():
                 self._next = nxt  # the job finished first: this read goes on, and is the next piece
@@ -329,6 +330,11 @@ class EarlyBody:
             nxt, self._next = self._next, None
             return await nxt
         return await self._chunks.__anext__()
+
+
+def _looked_at(f: asyncio.Future[Any]) -> None:
+    if not f.cancelled():
+        f.exception()  # marks it retrieved; whoever awaits the future still gets it
 
 
 class ReadAheadBudget:

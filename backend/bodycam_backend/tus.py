@@ -406,6 +406,8 @@ class TusService:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._remove_staged, upload_id)
             raise
+        finally:
+            body.discard()  # whatever was read early and not written (no upload body, or it ended) is given back
         log.debug(
             "upload created",
             extra={

@@ -305,12 +305,11 @@ class EarlyBody:
                 self._budget.take(len(piece))
 
     def discard(self) -> None:
-        """The request was refused: drop what was read early, stop the read in progress."""
+        """Done with the request (refused, or its body no longer wanted): give back what was read early and
+        not taken, and stop the read in progress, if any."""
         self._release()
-        if self._next is not None and not self._next.done():
-            self._next.cancel()
-        elif self._next is not None and not self._next.cancelled():
-            self._next.exception()  # looked at: nothing to report
+        if self._next is not None:
+            self._next.cancel()  # a read already done stays as it was (and was looked at: ``_looked_at``)
         self._next = None
 
     def _release(self) -> None:

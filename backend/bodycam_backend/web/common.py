@@ -96,6 +96,14 @@ def refused(request: Request, e: ApiError, s: WebSession | None) -> Response:
     return render(request, "error.html", status=e.status, message=e.message, session=s)
 
 
+def as_page(request: Request, s: WebSession, view: Callable[..., Response], *args: Any) -> Response:
+    """``view(request, s, *args)``, a refusal answered as an HTML page with the reason (not JSON)."""
+    try:
+        return view(request, s, *args)
+    except ApiError as e:
+        return refused(request, e, s)
+
+
 FormView = Callable[[Request, WebSession, FormData], Response]
 
 
@@ -108,14 +116,7 @@ def form_post(view: FormView) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         s = await anyio.to_thread.run_sync(page_session, request)
         form = await request.form()
-
-        def act() -> Response:
-            try:
-                return view(request, s, form)
-            except ApiError as e:
-                return refused(request, e, s)
-
-        return await anyio.to_thread.run_sync(act)
+        return await anyio.to_thread.run_sync(as_page, request, s, view, form)
 
     return run
 

@@ -26,7 +26,7 @@ from ..data import review as q
 from ..data import segments
 from ..errors import ApiError
 from ..store import segment_key
-from .common import actor, backend_of, check_csrf, data_session, form_post, page_session, refused, render
+from .common import actor, as_page, backend_of, check_csrf, data_session, form_post, page_session, render
 
 log = logging.getLogger("bodycam.backend.web")
 PER_PAGE = 50
@@ -39,11 +39,7 @@ def page(view: Any) -> Any:
 
     @wraps(view)
     def run(request: Request) -> Response:
-        s = page_session(request)
-        try:
-            return view(request, s)
-        except ApiError as e:
-            return refused(request, e, s)
+        return as_page(request, page_session(request), view)
 
     return run
 
